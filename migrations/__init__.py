@@ -1,0 +1,1 @@
+"""Alembic migrations of ntorque's schema (shipped as ntorque.migrations)."""

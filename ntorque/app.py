@@ -1,0 +1,166 @@
+"""Wiring and lifecycle: build every part, start the loops, stop gracefully.
+
+Everything runs on one IOLoop: the HTTP API, the consumer and the
+requeuer's PeriodicCallback. Nothing imports this module but `__main__`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import sys
+
+import tornado.autoreload
+import tornado.web
+from tornado.httpserver import HTTPServer
+from tornado.ioloop import PeriodicCallback
+
+from . import api, database
+from .auth import Applications, Authenticator
+from .channel import make_channel
+from .config import Settings
+from .consumer import Consumer
+from .events import Events
+from .queue import Queue
+from .requeuer import Requeuer
+from .store import Store
+from .webhook import Webhook, make_client
+
+log = logging.getLogger(__name__)
+
+# Bodies over the limit get a JSON 413 from the handler, so the server itself
+# must let them reach it; the handler streams and counts.
+SERVER_MAX_BODY_BYTES = 1 << 40
+
+
+class Node:
+    """One ntorque process: its parts and their start and stop."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.engine = database.make_engine(settings)
+        self.store = Store(self.engine)
+        self.channel = make_channel(settings.redis_url, settings.redis_channel)
+        self.events = Events()
+        self.queue = Queue(
+            self.store,
+            self.channel,
+            self.events,
+            min_due_delay_s=settings.min_due_delay_s,
+            max_due_delay_s=settings.max_due_delay_s,
+            max_retries=settings.max_retries,
+            backoff_kind=settings.backoff,
+        )
+        self.authenticator = Authenticator(self.store, cache_s=settings.auth_cache_s)
+        self.webhook = Webhook(
+            make_client(settings.concurrency),
+            max_retries=settings.max_retries,
+            transient_codes=settings.transient_codes,
+            ca_certs=settings.ca_certs or None,
+        )
+        self.consumer = Consumer(self.queue, self.webhook, concurrency=settings.concurrency)
+        self.requeuer = Requeuer(
+            self.queue,
+            batch=settings.requeue_batch,
+            cleanup_after_s=settings.cleanup_after_days * 86400,
+            cleanup_interval_s=settings.cleanup_interval_s,
+            cleanup_batch=settings.cleanup_batch,
+        )
+        self.server: HTTPServer | None = None
+        self.consuming: asyncio.Task[None] | None = None
+        self.requeuing: PeriodicCallback | None = None
+        self.first_requeue: asyncio.Future[None] | None = None
+        self.stopped = asyncio.Event()
+        self.failed = False
+
+    def web_app(self) -> tornado.web.Application:
+        options = api.ApiOptions(
+            authenticate=self.settings.authenticate,
+            max_body_bytes=self.settings.max_body_bytes,
+            default_timeout_s=self.settings.default_timeout_s,
+            max_timeout_s=self.settings.max_due_delay_s,
+            enable_hsts=self.settings.enable_hsts,
+            hsts_protocol_header=self.settings.hsts_protocol_header,
+        )
+        dependencies = {
+            "queue": self.queue,
+            "authenticator": self.authenticator,
+            "options": options,
+        }
+        return tornado.web.Application(
+            api.routes(**dependencies),
+            default_handler_class=api.NotFoundHandler,
+            default_handler_args=dependencies,
+            autoreload=self.settings.development,
+            serve_traceback=False,
+        )
+
+    async def start(self) -> None:
+        if self.settings.authenticate:
+            key = await Applications(self.store).create_default()
+            if key:
+                print(f"ntorque: created application 'default'; its API key: {key}", flush=True)
+        role = self.settings.role
+        if role in ("all", "web"):
+            self.server = HTTPServer(self.web_app(), max_body_size=SERVER_MAX_BODY_BYTES)
+            self.server.listen(self.settings.port, self.settings.host)
+            log.info("listening on http://%s:%s", self.settings.host, self.settings.port)
+        if role in ("all", "worker"):
+            self.consuming = asyncio.ensure_future(self.consumer.run())
+            self.consuming.add_done_callback(self._loop_ended)
+            self.requeuing = PeriodicCallback(
+                self.requeuer.tick, self.settings.requeue_interval_s * 1000
+            )
+            self.requeuing.start()
+            self.first_requeue = asyncio.ensure_future(self.requeuer.tick())  # recover at once
+            log.info("consuming with concurrency %s", self.settings.concurrency)
+
+    def _loop_ended(self, _: asyncio.Task[None]) -> None:
+        if not self.stopped.is_set():
+            log.error("the consumer loop ended unexpectedly: stopping")
+            self.failed = True
+            self.stopped.set()
+
+    async def stop(self) -> None:
+        """Stop accepting, stop popping, let calls in flight finish (up to the grace)."""
+        self.stopped.set()
+        if self.server:
+            self.server.stop()
+        if self.requeuing:
+            self.requeuing.stop()
+        self.consumer.stop()
+        if self.consuming:
+            await asyncio.wait([self.consuming], timeout=5)
+        cut = await self.consumer.drain(self.settings.shutdown_grace_s)
+        if cut:
+            log.warning("stopped with %s calls unfinished: they will be performed again", cut)
+        if self.server:
+            await self.server.close_all_connections()
+        await self.channel.close()
+        await self.engine.dispose()
+        log.info("stopped")
+
+
+async def serve(settings: Settings) -> int:
+    """Run a node until SIGTERM or SIGINT; exit status 0 after a clean stop."""
+    node = Node(settings)
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, node.stopped.set)
+    if settings.development:
+        tornado.autoreload.start()
+    await node.start()
+    await node.stopped.wait()
+    log.info("stopping")
+    await node.stop()
+    return 1 if node.failed else 0
+
+
+def setup_logging(development: bool) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if development else logging.INFO,
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s %(message)s",
+    )
+    logging.getLogger("tornado.access").setLevel(logging.WARNING)

@@ -1,0 +1,65 @@
+"""The requeuer: every few seconds, re-notify due tasks; now and then, clean up.
+
+A lost notification therefore costs only latency, and a task whose consumer
+died is found again once its lease has run out.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from .errors import StorageUnavailable
+from .queue import Queue
+
+log = logging.getLogger(__name__)
+
+
+class Requeuer:
+    def __init__(
+        self,
+        queue: Queue,
+        *,
+        batch: int,
+        cleanup_after_s: float,
+        cleanup_interval_s: float,
+        cleanup_batch: int,
+    ) -> None:
+        self.queue = queue
+        self.batch = batch
+        self.cleanup_after_s = cleanup_after_s
+        self.cleanup_interval_s = cleanup_interval_s
+        self.cleanup_batch = cleanup_batch
+        self._next_cleanup = 0.0
+        self._busy = False
+
+    async def run_once(self) -> tuple[int, int]:
+        """(tasks re-notified, tasks deleted) in this round."""
+        notified = await self._requeue()
+        deleted = 0
+        if time.monotonic() >= self._next_cleanup:
+            deleted = await self.queue.cleanup(self.cleanup_after_s, self.cleanup_batch)
+            if deleted < self.cleanup_batch:  # caught up: wait for the next interval
+                self._next_cleanup = time.monotonic() + self.cleanup_interval_s
+        return notified, deleted
+
+    async def _requeue(self) -> int:
+        # Ids still waiting in the channel will be reached anyway: pushing due
+        # tasks again while a backlog is waiting would only pile up duplicates.
+        if await self.queue.channel.depth() >= self.batch:
+            return 0
+        return await self.queue.requeue(self.batch)
+
+    async def tick(self) -> None:
+        """One PeriodicCallback round; never overlaps a round still running."""
+        if self._busy:
+            return
+        self._busy = True
+        try:
+            await self.run_once()
+        except StorageUnavailable:
+            log.warning("requeue: database unavailable, trying again next round")
+        except Exception:
+            log.exception("requeue: unexpected error, trying again next round")
+        finally:
+            self._busy = False

@@ -1,0 +1,249 @@
+"""All SQL. Every state transition of a task is one guarded statement here, so
+the database settles races, never Python locks. Nothing above this module
+writes SQL; nothing here knows about HTTP or channels.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Sequence
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from . import tables
+from .errors import StorageUnavailable
+from .tables import applications, attempts, tasks
+from .tasks import FINISHED, UNFINISHED, NewTask, Outcome, Status, Task
+
+log = logging.getLogger(__name__)
+
+_UNAVAILABLE = (sa.exc.OperationalError, sa.exc.InterfaceError, OSError, asyncio.TimeoutError)
+
+
+class Store:
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+
+    @contextlib.asynccontextmanager
+    async def _begin(self) -> AsyncIterator[AsyncConnection]:
+        """A transaction; an unreachable database becomes StorageUnavailable."""
+        try:
+            async with self.engine.begin() as conn:
+                yield conn
+        except _UNAVAILABLE as error:
+            raise StorageUnavailable() from error
+        except sa.exc.DBAPIError as error:
+            if error.connection_invalidated or _is_disk_error(error):
+                raise StorageUnavailable() from error
+            raise
+
+    # -- tasks ---------------------------------------------------------------
+
+    async def insert(self, spec: NewTask, now: float) -> Task:
+        """Store a pending task, due now; committed when this returns."""
+        values = {
+            "app_id": spec.app_id,
+            "url": spec.url,
+            "method": spec.method,
+            "timeout_s": spec.timeout_s,
+            "body": spec.body,
+            "content_type": spec.content_type,
+            "charset": spec.charset,
+            "headers": [list(pair) for pair in spec.headers],
+            "status": Status.PENDING.value,
+            "retry_count": 0,
+            "due": now,
+            "created": now,
+            "modified": now,
+        }
+        async with self._begin() as conn:
+            row = (await conn.execute(tasks.insert().values(values).returning(*tasks.c))).one()
+        return _task(row)
+
+    async def get(self, task_id: int) -> Task | None:
+        async with self._begin() as conn:
+            row = (await conn.execute(tasks.select().where(tasks.c.id == task_id))).first()
+        return _task(row) if row else None
+
+    async def acquire(
+        self, ids: Sequence[int], now: float, lease_extra_s: float, max_retries: int
+    ) -> list[Task]:
+        """Take the given tasks that are unfinished, due and not out of attempts.
+
+        One statement: the retry count goes up by one and the due date moves to
+        now + the task's timeout + lease_extra_s, so it outlasts the web-hook
+        call. A stale or duplicate id simply matches no row.
+        """
+        if not ids:
+            return []
+        statement = (
+            tasks.update()
+            .where(
+                tasks.c.id.in_(list(ids)),
+                tasks.c.status.in_([s.value for s in UNFINISHED]),
+                tasks.c.due <= now,
+                tasks.c.retry_count < max_retries,
+            )
+            .values(
+                status=Status.IN_PROGRESS.value,
+                retry_count=tasks.c.retry_count + 1,
+                due=sa.literal(now) + tasks.c.timeout_s + lease_extra_s,
+                modified=now,
+            )
+            .returning(*tasks.c)
+        )
+        async with self._begin() as conn:
+            rows = (await conn.execute(statement)).all()
+        return sorted((_task(row) for row in rows), key=lambda task: task.id)
+
+    async def settle(
+        self, task: Task, outcome: Outcome, status: Status, due: float, now: float
+    ) -> Task | None:
+        """Record the attempt; then set the result, guarded by the attempt number.
+
+        Returns None when a newer attempt owns the task (this answer came too
+        late); the attempt is recorded all the same.
+        """
+        attempt = {
+            "task_id": task.id,
+            "number": task.retry_count,
+            "started": outcome.started,
+            "duration_s": outcome.duration_s,
+            "status_code": outcome.status_code,
+            "error": outcome.error,
+        }
+        statement = (
+            tasks.update()
+            .where(
+                tasks.c.id == task.id,
+                tasks.c.retry_count == task.retry_count,
+                tasks.c.status == Status.IN_PROGRESS.value,
+            )
+            .values(
+                status=status.value,
+                due=due,
+                modified=now,
+                last_status_code=outcome.status_code,
+                last_error=outcome.error,
+            )
+            .returning(*tasks.c)
+        )
+        async with self._begin() as conn:
+            await conn.execute(attempts.insert().values(attempt))
+            row = (await conn.execute(statement)).first()
+        return _task(row) if row else None
+
+    async def due_ids(self, now: float, limit: int, max_retries: int) -> list[int]:
+        """Unfinished tasks whose due date has passed, oldest first."""
+        statement = (
+            sa.select(tasks.c.id)
+            .where(
+                tasks.c.status.in_([s.value for s in UNFINISHED]),
+                tasks.c.due <= now,
+                tasks.c.retry_count < max_retries,
+            )
+            .order_by(tasks.c.due)
+            .limit(limit)
+        )
+        async with self._begin() as conn:
+            return list((await conn.execute(statement)).scalars())
+
+    async def expire(self, now: float, max_retries: int) -> list[Task]:
+        """Fail tasks out of attempts whose last lease ran out unsettled
+        (their consumer died during the final attempt)."""
+        statement = (
+            tasks.update()
+            .where(
+                tasks.c.status.in_([s.value for s in UNFINISHED]),
+                tasks.c.due <= now,
+                tasks.c.retry_count >= max_retries,
+            )
+            .values(
+                status=Status.FAILED.value,
+                modified=now,
+                last_error="no answer within the timeout on the final attempt",
+            )
+            .returning(*tasks.c)
+        )
+        async with self._begin() as conn:
+            return [_task(row) for row in (await conn.execute(statement)).all()]
+
+    async def cleanup(self, before: float, limit: int) -> int:
+        """Delete up to `limit` finished tasks last changed before `before`."""
+        chosen = (
+            sa.select(tasks.c.id)
+            .where(tasks.c.status.in_([s.value for s in FINISHED]), tasks.c.modified < before)
+            .order_by(tasks.c.modified)
+            .limit(limit)
+        )
+        async with self._begin() as conn:
+            ids = list((await conn.execute(chosen)).scalars())
+            if ids:
+                await conn.execute(attempts.delete().where(attempts.c.task_id.in_(ids)))
+                await conn.execute(tasks.delete().where(tasks.c.id.in_(ids)))
+        return len(ids)
+
+    async def attempts(self, task_id: int) -> list[dict[str, Any]]:
+        statement = (
+            attempts.select().where(attempts.c.task_id == task_id).order_by(attempts.c.number)
+        )
+        async with self._begin() as conn:
+            return [dict(row._mapping) for row in (await conn.execute(statement)).all()]
+
+    # -- applications --------------------------------------------------------
+
+    async def create_app(self, name: str, key_hash: str, now: float) -> dict[str, Any]:
+        values = {"name": name, "key_hash": key_hash, "active": True, "created": now}
+        async with self._begin() as conn:
+            row = (
+                await conn.execute(applications.insert().values(values).returning(*applications.c))
+            ).one()
+        return dict(row._mapping)
+
+    async def app_by_key_hash(self, key_hash: str) -> dict[str, Any] | None:
+        statement = applications.select().where(applications.c.key_hash == key_hash)
+        async with self._begin() as conn:
+            row = (await conn.execute(statement)).first()
+        return dict(row._mapping) if row else None
+
+    async def app_by_name(self, name: str) -> dict[str, Any] | None:
+        statement = applications.select().where(applications.c.name == name)
+        async with self._begin() as conn:
+            row = (await conn.execute(statement)).first()
+        return dict(row._mapping) if row else None
+
+    async def list_apps(self) -> list[dict[str, Any]]:
+        statement = applications.select().order_by(applications.c.id)
+        async with self._begin() as conn:
+            return [dict(row._mapping) for row in (await conn.execute(statement)).all()]
+
+    async def update_app(self, name: str, **values: Any) -> bool:
+        statement = applications.update().where(applications.c.name == name).values(**values)
+        async with self._begin() as conn:
+            return bool((await conn.execute(statement)).rowcount)
+
+    async def count_apps(self) -> int:
+        statement = sa.select(sa.func.count()).select_from(applications)
+        async with self._begin() as conn:
+            return int((await conn.execute(statement)).scalar_one())
+
+
+def _task(row: sa.Row[Any]) -> Task:
+    values = dict(row._mapping)
+    values["status"] = Status(values["status"])
+    values["headers"] = tuple((str(name), str(value)) for name, value in values["headers"])
+    values["body"] = bytes(values["body"])
+    return Task(**values)
+
+
+def _is_disk_error(error: sa.exc.DBAPIError) -> bool:
+    """SQLite's full disk or read-only file: the database cannot take writes."""
+    text = str(error.orig).lower()
+    return any(word in text for word in ("disk", "readonly", "read-only", "locked"))
+
+
+__all__ = ["Store", "tables"]

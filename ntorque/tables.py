@@ -1,0 +1,86 @@
+"""SQLAlchemy Core tables, shared by store.py and migrations/env.py.
+
+Times are UTC seconds since the epoch (double precision): the guarded
+statements add a task's own timeout to "now" in plain SQL arithmetic that
+reads the same on PostgreSQL and SQLite.
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+metadata = sa.MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+        "ck": "ck_%(table_name)s_%(constraint_name)s",
+    }
+)
+
+Id = sa.BigInteger().with_variant(sa.Integer(), "sqlite")  # SQLite autoincrements INTEGER only
+
+applications = sa.Table(
+    "applications",
+    metadata,
+    sa.Column("id", Id, primary_key=True),
+    sa.Column("name", sa.String(100), nullable=False, unique=True),
+    sa.Column("key_hash", sa.String(64), nullable=False, unique=True),
+    sa.Column("active", sa.Boolean, nullable=False, default=True),
+    sa.Column("created", sa.Float, nullable=False),
+)
+
+UNFINISHED_SQL = "status IN ('pending', 'in_progress')"
+FINISHED_SQL = "status IN ('completed', 'failed')"
+
+tasks = sa.Table(
+    "tasks",
+    metadata,
+    sa.Column("id", Id, primary_key=True),
+    sa.Column("app_id", Id, sa.ForeignKey("applications.id"), nullable=True),
+    sa.Column("url", sa.Text, nullable=False),
+    sa.Column("method", sa.String(8), nullable=False),
+    sa.Column("timeout_s", sa.Integer, nullable=False),
+    sa.Column("body", sa.LargeBinary, nullable=False),
+    sa.Column("content_type", sa.String(255), nullable=False),
+    sa.Column("charset", sa.String(64), nullable=False),
+    sa.Column("headers", sa.JSON, nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("retry_count", sa.Integer, nullable=False),
+    sa.Column("due", sa.Float, nullable=False),
+    sa.Column("created", sa.Float, nullable=False),
+    sa.Column("modified", sa.Float, nullable=False),
+    sa.Column("last_status_code", sa.Integer, nullable=True),
+    sa.Column("last_error", sa.Text, nullable=True),
+    # Due work, oldest first: the requeuer's and the acquire's query.
+    sa.Index(
+        "ix_tasks_due_unfinished",
+        "due",
+        postgresql_where=sa.text(UNFINISHED_SQL),
+        sqlite_where=sa.text(UNFINISHED_SQL),
+    ),
+    # An application's recent tasks.
+    sa.Index("ix_tasks_app_id_id", "app_id", "id"),
+    # Cleanup of old finished tasks.
+    sa.Index(
+        "ix_tasks_modified_finished",
+        "modified",
+        postgresql_where=sa.text(FINISHED_SQL),
+        sqlite_where=sa.text(FINISHED_SQL),
+    ),
+    sqlite_autoincrement=True,  # never hand out the id of a deleted task again
+)
+
+attempts = sa.Table(
+    "attempts",
+    metadata,
+    sa.Column("id", Id, primary_key=True),
+    sa.Column("task_id", Id, sa.ForeignKey("tasks.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("number", sa.Integer, nullable=False),
+    sa.Column("started", sa.Float, nullable=False),
+    sa.Column("duration_s", sa.Float, nullable=False),
+    sa.Column("status_code", sa.Integer, nullable=True),
+    sa.Column("error", sa.Text, nullable=True),
+    sa.Index("ix_attempts_task_id_number", "task_id", "number"),
+)

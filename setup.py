@@ -1,0 +1,44 @@
+"""Packaging for ntorque: a self-hosted, durable web-hook task queue."""
+
+from setuptools import setup
+
+setup(
+    name="ntorque",
+    version="0.1.0",
+    description="Self-hosted, durable web-hook task queue in one Tornado process",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    python_requires=">=3.11",
+    # migrations/ lives at the top of the repository (Alembic's home) but ships
+    # inside the package, so an installed ntorque can migrate its own database.
+    packages=["ntorque", "ntorque.migrations", "ntorque.migrations.versions"],
+    package_dir={
+        "ntorque": "ntorque",
+        "ntorque.migrations": "migrations",
+        "ntorque.migrations.versions": "migrations/versions",
+    },
+    package_data={"ntorque.migrations": ["script.py.mako"]},
+    install_requires=[
+        "tornado>=6.4",
+        "pycurl>=7.45",
+        "sqlalchemy[asyncio]>=2.0.30",
+        "asyncpg>=0.29",
+        "aiosqlite>=0.20",
+        "alembic>=1.13",
+        "redis>=5.0",
+        "jinja2>=3.1",
+        "pyyaml>=6.0",
+    ],
+    extras_require={
+        "test": [
+            "pytest>=8",
+            "pytest-asyncio>=0.24",
+            "pytest-timeout>=2.3",
+            "trustme>=1.1",
+            "ruff>=0.6",
+            "mypy>=1.11",
+            "types-PyYAML",
+        ],
+    },
+    entry_points={"console_scripts": ["ntorque = ntorque.__main__:main"]},
+)
