@@ -6,6 +6,7 @@ notification). Handlers and loops call this; nothing here knows HTTP.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -40,6 +41,7 @@ class Queue:
         self.max_retries = max_retries
         self.backoff_kind = backoff_kind
         self.clock = clock
+        self._pushes: set[asyncio.Future[None]] = set()
 
     async def enqueue(self, spec: NewTask) -> Task:
         """Commit the task, then notify. Returns only once the task is durable."""
@@ -81,7 +83,21 @@ class Queue:
             outcome.error, outcome.duration_s,
         )  # fmt: skip
         self.events.publish(settled)
+        if settled.status is Status.PENDING:
+            self._notify_at(settled)
         return settled
+
+    def _notify_at(self, task: Task) -> None:
+        """Notify a retry when it falls due. Only a shortcut: if this process
+        dies first, the requeuer finds the task all the same."""
+        loop = asyncio.get_running_loop()
+        delay = max(task.due - self.clock(), 0.0)
+        loop.call_later(delay, self._push_soon, task.id)
+
+    def _push_soon(self, task_id: int) -> None:
+        push = asyncio.ensure_future(self.channel.push([task_id]))
+        self._pushes.add(push)
+        push.add_done_callback(self._pushes.discard)
 
     def _next_state(self, task: Task, verdict: Verdict, now: float) -> tuple[Status, float]:
         if verdict is Verdict.COMPLETED:

@@ -321,14 +321,12 @@ class HookServer:
 
     # -- server thread -------------------------------------------------------
 
-    def _run(
-        self, sockets: list[socket.socket], ssl_context: ssl.SSLContext | None
-    ) -> None:
+    def _run(self, sockets: list[socket.socket], ssl_context: ssl.SSLContext | None) -> None:
         loop = IOLoop(make_current=False)
         self._loop = loop
         try:
             loop.run_sync(lambda: self._serve(sockets, ssl_context))
-        except BaseException as exc:  # noqa: BLE001 - reported by start()
+        except BaseException as exc:
             self._error = exc
         finally:
             for sock in sockets:
@@ -379,9 +377,7 @@ class HookServer:
         """Snapshot of calls in arrival order, optionally for one exact path."""
         return self._recorder.snapshot(path)
 
-    def wait_for_calls(
-        self, path: str, count: int, timeout_s: float = 10.0
-    ) -> list[Call]:
+    def wait_for_calls(self, path: str, count: int, timeout_s: float = 10.0) -> list[Call]:
         """Wait until path has at least count calls; return all of them.
 
         Blocks the calling thread: in async tests use wait_for_calls_async.
@@ -400,9 +396,7 @@ class HookServer:
             await asyncio.sleep(POLL_INTERVAL_S)
         return found
 
-    def _poll(
-        self, path: str, count: int, deadline: float, timeout_s: float
-    ) -> list[Call] | None:
+    def _poll(self, path: str, count: int, deadline: float, timeout_s: float) -> list[Call] | None:
         """The calls if there are enough, None to keep waiting, or raise."""
         found = self.calls(path)
         if len(found) >= count:

@@ -37,9 +37,7 @@ def fetch(
     request = urllib.request.Request(url, data=body, method=method)
     for name, value in (headers or {}).items():
         request.add_header(name, value)
-    handlers: list[urllib.request.BaseHandler] = [
-        urllib.request.HTTPSHandler(context=context)
-    ]
+    handlers: list[urllib.request.BaseHandler] = [urllib.request.HTTPSHandler(context=context)]
     if not follow:
         handlers.append(_NoRedirect())
     opener = urllib.request.build_opener(*handlers)
@@ -68,13 +66,9 @@ def test_status_codes_come_back(hooks: HookServer) -> None:
 
 
 @pytest.mark.parametrize("method", ["GET", "POST", "PUT", "PATCH", "DELETE"])
-def test_calls_recorded_with_method_headers_and_body(
-    hooks: HookServer, method: str
-) -> None:
+def test_calls_recorded_with_method_headers_and_body(hooks: HookServer, method: str) -> None:
     body = bytes(range(256)) * 3 + b"\r\n\x00end"
-    status, _, _ = fetch(
-        hooks.url("/status/201/rec?a=1&b=2"), method, body, {"X-Token": "Sekret"}
-    )
+    status, _, _ = fetch(hooks.url("/status/201/rec?a=1&b=2"), method, body, {"X-Token": "Sekret"})
     assert status == 201
     [call] = hooks.calls("/status/201/rec")
     assert isinstance(call, Call)
@@ -97,9 +91,7 @@ def test_large_body_and_calls_filter_and_clear(hooks: HookServer) -> None:
 def test_slow_does_not_block_other_requests(hooks: HookServer) -> None:
     done: list[float] = []
     start = time.monotonic()
-    slow = threading.Thread(
-        target=lambda: done.append(fetch(hooks.url("/slow/0.5/x"))[0])
-    )
+    slow = threading.Thread(target=lambda: done.append(fetch(hooks.url("/slow/0.5/x"))[0]))
     slow.start()
     hooks.wait_for_calls("/slow/0.5/x", 1)
     assert fetch(hooks.url("/status/200/fast"))[0] == 200

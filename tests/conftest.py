@@ -1,0 +1,100 @@
+"""Fixtures: hermetic settings, the real services, backends, hook server."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from tests import services
+from tests.hookserver import HookServer
+from tests.server import NtorqueServer
+
+# Hermetic: the developer's own settings never leak into a test.
+for _name in list(os.environ):
+    if _name.startswith(("NTORQUE_", "SQLALCHEMY_")) or _name in (
+        "DATABASE_URL",
+        "REDIS_URL",
+        "MODE",
+        "PORT",
+        "HSTS_PROTOCOL_HEADER",
+    ):
+        del os.environ[_name]
+
+BACKENDS = ("sqlite", "postgres")
+
+
+@dataclass
+class Backend:
+    """Where a test's ntorque keeps tasks and sends notifications."""
+
+    name: str
+    database_url: str
+    redis_url: str = ""
+    redis_channel: str = field(default_factory=lambda: services.unique_name("ntorque_channel"))
+
+    def environ(self) -> dict[str, str]:
+        env = {"DATABASE_URL": self.database_url, "NTORQUE_REDIS_CHANNEL": self.redis_channel}
+        if self.redis_url:
+            env["REDIS_URL"] = self.redis_url
+        return env
+
+
+@pytest.fixture(scope="session")
+def postgres_databases() -> Iterator[services.PostgresDatabases]:
+    databases = services.PostgresDatabases()
+    try:
+        databases.setup()
+    except Exception as error:
+        services.missing("PostgreSQL", error)
+    yield databases
+    databases.drop_all()
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> str:
+    try:
+        services.check_redis()
+    except Exception as error:
+        services.missing("Redis", error)
+    return services.REDIS_URL
+
+
+def make_backend(
+    request: pytest.FixtureRequest, name: str, directory: Path
+) -> Backend:
+    if name == "sqlite":
+        return Backend("sqlite", f"sqlite:///{directory / 'ntorque.db'}")
+    databases = request.getfixturevalue("postgres_databases")
+    return Backend("postgres", databases.new(), request.getfixturevalue("redis_url"))
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Backend:
+    """A fresh, migrated backend for one test: SQLite + in-process, or PostgreSQL + Redis."""
+    return make_backend(request, request.param, tmp_path)
+
+
+@pytest.fixture(scope="module", params=BACKENDS)
+def module_backend(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Backend:
+    """Like `backend`, shared by a module's tests (one server per backend)."""
+    return make_backend(request, request.param, tmp_path_factory.mktemp(request.param))
+
+
+@pytest.fixture(scope="session")
+def hooks() -> Iterator[HookServer]:
+    """A recording web-hook server on 127.0.0.1; tests use unique paths."""
+    with HookServer() as server:
+        yield server
+
+
+def server_for(
+    backend: Backend, workdir: Path, args: tuple[str, ...] = (), **settings: str
+) -> NtorqueServer:
+    """An ntorque subprocess on this backend; settings are environment variables."""
+    return NtorqueServer(workdir, {**backend.environ(), **settings}, args)
