@@ -75,7 +75,8 @@ class NtorqueServer:
         )
 
     def full_environ(self) -> dict[str, str]:
-        env = {name: value for name, value in os.environ.items() if name in ("PATH", "HOME", "LANG")}
+        kept = ("PATH", "HOME", "LANG", "CI")
+        env = {name: value for name, value in os.environ.items() if name in kept}
         env.update({"PYTHONUNBUFFERED": "1", "NTORQUE_SHUTDOWN_GRACE": "10"})
         env.update(self.environ)
         return env
