@@ -11,7 +11,6 @@ import logging
 import signal
 import sys
 
-import tornado.autoreload
 import tornado.web
 from tornado.httpserver import HTTPServer
 from tornado.ioloop import PeriodicCallback
@@ -148,8 +147,6 @@ async def serve(settings: Settings) -> int:
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, node.stopped.set)
-    if settings.development:
-        tornado.autoreload.start()
     await node.start()
     await node.stopped.wait()
     log.info("stopping")

@@ -21,6 +21,12 @@ from .tasks import FINISHED, UNFINISHED, NewTask, Outcome, Status, Task
 
 log = logging.getLogger(__name__)
 
+# A fresh task (never attempted) may be acquired this much before its due
+# date, so a consumer whose clock runs a little behind the enqueuing node's
+# does not drop its notification. Leases and retries (retry_count >= 1) get
+# no such slack: their due dates hold exactly.
+FRESH_TASK_CLOCK_SKEW_S = 1.0
+
 _UNAVAILABLE = (sa.exc.OperationalError, sa.exc.InterfaceError, OSError, asyncio.TimeoutError)
 
 
@@ -85,7 +91,12 @@ class Store:
             .where(
                 tasks.c.id.in_(list(ids)),
                 tasks.c.status.in_([s.value for s in UNFINISHED]),
-                tasks.c.due <= now,
+                sa.or_(
+                    tasks.c.due <= now,
+                    sa.and_(
+                        tasks.c.retry_count == 0, tasks.c.due <= now + FRESH_TASK_CLOCK_SKEW_S
+                    ),
+                ),
                 tasks.c.retry_count < max_retries,
             )
             .values(
