@@ -46,8 +46,13 @@ class Consumer:
     async def run_once(self, pop_timeout_s: float = BLOCKING_POP_S) -> list[Task]:
         """Wait for a free slot, pop ids, acquire them, start their calls."""
         await self._free_slot()
+        if self._stopping:
+            return []
         free = self.concurrency - len(self.in_flight)
         ids = await self.queue.channel.pop(free, pop_timeout_s)
+        if self._stopping:  # stopped while popping: start nothing new, hand the ids back
+            await self.queue.channel.push(ids)
+            return []
         tasks = await self.queue.acquire(ids) if ids else []
         for task in tasks:
             self._start(task)
@@ -65,7 +70,7 @@ class Consumer:
             log.error("consumer: a call ended with an error", exc_info=job.exception())
 
     async def _free_slot(self) -> None:
-        while len(self.in_flight) >= self.concurrency:
+        while len(self.in_flight) >= self.concurrency and not self._stopping:
             self._slot_freed.clear()
             await self._slot_freed.wait()
 
@@ -95,6 +100,7 @@ class Consumer:
     def stop(self) -> None:
         """Stop popping; calls in flight go on."""
         self._stopping = True
+        self._slot_freed.set()  # wake a loop waiting for a slot, so it ends now
 
     async def drain(self, grace_s: float) -> int:
         """Wait up to grace_s for calls in flight; return how many were cut off."""

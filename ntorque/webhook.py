@@ -12,7 +12,7 @@ import ssl
 import time
 from collections.abc import Collection
 
-from tornado.httpclient import AsyncHTTPClient, HTTPRequest, HTTPResponse
+from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest, HTTPResponse
 
 from .tasks import Outcome, Task, Verdict
 
@@ -95,21 +95,25 @@ class Webhook:
         clock = time.monotonic()
         try:
             response = await self.client.fetch(self.request(task), raise_error=False)
-        except Exception as error:  # an invalid request or a client bug: not retried forever
+        except HTTPClientError as error:  # a network error (599): raised despite raise_error=False
+            return Outcome(
+                Verdict.RETRY, started, time.monotonic() - clock, None, _network_error(error)
+            )
+        except Exception as error:  # a request curl refuses: retried, up to max_retries
             log.warning("task %s could not be called: %s", task.id, error)
             return Outcome(Verdict.RETRY, started, time.monotonic() - clock, None, str(error))
         return self.outcome(response, started, time.monotonic() - clock)
 
     def outcome(self, response: HTTPResponse, started: float, duration_s: float) -> Outcome:
         if response.code == 599 or (response.error and not response.code):
-            return Outcome(Verdict.RETRY, started, duration_s, None, _network_error(response))
+            return Outcome(Verdict.RETRY, started, duration_s, None, _network_error(response.error))
         verdict = classify(response.code, self.transient_codes)
         error = None if verdict is Verdict.COMPLETED else _http_error(response)
         return Outcome(verdict, started, duration_s, response.code, error)
 
 
-def _network_error(response: HTTPResponse) -> str:
-    return str(response.error or "network error").removeprefix("HTTP 599: ")
+def _network_error(error: BaseException | None) -> str:
+    return str(error or "network error").removeprefix("HTTP 599: ")
 
 
 def _http_error(response: HTTPResponse) -> str:
