@@ -150,9 +150,16 @@ class RootHandler(JsonHandler):
             raise self._too_large()
 
     def data_received(self, chunk: bytes) -> None:
+        if self._finished:
+            return
         self._size += len(chunk)
         if self._size > self.api_options.max_body_bytes:
-            raise self._too_large()
+            # A body without Content-Length: answer 413 here, since an
+            # exception raised from data_received only drops the connection.
+            self._chunks.clear()
+            error = self._too_large()
+            self.send_error(error.status, exc_info=(type(error), error, None))
+            return
         self._chunks.append(chunk)
 
     def _too_large(self) -> PayloadTooLarge:
@@ -162,6 +169,8 @@ class RootHandler(JsonHandler):
         self.send_json(200, {"message": "ntorque is installed and running", "version": __version__})
 
     async def post(self) -> None:
+        if self._finished:  # the body was too large: answered already
+            return
         query = {name: self.get_query_argument(name) for name in self.request.query_arguments}
         spec = tasks.new_task(
             app_id=self.app.id if self.app else None,

@@ -1,0 +1,364 @@
+"""The command line: managing applications, migrations, settings, start and stop.
+
+Everything runs `python -m ntorque ...` (or the `ntorque` script) as a user
+would, on both backends.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import sysconfig
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import pytest
+
+from tests import services
+from tests.conftest import BACKENDS, Backend, server_for
+from tests.hookserver import HookServer
+from tests.server import NtorqueServer, free_port
+
+CREATED = re.compile(r"its API key: (\S+)")
+ROTATED = re.compile(r"new API key of .*: (\S+)")
+URL_SAFE_KEY = re.compile(r"[A-Za-z0-9_-]{40}")
+
+
+class CliServer(NtorqueServer):
+    """ntorque started with exactly the given arguments (no implied `serve --port`)."""
+
+    def __init__(
+        self, backend: Backend, workdir: Path, argv: tuple[str, ...], port: int, **settings: str
+    ) -> None:
+        super().__init__(workdir, {**backend.environ(), **settings})
+        self.argv = argv
+        self.port = port
+
+    def start(self, wait: bool = True) -> NtorqueServer:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        with open(self.stdout_path, "ab") as out, open(self.log_path, "ab") as err:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "ntorque", *self.argv],
+                env=self.full_environ(),
+                cwd=self.workdir,
+                stdout=out,
+                stderr=err,
+            )
+        self.starts += 1
+        if wait:
+            self.wait_ready()
+        return self
+
+
+@pytest.fixture(params=BACKENDS)
+def fresh_backend(request: pytest.FixtureRequest, tmp_path: Path) -> Backend:
+    """A backend whose database has never been migrated."""
+    if request.param == "sqlite":
+        return Backend("sqlite", f"sqlite:///{tmp_path / 'fresh.db'}")
+    databases: services.PostgresDatabases = request.getfixturevalue("postgres_databases")
+    return Backend("postgres", databases.new(migrated=False), request.getfixturevalue("redis_url"))
+
+
+def unique(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:10]}"
+
+
+def created_key(done: subprocess.CompletedProcess[str]) -> str:
+    match = CREATED.search(done.stdout)
+    assert match, (done.stdout, done.stderr)
+    return match.group(1)
+
+
+def refused(done: subprocess.CompletedProcess[str], *words: str) -> None:
+    """A command that failed with a one-line message naming words, no traceback."""
+    assert done.returncode != 0, (done.stdout, done.stderr)
+    assert "Traceback" not in done.stderr, done.stderr
+    for word in words:
+        assert word in done.stderr, (word, done.stderr)
+
+
+def try_serve(cli: NtorqueServer, *args: str) -> subprocess.CompletedProcess[str]:
+    return cli.command("serve", "--port", str(free_port()), *args, check=False)
+
+
+def port_is_closed(port: int) -> bool:
+    with socket.socket() as sock:
+        return sock.connect_ex(("127.0.0.1", port)) != 0
+
+
+def assert_serves(server: NtorqueServer, hooks: HookServer, key: str = "") -> dict[str, Any]:
+    """A task enqueued with key (or the server's own) is performed; its final JSON."""
+    server.key = key or server.key
+    assert server.key, server.logs()
+    path = f"/status/200/{uuid.uuid4().hex}"
+    task = server.enqueue(hooks.url(path), b"a=1")
+    done = server.wait_for(task["id"])
+    assert done["status"] == "completed"
+    assert len(hooks.wait_for_calls(path, 1)) == 1
+    return done
+
+
+# -- applications ----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Managed:
+    """The outputs of one session of application management on a backend."""
+
+    cli: NtorqueServer
+    first: str
+    second: str
+    created: list[subprocess.CompletedProcess[str]]
+    deactivated: subprocess.CompletedProcess[str]
+    rotated: subprocess.CompletedProcess[str]
+    listed: subprocess.CompletedProcess[str]
+
+    @property
+    def keys(self) -> list[str]:
+        return [created_key(done) for done in self.created]
+
+    @property
+    def new_key(self) -> str:
+        match = ROTATED.search(self.rotated.stdout)
+        assert match, self.rotated.stdout
+        return match.group(1)
+
+
+@pytest.fixture(scope="module")
+def managed(module_backend: Backend, tmp_path_factory: pytest.TempPathFactory) -> Managed:
+    """create-app first and second, deactivate-app first, rotate-key second, list-apps."""
+    cli = server_for(module_backend, tmp_path_factory.mktemp("cli-apps"))
+    first, second = unique("first"), unique("second")
+    created = [cli.command("create-app", "--name", name) for name in (first, second)]
+    deactivated = cli.command("deactivate-app", "--name", first)
+    rotated = cli.command("rotate-key", "--name", second)
+    return Managed(cli, first, second, created, deactivated, rotated, cli.command("list-apps"))
+
+
+@pytest.fixture(scope="module")
+def app_key(managed: Managed) -> str:
+    """The key of an active application on the module's backend."""
+    return managed.new_key
+
+
+def test_create_app_prints_a_key(managed: Managed) -> None:
+    first_key, second_key = managed.keys
+    for name, done, key in zip(
+        (managed.first, managed.second), managed.created, managed.keys, strict=True
+    ):
+        assert done.returncode == 0
+        assert name in done.stdout
+        assert URL_SAFE_KEY.fullmatch(key), key
+    assert first_key != second_key
+
+
+def test_list_apps_shows_names_and_states(managed: Managed) -> None:
+    apps = {}
+    for line in managed.listed.stdout.splitlines():
+        _, name, state = line.split("\t")
+        apps[name] = state
+    assert apps[managed.first] == "inactive"
+    assert apps[managed.second] == "active"
+
+
+def test_deactivate_app_and_rotate_key(managed: Managed) -> None:
+    assert managed.deactivated.returncode == 0
+    assert managed.first in managed.deactivated.stdout
+    assert managed.rotated.returncode == 0
+    assert URL_SAFE_KEY.fullmatch(managed.new_key)
+    assert managed.new_key not in managed.keys
+
+
+def test_application_errors(managed: Managed) -> None:
+    cli, taken, missing = managed.cli, managed.first, unique("missing")
+    refused(cli.command("create-app", "--name", taken, check=False), taken, "exists")
+    for command in ("deactivate-app", "rotate-key"):
+        refused(cli.command(command, "--name", missing, check=False), missing)
+
+
+def test_keys_are_not_stored_in_clear(module_backend: Backend, managed: Managed) -> None:
+    stored = stored_bytes(module_backend)
+    assert managed.second.encode() in stored  # the right place was read
+    for key in [*managed.keys, managed.new_key]:
+        assert key.encode() not in stored
+
+
+def stored_bytes(backend: Backend) -> bytes:
+    """Everything the database holds about applications, as bytes."""
+    if backend.name == "sqlite":
+        database = Path(backend.database_url.removeprefix("sqlite:///"))
+        files = [database, Path(f"{database}-wal"), Path(f"{database}-journal")]
+        return b"".join(path.read_bytes() for path in files if path.exists())
+
+    async def rows() -> list[asyncpg.Record]:
+        connection = await asyncpg.connect(backend.database_url, timeout=5)
+        try:
+            return list(await connection.fetch("SELECT * FROM applications"))
+        finally:
+            await connection.close()
+
+    return repr([dict(row) for row in services.run_async(rows())]).encode()
+
+
+# -- migrations ------------------------------------------------------------------
+
+
+def test_serve_refuses_an_unmigrated_postgres_database(
+    postgres_databases: services.PostgresDatabases, redis_url: str, tmp_path: Path
+) -> None:
+    backend = Backend("postgres", postgres_databases.new(migrated=False), redis_url)
+    cli = server_for(backend, tmp_path)
+    refused(try_serve(cli), "migrate")
+    refused(cli.command("create-app", "--name", "early", check=False), "migrate")
+
+
+def test_serve_with_migrate_starts(
+    fresh_backend: Backend, hooks: HookServer, tmp_path: Path
+) -> None:
+    with server_for(fresh_backend, tmp_path, args=("--migrate",)) as server:
+        assert_serves(server, hooks)
+
+
+def test_migrate_then_serve(fresh_backend: Backend, hooks: HookServer, tmp_path: Path) -> None:
+    server = server_for(fresh_backend, tmp_path)
+    assert "up to date" in server.command("migrate").stdout
+    with server:
+        assert_serves(server, hooks)
+
+
+# -- settings --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("settings", "named"),
+    [
+        ({"NTORQUE_MAX_RETRIES": "abc"}, "NTORQUE_MAX_RETRIES"),
+        (
+            {"NTORQUE_MAX_DUE_DELAY": "30", "NTORQUE_DEFAULT_TIMEOUT": "60"},
+            "NTORQUE_MAX_DUE_DELAY",
+        ),
+        ({"NTORQUE_MIN_DUE_DELAY": "-1"}, "NTORQUE_MIN_DUE_DELAY"),
+        ({"NTORQUE_BACKOFF": "quadratic"}, "NTORQUE_BACKOFF"),
+    ],
+    ids=[
+        "retries-abc",
+        "delay-under-timeout",
+        "min-delay-negative",
+        "backoff",
+    ],
+)
+def test_bad_setting_refuses_to_start(
+    module_backend: Backend, tmp_path: Path, settings: dict[str, str], named: str
+) -> None:
+    cli = server_for(module_backend, tmp_path, (), **settings)
+    refused(try_serve(cli), named)
+
+
+def test_config_file_with_unknown_key_is_refused(module_backend: Backend, tmp_path: Path) -> None:
+    config = tmp_path / "ntorque.yaml"
+    config.write_text("port: 8123\nbogus_setting: 1\n")
+    cli = server_for(module_backend, tmp_path)
+    refused(try_serve(cli, "--config", str(config)), "bogus_setting")
+
+
+def test_config_file_with_bad_value_is_refused(module_backend: Backend, tmp_path: Path) -> None:
+    config = tmp_path / "ntorque.yaml"
+    config.write_text("max_retries: many\n")
+    cli = server_for(module_backend, tmp_path)
+    refused(try_serve(cli, "--config", str(config)), "max_retries", str(config))
+
+
+def test_config_file_values_are_used(
+    module_backend: Backend, hooks: HookServer, tmp_path: Path, app_key: str
+) -> None:
+    port = free_port()
+    config = tmp_path / "ntorque.yaml"
+    config.write_text(f"port: {port}\ndefault_timeout_s: 7\n")
+    argv = ("serve", "--config", str(config))
+    with CliServer(module_backend, tmp_path / "run", argv, port) as server:
+        assert assert_serves(server, hooks, app_key)["timeout"] == 7
+        assert server.stop() == 0
+
+
+def test_environment_overrides_config_file(
+    module_backend: Backend, hooks: HookServer, tmp_path: Path, app_key: str
+) -> None:
+    yaml_port, env_port = free_port(), free_port()
+    config = tmp_path / "ntorque.yaml"
+    config.write_text(f"port: {yaml_port}\ndefault_timeout_s: 7\n")
+    settings = {
+        "NTORQUE_CONFIG": str(config),
+        "NTORQUE_PORT": str(env_port),
+        "NTORQUE_DEFAULT_TIMEOUT": "9",
+    }
+    with CliServer(module_backend, tmp_path / "run", ("serve",), env_port, **settings) as server:
+        assert assert_serves(server, hooks, app_key)["timeout"] == 9
+        assert port_is_closed(yaml_port)
+        assert server.stop() == 0
+
+
+# -- starting and stopping -------------------------------------------------------
+
+
+def test_serves_without_a_subcommand(
+    module_backend: Backend, hooks: HookServer, tmp_path: Path, app_key: str
+) -> None:
+    """`python -m ntorque --port P` serves on P, even with NTORQUE_PORT set elsewhere."""
+    port, env_port = free_port(), free_port()
+    settings = {"NTORQUE_PORT": str(env_port)}
+    with CliServer(module_backend, tmp_path, ("--port", str(port)), port, **settings) as server:
+        assert server.request("GET", "/", key="").status == 200
+        assert_serves(server, hooks, app_key)
+        assert port_is_closed(env_port)
+        assert server.stop() == 0
+
+
+def test_sigterm_exits_zero(
+    module_backend: Backend, hooks: HookServer, tmp_path: Path, app_key: str
+) -> None:
+    """SIGTERM while a call is in flight: the call finishes, then exit status 0."""
+    with server_for(module_backend, tmp_path) as server:
+        server.key = app_key
+        path = f"/slow/1/{uuid.uuid4().hex}"
+        task = server.enqueue(hooks.url(path))
+        hooks.wait_for_calls(path, 1)
+        assert server.stop() == 0
+    logs = server.logs()
+    assert "Traceback" not in logs
+    assert f"task {task['id']} completed" in logs
+    assert len(hooks.calls(path)) == 1
+
+
+def test_console_script(module_backend: Backend, tmp_path: Path) -> None:
+    (entry,) = importlib.metadata.entry_points(group="console_scripts", name="ntorque")
+    assert entry.value == "ntorque.__main__:main"
+    search = os.pathsep.join([sysconfig.get_path("scripts"), os.environ.get("PATH", "")])
+    script = shutil.which("ntorque", path=search)
+    assert script, "the ntorque script is not installed"
+    cli = server_for(module_backend, tmp_path)
+    done = subprocess.run(
+        [script, "--help"], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    for command in ("serve", "migrate", "create-app", "list-apps"):
+        assert command in done.stdout
+    name = unique("script")
+    done = subprocess.run(
+        [script, "create-app", "--name", name],
+        env=cli.full_environ(),
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert URL_SAFE_KEY.fullmatch(created_key(done))
