@@ -1,0 +1,160 @@
+"""Python clients of ntorque.
+
+`Client` is the plain HTTP client (standard library only). `transaction()`
+is the original's "hybrid" client, a transactional outbox: tasks are written
+inside your own transaction on ntorque's database, so they exist exactly when
+your other changes commit, and are notified after the commit. A lost
+notification only delays them: the requeuer finds every due task.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+import urllib.error
+import urllib.request
+from collections.abc import AsyncIterator, Mapping
+from typing import Any
+from urllib.parse import urlencode
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from . import tasks
+from .auth import hash_key
+from .store import insert_task
+from .tables import applications
+
+log = logging.getLogger(__name__)
+
+
+class ClientError(Exception):
+    """ntorque answered with an error."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(f"{status}: {message}")
+        self.status = status
+        self.message = message
+
+
+class Client:
+    def __init__(self, base_url: str, api_key: str | None = None, timeout_s: float = 10) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.api_key = api_key
+        self.timeout_s = timeout_s
+
+    def enqueue(
+        self,
+        url: str,
+        body: bytes | str = b"",
+        *,
+        content_type: str | None = None,
+        method: str = "POST",
+        timeout: int | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> dict[str, Any]:
+        """Enqueue a task; its JSON once ntorque has stored it."""
+        query = {"url": url, "method": method, **({"timeout": str(timeout)} if timeout else {})}
+        sent = {f"NTORQUE-PASSTHROUGH-{name}": value for name, value in (headers or {}).items()}
+        if content_type:
+            sent["Content-Type"] = content_type
+        data = body.encode("utf-8") if isinstance(body, str) else body
+        return self._request("POST", "/?" + urlencode(query), data, sent)
+
+    def task(self, task_id: int) -> dict[str, Any]:
+        return self._request("GET", f"/task/{task_id}")
+
+    def push(self, task_id: int) -> dict[str, Any]:
+        """Notify a task again (e.g. one added through the outbox)."""
+        return self._request("POST", f"/task/{task_id}/push", b"")
+
+    def _request(
+        self,
+        method: str,
+        path: str,
+        body: bytes | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> dict[str, Any]:
+        sent = dict(headers or {})
+        if self.api_key:
+            sent["NTORQUE-API-KEY"] = self.api_key
+        request = urllib.request.Request(self.base_url + path, body, sent, method=method)
+        try:
+            with urllib.request.urlopen(request, timeout=self.timeout_s) as answer:
+                result: dict[str, Any] = json.loads(answer.read())
+                return result
+        except urllib.error.HTTPError as error:
+            raise ClientError(error.code, _error_message(error.read())) from None
+
+
+def _error_message(body: bytes) -> str:
+    try:
+        return str(json.loads(body).get("error", body[:200]))
+    except ValueError:
+        return body[:200].decode("utf-8", "replace")
+
+
+class Outbox:
+    """Adds tasks with the caller's connection, inside the caller's transaction."""
+
+    def __init__(self, client: Client, connection: AsyncConnection) -> None:
+        self.client = client
+        self.connection = connection
+        self.ids: list[int] = []
+
+    async def add(
+        self,
+        url: str,
+        body: bytes = b"",
+        *,
+        content_type: str = "",
+        method: str = "POST",
+        timeout: int | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> int:
+        """Write a pending task (validated like the API does); its id."""
+        sent = {f"NTORQUE-PASSTHROUGH-{name}": value for name, value in (headers or {}).items()}
+        sent["Content-Type"] = content_type
+        spec = tasks.new_task(
+            app_id=await self._app_id(),
+            query={"url": url, "method": method, "timeout": str(timeout or "")},
+            headers=sent,
+            body=body,
+            default_timeout_s=60,
+            max_timeout_s=7200,
+        )
+        result = await self.connection.execute(
+            insert_task(spec, time.time()).returning(sa.text("id"))
+        )
+        task_id = int(result.scalar_one())
+        self.ids.append(task_id)
+        return task_id
+
+    async def _app_id(self) -> int | None:
+        if not self.client.api_key:
+            return None
+        statement = sa.select(applications.c.id).where(
+            applications.c.key_hash == hash_key(self.client.api_key), applications.c.active
+        )
+        app_id = (await self.connection.execute(statement)).scalar()
+        if app_id is None:
+            raise ClientError(401, "the API key belongs to no active application")
+        return int(app_id)
+
+
+@contextlib.asynccontextmanager
+async def transaction(client: Client, engine: AsyncEngine) -> AsyncIterator[Outbox]:
+    """`async with transaction(client, engine) as outbox:` — use outbox.connection
+    for your own statements and outbox.add() for tasks; after the commit the
+    tasks are pushed. Nothing is pushed when the block raises (rolled back)."""
+    async with engine.begin() as connection:
+        outbox = Outbox(client, connection)
+        yield outbox
+    for task_id in outbox.ids:
+        try:
+            await asyncio.to_thread(client.push, task_id)
+        except (OSError, ClientError) as error:
+            log.warning("task %s not pushed (the requeuer will find it): %s", task_id, error)
