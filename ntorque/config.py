@@ -7,6 +7,7 @@ value stops the start with a message naming the key.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
@@ -166,7 +167,10 @@ def _to_int(value: Any) -> int:
 def _to_float(value: Any) -> float:
     if isinstance(value, bool):
         raise ValueError(value)
-    return float(value)
+    number = float(value)
+    if not math.isfinite(number):  # "nan" or "inf" would stall every due-date comparison
+        raise ValueError(value)
+    return number
 
 
 def _to_codes(value: Any) -> tuple[int, ...]:

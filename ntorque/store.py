@@ -78,9 +78,7 @@ class Store:
                 tasks.c.status.in_([s.value for s in UNFINISHED]),
                 sa.or_(
                     tasks.c.due <= now,
-                    sa.and_(
-                        tasks.c.retry_count == 0, tasks.c.due <= now + FRESH_TASK_CLOCK_SKEW_S
-                    ),
+                    sa.and_(tasks.c.retry_count == 0, tasks.c.due <= now + FRESH_TASK_CLOCK_SKEW_S),
                 ),
                 tasks.c.retry_count < max_retries,
             )

@@ -63,9 +63,7 @@ def redis_url() -> str:
     return services.REDIS_URL
 
 
-def make_backend(
-    request: pytest.FixtureRequest, name: str, directory: Path
-) -> Backend:
+def make_backend(request: pytest.FixtureRequest, name: str, directory: Path) -> Backend:
     if name == "sqlite":
         return Backend("sqlite", f"sqlite:///{directory / 'ntorque.db'}")
     databases = request.getfixturevalue("postgres_databases")

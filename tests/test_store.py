@@ -1,0 +1,678 @@
+"""The Store contract (every guarded SQL statement) on SQLite and PostgreSQL,
+and the Queue on top of a real Store and an in-process channel.
+
+Times are passed explicitly, so these tests move the clock instead of sleeping.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import threading
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from ntorque import database
+from ntorque.channel import LocalChannel
+from ntorque.config import Settings
+from ntorque.errors import StorageUnavailable
+from ntorque.events import Events
+from ntorque.queue import Queue
+from ntorque.store import Store
+from ntorque.tasks import NewTask, Outcome, Status, Task, Verdict
+from tests.conftest import Backend
+
+NOW = 1_700_000_000.0
+LEASE_EXTRA_S = 2.0
+MAX_RETRIES = 5
+BINARY_BODY = bytes(range(256)) + b"\x00\r\n\xff end"
+HASH_A = "a" * 64
+HASH_B = "b" * 64
+HASH_C = "c" * 64
+
+
+def spec(**changes: Any) -> NewTask:
+    values: dict[str, Any] = {
+        "app_id": None,
+        "url": "http://127.0.0.1:9/hook",
+        "method": "POST",
+        "timeout_s": 10,
+        "body": b"user_id=1234",
+        "content_type": "application/x-www-form-urlencoded",
+        "charset": "utf-8",
+        "headers": (),
+    }
+    values.update(changes)
+    return NewTask(**values)
+
+
+def outcome(verdict: Verdict, code: int | None = None, error: str | None = None) -> Outcome:
+    return Outcome(verdict, started=NOW, duration_s=0.25, status_code=code, error=error)
+
+
+DONE = outcome(Verdict.COMPLETED, 200)
+BUSY = outcome(Verdict.RETRY, 503, "HTTP 503 Service Unavailable")
+GONE = outcome(Verdict.FAILED, 404, "HTTP 404 Not Found")
+
+
+async def migrated(backend: Backend) -> None:
+    """PostgreSQL test databases come migrated; the SQLite file does not."""
+    if backend.name == "sqlite":
+        await asyncio.to_thread(database.upgrade, backend.database_url)
+
+
+@pytest.fixture
+async def engine(backend: Backend) -> AsyncIterator[AsyncEngine]:
+    await migrated(backend)
+    engine = database.make_engine(Settings(database_url=backend.database_url))
+    try:
+        yield engine
+    finally:
+        await engine.dispose()
+
+
+@pytest.fixture
+def store(engine: AsyncEngine) -> Store:
+    return Store(engine)
+
+
+async def acquire_one(store: Store, task: Task, now: float, max_retries: int = MAX_RETRIES) -> Task:
+    (acquired,) = await store.acquire([task.id], now, LEASE_EXTRA_S, max_retries)
+    return acquired
+
+
+async def finish(store: Store, task: Task, result: Outcome, status: Status, now: float) -> Task:
+    """Acquire the task at `now` and settle it with `status` at `now`."""
+    acquired = await acquire_one(store, task, now)
+    settled = await store.settle(acquired, result, status, acquired.due, now)
+    assert settled is not None
+    return settled
+
+
+# -- tasks ---------------------------------------------------------------------
+
+
+async def test_insert_returns_pending_task_due_now_with_body_bytes_intact(store: Store) -> None:
+    headers = (("X-Request-Id", "abc"), ("Authorization", "Bearer t"))
+    task = await store.insert(
+        spec(body=BINARY_BODY, content_type="application/octet-stream", headers=headers), NOW
+    )
+    assert task.id > 0
+    assert task.status is Status.PENDING
+    assert task.retry_count == 0
+    assert task.due == task.created == task.modified == NOW
+    assert task.body == BINARY_BODY
+    assert task.headers == headers
+    assert task.content_type == "application/octet-stream"
+    assert (task.last_status_code, task.last_error) == (None, None)
+    assert await store.get(task.id) == task
+    assert await store.get(task.id + 1000) is None
+
+
+async def test_insert_hands_out_increasing_ids(store: Store) -> None:
+    first = await store.insert(spec(), NOW)
+    second = await store.insert(spec(), NOW)
+    assert second.id > first.id
+
+
+async def test_acquire_takes_due_unfinished_tasks_and_leases_them(store: Store) -> None:
+    due = await store.insert(spec(timeout_s=10), NOW)
+    later = await store.insert(spec(), NOW + 100)
+
+    acquired = await store.acquire([due.id, later.id], NOW + 1, LEASE_EXTRA_S, MAX_RETRIES)
+
+    assert [task.id for task in acquired] == [due.id]
+    (task,) = acquired
+    assert task.status is Status.IN_PROGRESS
+    assert task.retry_count == 1
+    assert task.due == NOW + 1 + 10 + LEASE_EXTRA_S
+    assert task.modified == NOW + 1
+    assert task.body == due.body
+    assert await store.get(due.id) == task
+    assert await store.get(later.id) == later  # not due yet: untouched
+
+
+async def test_acquire_of_nothing_or_unknown_ids_takes_nothing(store: Store) -> None:
+    task = await store.insert(spec(), NOW)
+    assert await store.acquire([], NOW, LEASE_EXTRA_S, MAX_RETRIES) == []
+    assert await store.acquire([task.id + 1000], NOW, LEASE_EXTRA_S, MAX_RETRIES) == []
+    assert await store.get(task.id) == task
+
+
+async def test_acquire_returns_several_tasks_in_id_order(store: Store) -> None:
+    tasks = [await store.insert(spec(), NOW) for _ in range(3)]
+    ids = [task.id for task in tasks]
+    acquired = await store.acquire(list(reversed(ids)), NOW, LEASE_EXTRA_S, MAX_RETRIES)
+    assert [task.id for task in acquired] == ids
+
+
+async def test_task_due_in_the_future_is_not_acquired(store: Store) -> None:
+    task = await acquire_one(store, await store.insert(spec(), NOW), NOW)
+    retry = await store.settle(task, BUSY, Status.PENDING, NOW + 50, NOW)
+    assert retry is not None and retry.due == NOW + 50
+
+    assert await store.acquire([task.id], NOW + 49.5, LEASE_EXTRA_S, MAX_RETRIES) == []
+    assert (await store.get(task.id)) == retry
+    again = await acquire_one(store, task, NOW + 50)  # due exactly now counts as due
+    assert again.retry_count == 2
+
+
+async def test_a_running_task_is_not_acquired_again_before_its_lease_runs_out(
+    store: Store,
+) -> None:
+    task = await acquire_one(store, await store.insert(spec(timeout_s=10), NOW), NOW)
+    assert await store.acquire([task.id], task.due - 0.5, LEASE_EXTRA_S, MAX_RETRIES) == []
+    again = await acquire_one(store, task, task.due)  # the consumer died: taken again
+    assert again.status is Status.IN_PROGRESS
+    assert again.retry_count == 2
+
+
+async def test_acquire_skips_tasks_out_of_attempts(store: Store) -> None:
+    task = await acquire_one(store, await store.insert(spec(), NOW), NOW, max_retries=1)
+    assert await store.acquire([task.id], task.due + 100, LEASE_EXTRA_S, 1) == []
+    assert (await store.get(task.id)) == task
+
+
+async def test_concurrent_acquires_of_one_task_give_it_to_exactly_one(store: Store) -> None:
+    """W2: two consumers popped the same id at the same moment."""
+    tasks = [await store.insert(spec(), NOW) for _ in range(5)]
+    for task in tasks:
+        results = await asyncio.gather(
+            store.acquire([task.id], NOW, LEASE_EXTRA_S, MAX_RETRIES),
+            store.acquire([task.id], NOW, LEASE_EXTRA_S, MAX_RETRIES),
+        )
+        winners = [result for result in results if result]
+        assert len(winners) == 1, results
+        assert [t.id for t in winners[0]] == [task.id]
+        stored = await store.get(task.id)
+        assert stored is not None and stored.retry_count == 1
+
+
+async def test_concurrent_batch_acquires_share_tasks_without_overlap(store: Store) -> None:
+    ids = [(await store.insert(spec(), NOW)).id for _ in range(10)]
+    first, second = await asyncio.gather(
+        store.acquire(ids, NOW, LEASE_EXTRA_S, MAX_RETRIES),
+        store.acquire(list(reversed(ids)), NOW, LEASE_EXTRA_S, MAX_RETRIES),
+    )
+    taken = [task.id for task in first] + [task.id for task in second]
+    assert sorted(taken) == ids
+
+
+@pytest.mark.parametrize(("result", "status"), [(DONE, Status.COMPLETED), (GONE, Status.FAILED)])
+async def test_finished_task_is_never_acquired_or_due(
+    store: Store, result: Outcome, status: Status
+) -> None:
+    """W3: a completed or failed task stays finished, whatever comes later."""
+    task = await finish(store, await store.insert(spec(), NOW), result, status, NOW)
+    assert task.status is status
+    for later in (NOW, NOW + 10_000, NOW + 10_000_000):
+        assert await store.acquire([task.id], later, LEASE_EXTRA_S, MAX_RETRIES) == []
+        assert await store.due_ids(later, 100, MAX_RETRIES) == []
+        assert await store.expire(later, 1) == []
+    assert await store.get(task.id) == task
+
+
+async def test_settle_sets_the_result_and_records_every_attempt(store: Store) -> None:
+    created = await store.insert(spec(), NOW)
+    first = await acquire_one(store, created, NOW)
+    timeout = Outcome(Verdict.RETRY, NOW + 0.5, 10.0, None, "Timeout during request")
+    retry = await store.settle(first, timeout, Status.PENDING, NOW + 12, NOW + 10.5)
+    assert retry is not None
+    assert (retry.status, retry.retry_count, retry.due) == (Status.PENDING, 1, NOW + 12)
+    assert (retry.last_status_code, retry.last_error) == (None, "Timeout during request")
+    assert retry.modified == NOW + 10.5
+
+    second = await acquire_one(store, created, NOW + 12)
+    done = await store.settle(second, DONE, Status.COMPLETED, second.due, NOW + 13)
+    assert done is not None
+    assert (done.status, done.retry_count) == (Status.COMPLETED, 2)
+    assert (done.last_status_code, done.last_error) == (200, None)
+    assert await store.get(created.id) == done
+
+    rows = await store.attempts(created.id)
+    summary = [
+        (row["number"], row["started"], row["duration_s"], row["status_code"], row["error"])
+        for row in rows
+    ]
+    assert summary == [
+        (1, NOW + 0.5, 10.0, None, "Timeout during request"),
+        (2, NOW, 0.25, 200, None),
+    ]
+    assert all(row["task_id"] == created.id for row in rows)
+
+
+async def test_settle_after_the_lease_was_taken_over_changes_nothing_but_is_recorded(
+    store: Store,
+) -> None:
+    created = await store.insert(spec(timeout_s=10), NOW)
+    stale = await acquire_one(store, created, NOW)  # attempt 1: its call hangs
+    current = await acquire_one(store, created, stale.due)  # lease ran out: attempt 2
+    assert (stale.retry_count, current.retry_count) == (1, 2)
+
+    late = await store.settle(stale, DONE, Status.COMPLETED, stale.due, stale.due + 1)
+
+    assert late is None
+    assert await store.get(created.id) == current  # still attempt 2's, in progress
+    assert [row["number"] for row in await store.attempts(created.id)] == [1]
+    assert (await store.attempts(created.id))[0]["status_code"] == 200
+
+    settled = await store.settle(current, GONE, Status.FAILED, current.due, current.due - 1)
+    assert settled is not None and settled.status is Status.FAILED
+    assert [row["number"] for row in await store.attempts(created.id)] == [1, 2]
+
+
+async def test_settling_twice_keeps_the_first_result(store: Store) -> None:
+    task = await acquire_one(store, await store.insert(spec(), NOW), NOW)
+    assert await store.settle(task, DONE, Status.COMPLETED, task.due, NOW + 1) is not None
+    assert await store.settle(task, BUSY, Status.PENDING, NOW + 5, NOW + 2) is None
+    stored = await store.get(task.id)
+    assert stored is not None
+    assert (stored.status, stored.last_status_code) == (Status.COMPLETED, 200)
+    assert len(await store.attempts(task.id)) == 2
+
+
+async def test_due_ids_are_the_due_unfinished_tasks_oldest_first(store: Store) -> None:
+    third = await store.insert(spec(), NOW + 3)
+    first = await store.insert(spec(), NOW + 1)
+    second = await store.insert(spec(), NOW + 2)
+    await store.insert(spec(), NOW + 100)  # not due
+    await finish(store, await store.insert(spec(), NOW), DONE, Status.COMPLETED, NOW)
+    await finish(store, await store.insert(spec(), NOW), GONE, Status.FAILED, NOW)
+    # In progress, lease ran out at NOW + 1.5: its consumer died; due again.
+    orphan = await store.acquire(
+        [(await store.insert(spec(timeout_s=1), NOW)).id], NOW, 0.5, MAX_RETRIES
+    )
+    assert orphan[0].due == NOW + 1.5
+
+    expected = [first.id, orphan[0].id, second.id, third.id]
+    assert await store.due_ids(NOW + 10, 100, MAX_RETRIES) == expected
+    assert await store.due_ids(NOW + 10, 2, MAX_RETRIES) == expected[:2]
+    assert await store.due_ids(NOW + 1.5, 100, MAX_RETRIES) == expected[:2]
+    assert await store.due_ids(NOW + 0.5, 100, MAX_RETRIES) == []
+    # Out of attempts (retry_count 1 of 1): left to expire, not re-notified.
+    assert await store.due_ids(NOW + 10, 100, 1) == [first.id, second.id, third.id]
+
+
+async def test_expire_fails_tasks_out_of_attempts_whose_lease_ran_out(store: Store) -> None:
+    last = await acquire_one(store, await store.insert(spec(timeout_s=10), NOW), NOW, 1)
+    pending = await store.insert(spec(), NOW)
+    assert last.due == NOW + 10 + LEASE_EXTRA_S
+
+    assert await store.expire(last.due - 1, 1) == []  # its final call may still answer
+    assert await store.expire(last.due + 1, 2) == []  # one more attempt allowed
+    (expired,) = await store.expire(last.due, 1)
+
+    assert expired.id == last.id
+    assert expired.status is Status.FAILED
+    assert expired.retry_count == 1
+    assert expired.modified == last.due
+    assert expired.last_error is not None and "final attempt" in expired.last_error
+    assert await store.get(last.id) == expired
+    assert await store.get(pending.id) == pending  # attempts left: untouched
+    assert await store.expire(last.due + 100, 1) == []
+
+
+async def test_cleanup_deletes_old_finished_tasks_in_batches(store: Store) -> None:
+    old = []
+    for offset in range(4):  # finished at NOW+0 .. NOW+3, oldest first
+        result, status = (GONE, Status.FAILED) if offset == 2 else (DONE, Status.COMPLETED)
+        old.append(
+            await finish(store, await store.insert(spec(), NOW), result, status, NOW + offset)
+        )
+    recent = await finish(store, await store.insert(spec(), NOW), DONE, Status.COMPLETED, NOW + 900)
+    pending = await store.insert(spec(), NOW)
+    running = await acquire_one(store, await store.insert(spec(), NOW), NOW)
+    failing = await acquire_one(store, await store.insert(spec(), NOW), NOW)
+    retrying = await store.settle(failing, BUSY, Status.PENDING, NOW + 5, NOW)
+    assert retrying is not None
+    cutoff = NOW + 500
+
+    assert await store.cleanup(cutoff, 3) == 3
+    assert [await store.get(task.id) for task in old[:3]] == [None, None, None]
+    assert await store.get(old[3].id) == old[3]
+    assert await store.cleanup(cutoff, 3) == 1
+    assert await store.cleanup(cutoff, 3) == 0
+
+    for task in old:
+        assert await store.get(task.id) is None
+        assert await store.attempts(task.id) == []
+    for task in (recent, pending, running, retrying):
+        assert await store.get(task.id) == task
+    assert len(await store.attempts(recent.id)) == 1
+    assert len(await store.attempts(retrying.id)) == 1
+
+
+async def test_cleanup_never_deletes_unfinished_tasks_however_old(store: Store) -> None:
+    pending = await store.insert(spec(), NOW)
+    running = await acquire_one(store, await store.insert(spec(), NOW), NOW)
+    assert await store.cleanup(NOW + 10_000_000, 100) == 0
+    assert await store.get(pending.id) == pending
+    assert await store.get(running.id) == running
+
+
+# -- applications ------------------------------------------------------------
+
+
+async def test_applications(store: Store) -> None:
+    assert await store.count_apps() == 0
+    assert await store.list_apps() == []
+
+    alpha = await store.create_app("alpha", HASH_A, NOW)
+    assert alpha["id"] > 0
+    assert {k: v for k, v in alpha.items() if k != "id"} == {
+        "name": "alpha",
+        "key_hash": HASH_A,
+        "active": True,
+        "created": NOW,
+    }
+    beta = await store.create_app("beta", HASH_B, NOW + 1)
+    assert await store.count_apps() == 2
+    assert await store.list_apps() == [alpha, beta]
+    assert await store.app_by_key_hash(HASH_A) == alpha
+    assert await store.app_by_key_hash(HASH_C) is None
+    assert await store.app_by_name("beta") == beta
+    assert await store.app_by_name("gamma") is None
+
+    assert await store.update_app("alpha", active=False) is True
+    assert await store.app_by_key_hash(HASH_A) == {**alpha, "active": False}
+    assert await store.update_app("beta", key_hash=HASH_C) is True  # a rotated key
+    assert await store.app_by_key_hash(HASH_B) is None
+    assert await store.app_by_key_hash(HASH_C) == {**beta, "key_hash": HASH_C}
+    assert await store.update_app("gamma", active=False) is False
+    assert await store.count_apps() == 2
+
+    task = await store.insert(spec(app_id=beta["id"]), NOW)
+    assert task.app_id == beta["id"]
+
+
+async def test_application_names_are_unique(store: Store) -> None:
+    await store.create_app("alpha", HASH_A, NOW)
+    with pytest.raises(sa.exc.IntegrityError):
+        await store.create_app("alpha", HASH_B, NOW)
+    assert await store.count_apps() == 1
+
+
+# -- an unreachable database ---------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@pytest.mark.parametrize("kind", ["postgres", "sqlite"])
+async def test_unreachable_database_raises_storage_unavailable(kind: str, tmp_path: Path) -> None:
+    if kind == "postgres":
+        url = f"postgresql://postgres@127.0.0.1:{free_port()}/x"
+    else:
+        url = f"sqlite:///{tmp_path / 'no-such-directory' / 'ntorque.db'}"
+    threads = set(threading.enumerate())
+    engine = database.make_engine(Settings(database_url=url, db_timeout_s=1))
+    store = Store(engine)
+    calls: list[Callable[[], Awaitable[object]]] = [
+        lambda: store.insert(spec(), NOW),
+        lambda: store.get(1),
+        lambda: store.acquire([1], NOW, LEASE_EXTRA_S, MAX_RETRIES),
+        lambda: store.due_ids(NOW, 10, MAX_RETRIES),
+        lambda: store.count_apps(),
+    ]
+    try:
+        for call in calls:
+            with pytest.raises(StorageUnavailable) as caught:
+                await call()
+            assert caught.value.status == 503
+    finally:
+        await engine.dispose()
+        await threads_ended(threads)
+
+
+async def threads_ended(before: set[threading.Thread], timeout_s: float = 10.0) -> None:
+    """Let aiosqlite's worker threads of failed connections hand back their
+    last result while this test's event loop still runs."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if not any(t.is_alive() for t in set(threading.enumerate()) - before):
+            return
+        await asyncio.sleep(0.01)
+
+
+# -- query plans ---------------------------------------------------------------
+
+
+async def captured_statement(
+    engine: AsyncEngine, run: Callable[[], Awaitable[object]]
+) -> tuple[str, Any]:
+    """The first SQL statement (with its parameters) that `run` sends."""
+    seen: list[tuple[str, Any]] = []
+
+    def capture(*args: Any) -> None:
+        _conn, _cursor, statement, parameters, _context, _many = args
+        seen.append((statement, parameters))
+
+    sa.event.listen(engine.sync_engine, "before_cursor_execute", capture)
+    try:
+        await run()
+    finally:
+        sa.event.remove(engine.sync_engine, "before_cursor_execute", capture)
+    return seen[0]
+
+
+async def query_plan(engine: AsyncEngine, statement: str, parameters: Any) -> str:
+    async with engine.connect() as conn:
+        if engine.dialect.name == "sqlite":
+            rows = await conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {statement}", parameters)
+            return "\n".join(str(row[-1]) for row in rows)
+        # A tiny table is cheaper to scan: forbid that, to see whether the index *can* serve.
+        await conn.exec_driver_sql("SET enable_seqscan = off")
+        rows = await conn.exec_driver_sql(f"EXPLAIN {statement}", parameters)
+        return "\n".join(str(row[0]) for row in rows)
+
+
+@pytest.mark.parametrize(
+    ("query", "index"),
+    [
+        ("due_ids", "ix_tasks_due_unfinished"),
+        ("expire", "ix_tasks_due_unfinished"),
+        ("cleanup", "ix_tasks_modified_finished"),
+    ],
+)
+async def test_periodic_queries_use_their_partial_index(
+    engine: AsyncEngine, store: Store, query: str, index: str
+) -> None:
+    """The requeuer runs these every few seconds over the whole table."""
+    for offset in range(20):
+        await store.insert(spec(), NOW + offset)
+    runs: dict[str, Callable[[], Awaitable[object]]] = {
+        "due_ids": lambda: store.due_ids(NOW + 10, 1000, MAX_RETRIES),
+        "expire": lambda: store.expire(NOW + 10, MAX_RETRIES),
+        "cleanup": lambda: store.cleanup(NOW - 100, 500),
+    }
+    statement, parameters = await captured_statement(engine, runs[query])
+    plan = await query_plan(engine, statement, parameters)
+    assert index in plan, f"{statement}\n{parameters}\n{plan}"
+
+
+# -- the queue over a real store ----------------------------------------------
+
+
+class Clock:
+    def __init__(self, now: float = NOW) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class QueueUnderTest:
+    def __init__(self, store: Store, clock: Callable[[], float], **options: Any) -> None:
+        self.clock = clock
+        self.channel = LocalChannel()
+        self.events: list[tuple[int, Status, int]] = []
+        events = Events()
+        events.subscribe(lambda task: self.events.append((task.id, task.status, task.retry_count)))
+        settings: dict[str, Any] = {
+            "min_due_delay_s": 2.0,
+            "max_due_delay_s": 7200.0,
+            "max_retries": MAX_RETRIES,
+            "backoff_kind": "exponential",
+        }
+        self.queue = Queue(store, self.channel, events, clock=clock, **{**settings, **options})
+
+    async def popped(self) -> list[int]:
+        return await self.channel.pop(100, 0.05)
+
+    async def attempt(self, task: Task, result: Outcome) -> Task | None:
+        (acquired,) = await self.queue.acquire([task.id])
+        return await self.queue.settle(acquired, result)
+
+
+async def test_queue_enqueue_commits_notifies_and_publishes(store: Store) -> None:
+    q = QueueUnderTest(store, Clock())
+    task = await q.queue.enqueue(spec(body=BINARY_BODY))
+    assert task.status is Status.PENDING and task.due == NOW
+    assert await store.get(task.id) == task
+    assert await q.popped() == [task.id]
+    assert q.events == [(task.id, Status.PENDING, 0)]
+    assert await q.queue.get(task.id) == task
+
+    await q.queue.notify(task)  # the client's /push
+    assert await q.popped() == [task.id]
+
+
+async def test_queue_retry_backs_off_and_requeue_renotifies_when_due(store: Store) -> None:
+    clock = Clock()
+    q = QueueUnderTest(store, clock)
+    task = await q.queue.enqueue(spec())
+    assert await q.popped() == [task.id]
+
+    retry = await q.attempt(task, BUSY)
+    assert retry is not None
+    assert (retry.status, retry.retry_count, retry.due) == (Status.PENDING, 1, NOW + 2)
+    assert retry.last_status_code == 503
+
+    assert await q.queue.requeue(100) == 0  # not due yet
+    assert await q.popped() == []
+    clock.now = NOW + 2
+    assert await q.queue.requeue(100) == 1
+    assert await q.popped() == [task.id]
+
+    retry = await q.attempt(task, BUSY)  # second failure: twice the wait
+    assert retry is not None
+    assert (retry.status, retry.retry_count, retry.due) == (Status.PENDING, 2, NOW + 2 + 4)
+    assert q.events == [
+        (task.id, Status.PENDING, 0),
+        (task.id, Status.IN_PROGRESS, 1),
+        (task.id, Status.PENDING, 1),
+        (task.id, Status.IN_PROGRESS, 2),
+        (task.id, Status.PENDING, 2),
+    ]
+
+
+async def test_queue_linear_backoff(store: Store) -> None:
+    clock = Clock()
+    q = QueueUnderTest(store, clock, backoff_kind="linear", min_due_delay_s=3.0)
+    task = await q.queue.enqueue(spec())
+    for attempt in (1, 2, 3):
+        retry = await q.attempt(task, BUSY)
+        assert retry is not None and retry.due == clock.now + 3.0 * attempt
+        clock.now = retry.due
+
+
+async def test_queue_retry_is_renotified_by_its_timer(store: Store) -> None:
+    q = QueueUnderTest(store, time.time, min_due_delay_s=0.05)  # the timer runs on real time
+    task = await q.queue.enqueue(spec())
+    assert await q.popped() == [task.id]
+    retry = await q.attempt(task, BUSY)
+    assert retry is not None and retry.status is Status.PENDING
+    assert await q.channel.pop(100, 10) == [task.id]
+
+
+async def test_queue_fails_a_task_after_max_retries(store: Store) -> None:
+    clock = Clock()
+    q = QueueUnderTest(store, clock, max_retries=2)
+    task = await q.queue.enqueue(spec())
+    retry = await q.attempt(task, BUSY)
+    assert retry is not None and retry.status is Status.PENDING
+    clock.now = retry.due
+
+    failed = await q.attempt(task, BUSY)
+
+    assert failed is not None
+    assert (failed.status, failed.retry_count, failed.last_status_code) == (Status.FAILED, 2, 503)
+    assert failed.last_error == BUSY.error
+    await q.popped()
+    clock.now += 100_000
+    assert await q.queue.requeue(100) == 0
+    assert await q.popped() == []
+    assert q.events[-1] == (task.id, Status.FAILED, 2)
+
+
+async def test_queue_completed_and_failed_are_final(store: Store) -> None:
+    clock = Clock()
+    q = QueueUnderTest(store, clock)
+    done_task = await q.queue.enqueue(spec())
+    gone_task = await q.queue.enqueue(spec())
+    (done_lease,) = await q.queue.acquire([done_task.id])
+    done = await q.queue.settle(done_lease, DONE)
+    gone = await q.attempt(gone_task, GONE)  # 404: not retried however many attempts are left
+
+    assert done is not None and done.status is Status.COMPLETED
+    assert done.last_status_code == 200
+    assert gone is not None and gone.status is Status.FAILED
+    assert gone.last_error == GONE.error
+    assert await q.queue.settle(done_lease, BUSY) is None  # a duplicate late answer
+    assert await store.get(done_task.id) == done
+    clock.now += 100_000
+    assert await q.queue.requeue(100) == 0
+    assert await q.queue.acquire([done_task.id, gone_task.id]) == []
+
+
+async def test_queue_requeue_fails_tasks_whose_final_lease_ran_out(store: Store) -> None:
+    clock = Clock()
+    q = QueueUnderTest(store, clock, max_retries=1)
+    task = await q.queue.enqueue(spec(timeout_s=10))
+    (lease,) = await q.queue.acquire([task.id])
+    assert lease.due == NOW + 10 + 2.0
+    await q.popped()
+
+    clock.now = lease.due
+    assert await q.queue.requeue(100) == 0
+
+    stored = await store.get(task.id)
+    assert stored is not None and stored.status is Status.FAILED
+    assert q.events[-1] == (task.id, Status.FAILED, 1)
+    assert await q.popped() == []
+
+
+async def test_queue_requeue_renotifies_orphans_oldest_first_up_to_the_limit(
+    store: Store,
+) -> None:
+    clock = Clock()
+    q = QueueUnderTest(store, clock)
+    tasks = []
+    for offset in range(3):
+        clock.now = NOW + offset
+        tasks.append(await q.queue.enqueue(spec()))
+    await q.popped()  # the notifications were lost
+    assert await q.queue.requeue(2) == 2
+    assert await q.popped() == [tasks[0].id, tasks[1].id]
+
+
+async def test_queue_cleanup(store: Store) -> None:
+    clock = Clock()
+    q = QueueUnderTest(store, clock)
+    task = await q.queue.enqueue(spec())
+    await q.attempt(task, DONE)
+    clock.now = NOW + 50
+    assert await q.queue.cleanup(100, 10) == 0
+    clock.now = NOW + 101
+    assert await q.queue.cleanup(100, 10) == 1
+    assert await store.get(task.id) is None
