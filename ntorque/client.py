@@ -25,8 +25,9 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from . import tasks
 from .auth import hash_key
-from .store import insert_task
+from .store import task_values
 from .tables import applications
+from .tables import tasks as tasks_table
 
 log = logging.getLogger(__name__)
 
@@ -126,9 +127,8 @@ class Outbox:
             default_timeout_s=60,
             max_timeout_s=7200,
         )
-        result = await self.connection.execute(
-            insert_task(spec, time.time()).returning(sa.text("id"))
-        )
+        statement = tasks_table.insert().returning(tasks_table.c.id)
+        result = await self.connection.execute(statement, task_values(spec, time.time()))
         task_id = int(result.scalar_one())
         self.ids.append(task_id)
         return task_id

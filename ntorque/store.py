@@ -52,7 +52,7 @@ class Store:
     async def insert(self, spec: NewTask, now: float) -> Task:
         """Store a pending task, due now; committed when this returns."""
         async with self._begin() as conn:
-            row = (await conn.execute(insert_task(spec, now).returning(*tasks.c))).one()
+            row = (await conn.execute(INSERT_TASK, task_values(spec, now))).one()
         return _task(row)
 
     async def get(self, task_id: int) -> Task | None:
@@ -226,24 +226,29 @@ class Store:
             return int((await conn.execute(statement)).scalar_one())
 
 
-def insert_task(spec: NewTask, now: float) -> sa.Insert:
-    """The INSERT of a new pending task, due now (also used by ntorque.client's
+def task_values(spec: NewTask, now: float) -> dict[str, Any]:
+    """The row of a new pending task, due now (also used by ntorque.client's
     outbox, inside the caller's own transaction)."""
-    return tasks.insert().values(
-        app_id=spec.app_id,
-        url=spec.url,
-        method=spec.method,
-        timeout_s=spec.timeout_s,
-        body=spec.body,
-        content_type=spec.content_type,
-        charset=spec.charset,
-        headers=[list(pair) for pair in spec.headers],
-        status=Status.PENDING.value,
-        retry_count=0,
-        due=now,
-        created=now,
-        modified=now,
-    )
+    return {
+        "app_id": spec.app_id,
+        "url": spec.url,
+        "method": spec.method,
+        "timeout_s": spec.timeout_s,
+        "body": spec.body,
+        "content_type": spec.content_type,
+        "charset": spec.charset,
+        "headers": [list(pair) for pair in spec.headers],
+        "status": Status.PENDING.value,
+        "retry_count": 0,
+        "due": now,
+        "created": now,
+        "modified": now,
+    }
+
+
+# Built once, executed with parameters: building `.values(...)` per call costs
+# more CPU than the round trip on the enqueue path.
+INSERT_TASK = tasks.insert().returning(*tasks.c)
 
 
 def _status_in(statuses: Sequence[Status]) -> sa.ColumnElement[bool]:
