@@ -23,7 +23,7 @@ from .consumer import Consumer
 from .events import Events
 from .queue import Queue
 from .requeuer import Requeuer
-from .store import Store
+from .store import Leadership, Store
 from .webhook import Webhook, make_client
 
 log = logging.getLogger(__name__)
@@ -59,8 +59,10 @@ class Node:
             ca_certs=settings.ca_certs or None,
         )
         self.consumer = Consumer(self.queue, self.webhook, concurrency=settings.concurrency)
+        self.leadership = Leadership(self.engine)
         self.requeuer = Requeuer(
             self.queue,
+            self.leadership,
             batch=settings.requeue_batch,
             cleanup_after_s=settings.cleanup_after_days * 86400,
             cleanup_interval_s=settings.cleanup_interval_s,
@@ -136,6 +138,7 @@ class Node:
             log.warning("stopped with %s calls unfinished: they will be performed again", cut)
         if self.server:
             await self.server.close_all_connections()
+        await self.leadership.release()
         await self.channel.close()
         await self.engine.dispose()
         log.info("stopped")

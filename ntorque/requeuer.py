@@ -1,7 +1,8 @@
 """The requeuer: every few seconds, re-notify due tasks; now and then, clean up.
 
 A lost notification therefore costs only latency, and a task whose consumer
-died is found again once its lease has run out.
+died is found again once its lease has run out. With several nodes, only the
+leader (see store.Leadership) runs it.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import time
 
 from .errors import StorageUnavailable
 from .queue import Queue
+from .store import Leadership
 
 log = logging.getLogger(__name__)
 
@@ -19,6 +21,7 @@ class Requeuer:
     def __init__(
         self,
         queue: Queue,
+        leadership: Leadership,
         *,
         batch: int,
         cleanup_after_s: float,
@@ -26,6 +29,7 @@ class Requeuer:
         cleanup_batch: int,
     ) -> None:
         self.queue = queue
+        self.leadership = leadership
         self.batch = batch
         self.cleanup_after_s = cleanup_after_s
         self.cleanup_interval_s = cleanup_interval_s
@@ -56,7 +60,8 @@ class Requeuer:
             return
         self._busy = True
         try:
-            await self.run_once()
+            if await self.leadership.lead():
+                await self.run_once()
         except StorageUnavailable:
             log.warning("requeue: database unavailable, trying again next round")
         except Exception:

@@ -226,6 +226,53 @@ class Store:
             return int((await conn.execute(statement)).scalar_one())
 
 
+class Leadership:
+    """Which node runs the requeuer and cleanup: the one holding a PostgreSQL
+    session advisory lock. The lock lives and dies with its connection, so
+    when the leader dies another node takes over at its next round. SQLite
+    serves one node, which always leads."""
+
+    LOCK_KEY = 0x6E746F71  # "ntoq"
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+        self._conn: AsyncConnection | None = None
+
+    async def lead(self) -> bool:
+        """True while this node holds the lock (taking it when it is free)."""
+        if self.engine.dialect.name != "postgresql":
+            return True
+        try:
+            if self._conn is None:
+                return await self._try_take()
+            await self._conn.execute(sa.text("SELECT 1"))  # the lock's connection still lives
+            await self._conn.commit()
+            return True
+        except (*_UNAVAILABLE, sa.exc.DBAPIError) as error:
+            log.warning("leadership not held: %s", error)
+            await self.release()
+            return False
+
+    async def _try_take(self) -> bool:
+        conn = await self.engine.connect()
+        statement = sa.select(sa.func.pg_try_advisory_lock(self.LOCK_KEY))
+        taken = bool((await conn.execute(statement)).scalar())
+        await conn.commit()
+        if taken:
+            self._conn = conn
+            log.info("this node now runs requeue and cleanup")
+        else:
+            await conn.close()
+        return taken
+
+    async def release(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            with contextlib.suppress(Exception):  # closing a broken connection may fail too
+                await conn.invalidate()
+                await conn.close()
+
+
 def task_values(spec: NewTask, now: float) -> dict[str, Any]:
     """The row of a new pending task, due now (also used by ntorque.client's
     outbox, inside the caller's own transaction)."""
