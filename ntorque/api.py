@@ -192,6 +192,13 @@ class TaskHandler(JsonHandler):
         self.send_json(200, task.to_json())
 
 
+class AttemptsHandler(JsonHandler):
+    async def get(self, task_id: str) -> None:
+        await self.authenticate()
+        task = await self.owned_task(task_id)
+        self.send_json(200, {"task_id": task.id, "attempts": await self.queue.attempts(task.id)})
+
+
 class PushHandler(JsonHandler):
     async def post(self, task_id: str) -> None:
         await self.authenticate()
@@ -210,4 +217,5 @@ def routes(**dependencies: Any) -> list[URLSpec]:
         tornado.web.url(r"/", RootHandler, dependencies),
         tornado.web.url(r"/tasks?/(\d{1,18})", TaskHandler, dependencies),
         tornado.web.url(r"/tasks?/(\d{1,18})/push", PushHandler, dependencies),
+        tornado.web.url(r"/tasks?/(\d{1,18})/attempts", AttemptsHandler, dependencies),
     ]

@@ -10,12 +10,13 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable, Sequence
+from typing import Any
 
 from . import backoff
 from .channel import Channel
 from .events import Events
 from .store import Store
-from .tasks import NewTask, Outcome, Status, Task, Verdict
+from .tasks import NewTask, Outcome, Status, Task, Verdict, iso
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +54,19 @@ class Queue:
 
     async def get(self, task_id: int) -> Task | None:
         return await self.store.get(task_id)
+
+    async def attempts(self, task_id: int) -> list[dict[str, Any]]:
+        """The task's attempts in order, as JSON."""
+        return [
+            {
+                "number": row["number"],
+                "started": iso(row["started"]),
+                "duration_s": round(row["duration_s"], 6),
+                "status_code": row["status_code"],
+                "error": row["error"],
+            }
+            for row in await self.store.attempts(task_id)
+        ]
 
     async def notify(self, task: Task) -> None:
         """Re-send a task's notification (the client's /push)."""
