@@ -10,6 +10,7 @@ import importlib.metadata
 import os
 import re
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -362,3 +363,22 @@ def test_console_script(module_backend: Backend, tmp_path: Path) -> None:
     )
     assert done.returncode == 0, done.stderr
     assert URL_SAFE_KEY.fullmatch(created_key(done))
+
+
+def test_sigint_exits_zero(module_backend: Backend, tmp_path: Path, app_key: str) -> None:
+    """Ctrl-C stops as cleanly as SIGTERM."""
+    with server_for(module_backend, tmp_path) as server:
+        assert server.process is not None
+        server.process.send_signal(signal.SIGINT)
+        assert server.process.wait(30) == 0
+
+
+def test_development_mode_serves_and_logs_debug(
+    module_backend: Backend, hooks: HookServer, tmp_path: Path, app_key: str
+) -> None:
+    """MODE=development: autoreload on, debug lines in the log, tasks still served."""
+    with server_for(module_backend, tmp_path, MODE="development") as server:
+        server.key = app_key
+        assert_serves(server, hooks, app_key)
+        assert server.stop() == 0
+    assert " DEBUG " in server.log_path.read_text()
