@@ -20,6 +20,7 @@ log = logging.getLogger(__name__)
 
 MAX_REDIRECTS = 10
 ERROR_SNIPPET_BYTES = 200
+MIN_CALL_S = 0.001  # a lease already spent still gets a (failing) call, so attempts match calls
 
 
 def classify(code: int, transient_codes: Collection[int]) -> Verdict:
@@ -65,7 +66,12 @@ class Webhook:
         self.ca_certs = ca_certs or default_ca_certs()
 
     def request(self, task: Task) -> HTTPRequest:
-        """The outgoing call: stored method, body bytes, headers; timeout bounds it all."""
+        """The outgoing call: stored method, body bytes, headers.
+
+        The task's timeout bounds it all, and so does its lease (task.due):
+        the call always ends before another consumer may take the task.
+        """
+        budget_s = max(min(float(task.timeout_s), task.due - time.time()), MIN_CALL_S)
         headers = dict(task.headers)
         headers.update(
             {
@@ -80,8 +86,8 @@ class Webhook:
             method=task.method,
             headers=headers,
             body=task.body,
-            connect_timeout=task.timeout_s,
-            request_timeout=task.timeout_s,
+            connect_timeout=budget_s,
+            request_timeout=budget_s,
             follow_redirects=True,
             max_redirects=MAX_REDIRECTS,
             validate_cert=True,

@@ -16,6 +16,13 @@ to the request path:
     to ``/status/200/x``.
 ``/flaky/<n>[/<anything>]``
     answers 500 to the first ``n`` calls on that exact path, then 200.
+``/chaos/<p500>/<phang>/<hang_s>[/<anything>]``
+    per call, answers 500 with probability ``p500``, or waits ``hang_s``
+    seconds then answers 200 with probability ``phang``, else 200 at once.
+    The draw for the n-th call on a path is seeded by (path, n), so a run is
+    reproducible and :func:`chaos_reply` tells afterwards what each call got.
+``/poison[/<anything>]``
+    answers 500 when the request body contains ``POISON``, else 200.
 anything else
     answers 200.
 
@@ -35,6 +42,7 @@ from __future__ import annotations
 
 import asyncio
 import http.client
+import random
 import socket
 import ssl
 import threading
@@ -50,13 +58,14 @@ from tornado.ioloop import IOLoop
 from tornado.netutil import bind_sockets
 from tornado.web import Application, RequestHandler
 
-__all__ = ["Call", "HookServer", "TLSFiles", "make_tls_files"]
+__all__ = ["Call", "HookServer", "TLSFiles", "chaos_reply", "make_tls_files"]
 
 MAX_BODY_BYTES = 64 * 1024 * 1024
 REDIRECT_CODES = frozenset({301, 302, 303, 307, 308})
 START_TIMEOUT_S = 10.0
 STOP_TIMEOUT_S = 10.0
 POLL_INTERVAL_S = 0.01
+POISON = b"POISON"
 
 
 @dataclass(frozen=True)
@@ -182,6 +191,38 @@ def _flaky_reply(parts: list[str], nth_call: int) -> _Reply:
     return _Reply(500 if nth_call <= failures else 200)
 
 
+def _probability_arg(parts: list[str], index: int) -> float:
+    value = _float_arg(parts, index)
+    if value > 1:
+        raise _BadRoute("a probability must be between 0 and 1")
+    return value
+
+
+def chaos_reply(path: str, nth_call: int) -> str:
+    """What ``/chaos/...`` answers the nth_call-th (1-based) call on path:
+    ``"500"``, ``"hang"`` (then 200) or ``"200"``. Raises ValueError if the
+    path is not a well-formed chaos route."""
+    parts = path.strip("/").split("/")
+    if parts[0] != "chaos":
+        raise ValueError(f"not a chaos route: {path!r}")
+    p500, phang = _probability_arg(parts, 1), _probability_arg(parts, 2)
+    _float_arg(parts, 3)
+    if p500 + phang > 1:
+        raise _BadRoute("p500 + phang must not exceed 1")
+    draw = random.Random(f"{path}#{nth_call}").random()
+    if draw < p500:
+        return "500"
+    return "hang" if draw < p500 + phang else "200"
+
+
+def _chaos_reply(path: str, nth_call: int) -> _Reply:
+    kind = chaos_reply(path, nth_call)
+    if kind == "500":
+        return _Reply(500)
+    hang_s = _float_arg(path.strip("/").split("/"), 3)
+    return _Reply(200, sleep_s=hang_s if kind == "hang" else 0.0)
+
+
 _ROUTES = {
     "status": _status_reply,
     "slow": _slow_reply,
@@ -190,9 +231,13 @@ _ROUTES = {
 }
 
 
-def _route(path: str, nth_call: int) -> _Reply:
+def _route(path: str, nth_call: int, body: bytes = b"") -> _Reply:
     """Decide the reply for a path; raises _BadRoute if malformed."""
     parts = path.strip("/").split("/")
+    if parts[0] == "poison":
+        return _Reply(500 if POISON in body else 200)
+    if parts[0] == "chaos":
+        return _chaos_reply(path, nth_call)
     handler = _ROUTES.get(parts[0])
     return _Reply(200) if handler is None else handler(parts, nth_call)
 
@@ -215,7 +260,7 @@ class _HookHandler(RequestHandler):
         )
         nth_call = self._server._recorder.record(call)
         try:
-            reply = _route(call.path, nth_call)
+            reply = _route(call.path, nth_call, call.body)
         except _BadRoute as exc:
             self._send(400, f"bad hook route {call.path!r}: {exc}")
             return

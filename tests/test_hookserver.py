@@ -15,9 +15,9 @@ import pytest
 from tornado.httpclient import AsyncHTTPClient
 
 try:
-    from tests.hookserver import Call, HookServer, make_tls_files
+    from tests.hookserver import Call, HookServer, chaos_reply, make_tls_files
 except ModuleNotFoundError:  # tests/ itself is on sys.path (no __init__.py)
-    from hookserver import Call, HookServer, make_tls_files  # type: ignore[no-redef,import-not-found,unused-ignore]
+    from hookserver import Call, HookServer, chaos_reply, make_tls_files  # type: ignore[no-redef,import-not-found,unused-ignore]
 
 
 class _NoRedirect(urllib.request.HTTPRedirectHandler):
@@ -117,6 +117,34 @@ def test_flaky(hooks: HookServer) -> None:
     assert fetch(hooks.url("/flaky/2/g"))[0] == 500
     hooks.clear()
     assert fetch(hooks.url("/flaky/2/f"))[0] == 500
+
+
+def test_chaos_answers_as_its_seeded_draws_say(hooks: HookServer) -> None:
+    path = "/chaos/0.4/0.2/0.3/c"
+    kinds = [chaos_reply(path, n) for n in range(1, 41)]
+    assert kinds == [chaos_reply(path, n) for n in range(1, 41)]  # reproducible
+    assert {"500", "hang", "200"} <= set(kinds)
+    for kind in kinds:
+        started = time.monotonic()
+        status = fetch(hooks.url(path))[0]
+        took = time.monotonic() - started
+        assert status == (500 if kind == "500" else 200)
+        if kind == "hang":
+            assert took >= 0.3
+    assert len(hooks.calls(path)) == len(kinds)
+    assert {fetch(hooks.url("/chaos/1/0/5/all"))[0] for _ in range(3)} == {500}
+    assert {fetch(hooks.url("/chaos/0/0/5/none"))[0] for _ in range(3)} == {200}
+    assert fetch(hooks.url("/chaos/0.9/0.9/1/x"))[0] == 400
+    assert fetch(hooks.url("/chaos/2/0/1/x"))[0] == 400
+    assert fetch(hooks.url("/chaos/0.5/0"))[0] == 400
+
+
+def test_poison_fails_only_poisoned_bodies(hooks: HookServer) -> None:
+    assert fetch(hooks.url("/poison/p"), "POST", b"a POISONed body")[0] == 500
+    assert fetch(hooks.url("/poison/p"), "POST", b"a wholesome body")[0] == 200
+    assert fetch(hooks.url("/poison/p"), "POST", b"poison, lower case")[0] == 200
+    assert fetch(hooks.url("/poison"), "PUT", b"POISON")[0] == 500
+    assert len(hooks.calls("/poison/p")) == 3
 
 
 def test_wait_for_calls_times_out_clearly(hooks: HookServer) -> None:

@@ -4,6 +4,7 @@ of new tasks, and the outgoing web-hook request."""
 from __future__ import annotations
 
 import io
+import time
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +16,7 @@ from ntorque import backoff, config
 from ntorque.config import Settings
 from ntorque.errors import ConfigError, InvalidRequest
 from ntorque.tasks import NewTask, Status, Task, Verdict, new_task
-from ntorque.webhook import MAX_REDIRECTS, Webhook, classify, make_client
+from ntorque.webhook import MAX_REDIRECTS, MIN_CALL_S, Webhook, classify, make_client
 
 # -- settings --------------------------------------------------------------------
 
@@ -576,7 +577,8 @@ async def test_webhook_request(tmp_path: Path) -> None:
         ca_file = tmp_path / "ca.pem"
         ca_file.write_text("", encoding="utf-8")
         webhook = Webhook(client, max_retries=36, transient_codes=TRANSIENT, ca_certs=str(ca_file))
-        request = webhook.request(stored_task())
+        # Freshly leased: the lease (due) runs well past the 25 s timeout.
+        request = webhook.request(stored_task(due=time.time() + 25 + 2))
     finally:
         client.close()
 
@@ -644,3 +646,26 @@ async def test_webhook_outcome() -> None:
     )
     assert (down.verdict, down.status_code) == (Verdict.RETRY, None)
     assert down.error == "Connection refused"
+
+
+@pytest.mark.parametrize("lease_left_s", [10.0, 0.5])
+def test_webhook_call_never_outlasts_the_lease(lease_left_s: float) -> None:
+    """A slow acquire can eat into the lease: the call is cut to what is left of it,
+    so no other consumer can take the task while this call still runs."""
+    webhook = Webhook(make_client(1), max_retries=36, transient_codes=TRANSIENT, ca_certs=None)
+    try:
+        request = webhook.request(stored_task(due=time.time() + lease_left_s))
+    finally:
+        webhook.client.close()
+    assert request.request_timeout is not None and request.connect_timeout is not None
+    assert lease_left_s - 0.5 < request.request_timeout <= lease_left_s
+    assert request.connect_timeout == request.request_timeout
+
+
+def test_webhook_call_with_its_lease_spent_still_happens_and_fails_fast() -> None:
+    webhook = Webhook(make_client(1), max_retries=36, transient_codes=TRANSIENT, ca_certs=None)
+    try:
+        request = webhook.request(stored_task(due=time.time() - 5))
+    finally:
+        webhook.client.close()
+    assert request.request_timeout == MIN_CALL_S
