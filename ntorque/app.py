@@ -117,6 +117,11 @@ class Node:
             self.first_requeue = asyncio.ensure_future(self.requeuer.tick())  # recover at once
             log.info("consuming with concurrency %s", self.settings.concurrency)
 
+    def signalled(self) -> None:
+        """SIGTERM or SIGINT: stop at once, so no call starts after the signal."""
+        self.stopped.set()
+        self.consumer.stop()
+
     def _loop_ended(self, _: asyncio.Task[None]) -> None:
         if not self.stopped.is_set():
             log.error("the consumer loop ended unexpectedly: stopping")
@@ -149,7 +154,7 @@ async def serve(settings: Settings) -> int:
     node = Node(settings)
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, node.stopped.set)
+        loop.add_signal_handler(signum, node.signalled)
     await node.start()
     await node.stopped.wait()
     log.info("stopping")

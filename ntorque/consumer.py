@@ -54,6 +54,9 @@ class Consumer:
             await self.queue.channel.push(ids)
             return []
         tasks = await self.queue.acquire(ids) if ids else []
+        if self._stopping and tasks:  # stopped while acquiring: start nothing new either
+            await self.queue.release(tasks)
+            return []
         for task in tasks:
             self._start(task)
         return tasks

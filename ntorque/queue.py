@@ -83,6 +83,14 @@ class Queue:
             self.events.publish(task)
         return acquired
 
+    async def release(self, leased: Sequence[Task]) -> None:
+        """Give back leases never used (stopped before calling) and notify them again."""
+        released = await self.store.release(leased, self.clock())
+        for task in released:
+            log.info("task %s released unperformed", task.id)
+            self.events.publish(task)
+        await self.channel.push([task.id for task in released])
+
     async def settle(self, task: Task, outcome: Outcome) -> Task | None:
         """Record an attempt's outcome; None when a newer attempt owns the task."""
         now = self.clock()

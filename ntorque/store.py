@@ -94,6 +94,33 @@ class Store:
             rows = (await conn.execute(statement)).all()
         return sorted((_task(row) for row in rows), key=lambda task: task.id)
 
+    async def release(self, leased: Sequence[Task], now: float) -> list[Task]:
+        """Hand back leases whose calls were never made (the node stopped in
+        between): pending again, due now, the attempt not counted. Guarded by
+        the attempt number, like settle; the tasks given back."""
+        released: list[Task] = []
+        async with self._begin() as conn:
+            for task in leased:
+                statement = (
+                    tasks.update()
+                    .where(
+                        tasks.c.id == task.id,
+                        tasks.c.retry_count == task.retry_count,
+                        tasks.c.status == Status.IN_PROGRESS.value,
+                    )
+                    .values(
+                        status=Status.PENDING.value,
+                        retry_count=task.retry_count - 1,
+                        due=now,
+                        modified=now,
+                    )
+                    .returning(*tasks.c)
+                )
+                row = (await conn.execute(statement)).first()
+                if row:
+                    released.append(_task(row))
+        return released
+
     async def settle(
         self, task: Task, outcome: Outcome, status: Status, due: float, now: float
     ) -> Task | None:
