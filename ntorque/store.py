@@ -103,11 +103,7 @@ class Store:
             for task in leased:
                 statement = (
                     tasks.update()
-                    .where(
-                        tasks.c.id == task.id,
-                        tasks.c.retry_count == task.retry_count,
-                        tasks.c.status == Status.IN_PROGRESS.value,
-                    )
+                    .where(_held_by(task))
                     .values(
                         status=Status.PENDING.value,
                         retry_count=task.retry_count - 1,
@@ -139,11 +135,7 @@ class Store:
         }
         statement = (
             tasks.update()
-            .where(
-                tasks.c.id == task.id,
-                tasks.c.retry_count == task.retry_count,
-                tasks.c.status == Status.IN_PROGRESS.value,
-            )
+            .where(_held_by(task))
             .values(
                 status=status.value,
                 due=due,
@@ -323,6 +315,15 @@ def task_values(spec: NewTask, now: float) -> dict[str, Any]:
 # Built once, executed with parameters: building `.values(...)` per call costs
 # more CPU than the round trip on the enqueue path.
 INSERT_TASK = tasks.insert().returning(*tasks.c)
+
+
+def _held_by(task: Task) -> sa.ColumnElement[bool]:
+    """The attempt guard: the task is still in progress under this very attempt."""
+    return sa.and_(
+        tasks.c.id == task.id,
+        tasks.c.retry_count == task.retry_count,
+        tasks.c.status == Status.IN_PROGRESS.value,
+    )
 
 
 def _status_in(statuses: Sequence[Status]) -> sa.ColumnElement[bool]:

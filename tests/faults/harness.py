@@ -20,6 +20,7 @@ from tests.hookserver import HookServer
 from tests.server import NtorqueServer
 
 ARTIFACTS = Path(__file__).parent.parent.parent / "test-artifacts"
+POLL_S = 0.05
 SUMMARIES: list[str] = []  # printed at the end of the run by tests/faults/conftest.py
 
 
@@ -84,6 +85,15 @@ def enqueue_all(
     with concurrent.futures.ThreadPoolExecutor(threads) as pool:
         for future in [pool.submit(one, path) for path in paths]:
             future.result()
+
+
+def hold(server: NtorqueServer, seconds: float) -> None:
+    """Let `seconds` pass, failing at once should the ntorque process exit."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        assert server.process is not None
+        assert server.process.poll() is None, f"ntorque exited:\n{server.logs()}"
+        time.sleep(POLL_S)
 
 
 def final_statuses(server: NtorqueServer, ids: Sequence[int]) -> dict[int, str]:

@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import make_backend, server_for
-from tests.faults.harness import Ledger, enqueue_all, summarise, wait_settled
+from tests.faults.harness import Ledger, enqueue_all, hold, summarise, wait_settled
 from tests.hookserver import Call, HookServer
 from tests.netfaults import wait_until
 from tests.server import NtorqueServer
@@ -109,15 +109,6 @@ def in_background(work: Callable[[], None]) -> Callable[[], None]:
             pool.shutdown(wait=False)
 
     return join
-
-
-def hold(server: NtorqueServer, seconds: float) -> None:
-    """Let `seconds` pass, failing at once should the ntorque process exit."""
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        assert server.process is not None
-        assert server.process.poll() is None, f"ntorque exited:\n{server.logs()}"
-        time.sleep(POLL_S)
 
 
 def wait_called(hooks: HookServer, ledger: Ledger, timeout_s: float = 60) -> None:

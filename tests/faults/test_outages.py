@@ -26,7 +26,7 @@ import pytest
 
 from tests import services
 from tests.conftest import Backend, make_backend, server_for
-from tests.faults.harness import Ledger, enqueue_all, summarise, wait_settled
+from tests.faults.harness import Ledger, enqueue_all, hold, summarise, wait_settled
 from tests.hookserver import HookServer
 from tests.netfaults import RedisProcess, TcpProxy, wait_until
 from tests.server import NtorqueServer
@@ -103,15 +103,6 @@ def in_background(work: Callable[[], list[Answer]]) -> Callable[[], list[Answer]
             pool.shutdown(wait=False)
 
     return join
-
-
-def hold(server: NtorqueServer, seconds: float) -> None:
-    """Let `seconds` pass, failing at once should the ntorque process exit."""
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        assert server.process is not None
-        assert server.process.poll() is None, f"ntorque exited:\n{server.logs()}"
-        time.sleep(POLL_S)
 
 
 def log_text(server: NtorqueServer) -> str:
