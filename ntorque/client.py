@@ -25,6 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from . import tasks
 from .auth import hash_key
+from .config import Settings
 from .store import task_values
 from .tables import applications
 from .tables import tasks as tasks_table
@@ -59,7 +60,7 @@ class Client:
     ) -> dict[str, Any]:
         """Enqueue a task; its JSON once ntorque has stored it."""
         query = {"url": url, "method": method, **({"timeout": str(timeout)} if timeout else {})}
-        sent = {f"NTORQUE-PASSTHROUGH-{name}": value for name, value in (headers or {}).items()}
+        sent = _passthrough(headers)
         if content_type:
             sent["Content-Type"] = content_type
         data = body.encode("utf-8") if isinstance(body, str) else body
@@ -91,6 +92,11 @@ class Client:
             raise ClientError(error.code, _error_message(error.read())) from None
 
 
+def _passthrough(headers: Mapping[str, str] | None) -> dict[str, str]:
+    """Headers for the hook, named as ntorque expects them on enqueue."""
+    return {f"NTORQUE-PASSTHROUGH-{name}": value for name, value in (headers or {}).items()}
+
+
 def _error_message(body: bytes) -> str:
     try:
         return str(json.loads(body).get("error", body[:200]))
@@ -101,10 +107,20 @@ def _error_message(body: bytes) -> str:
 class Outbox:
     """Adds tasks with the caller's connection, inside the caller's transaction."""
 
-    def __init__(self, client: Client, connection: AsyncConnection) -> None:
+    def __init__(
+        self,
+        client: Client,
+        connection: AsyncConnection,
+        *,
+        default_timeout_s: int = Settings.default_timeout_s,
+        max_timeout_s: float = Settings.max_due_delay_s,
+    ) -> None:
         self.client = client
         self.connection = connection
+        self.default_timeout_s = default_timeout_s
+        self.max_timeout_s = max_timeout_s
         self.ids: list[int] = []
+        self._app_ids: list[int | None] = []  # looked up once per transaction
 
     async def add(
         self,
@@ -117,15 +133,15 @@ class Outbox:
         headers: Mapping[str, str] | None = None,
     ) -> int:
         """Write a pending task (validated like the API does); its id."""
-        sent = {f"NTORQUE-PASSTHROUGH-{name}": value for name, value in (headers or {}).items()}
+        sent = _passthrough(headers)
         sent["Content-Type"] = content_type
         spec = tasks.new_task(
             app_id=await self._app_id(),
             query={"url": url, "method": method, "timeout": str(timeout or "")},
             headers=sent,
             body=body,
-            default_timeout_s=60,
-            max_timeout_s=7200,
+            default_timeout_s=self.default_timeout_s,
+            max_timeout_s=self.max_timeout_s,
         )
         statement = tasks_table.insert().returning(tasks_table.c.id)
         result = await self.connection.execute(statement, task_values(spec, time.time()))
@@ -134,6 +150,11 @@ class Outbox:
         return task_id
 
     async def _app_id(self) -> int | None:
+        if not self._app_ids:
+            self._app_ids.append(await self._find_app_id())
+        return self._app_ids[0]
+
+    async def _find_app_id(self) -> int | None:
         if not self.client.api_key:
             return None
         statement = sa.select(applications.c.id).where(

@@ -75,7 +75,7 @@ class Store:
             tasks.update()
             .where(
                 tasks.c.id.in_(list(ids)),
-                tasks.c.status.in_([s.value for s in UNFINISHED]),
+                _status_in(UNFINISHED),
                 sa.or_(
                     tasks.c.due <= now,
                     sa.and_(tasks.c.retry_count == 0, tasks.c.due <= now + FRESH_TASK_CLOCK_SKEW_S),
