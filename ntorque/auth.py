@@ -30,10 +30,13 @@ class App:
     name: str
     active: bool
     created: float
+    admin: bool = False  # sees every application's tasks in the console
 
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> App:
-        return cls(row["id"], row["name"], bool(row["active"]), row["created"])
+        return cls(
+            row["id"], row["name"], bool(row["active"]), row["created"], bool(row.get("admin"))
+        )
 
 
 def new_key() -> str:

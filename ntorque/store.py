@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
 import sqlalchemy as sa
@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from . import tables
 from .errors import StorageUnavailable
-from .tables import applications, attempts, tasks
+from .tables import applications, attempts, server_secrets, tasks
 from .tasks import FINISHED, UNFINISHED, NewTask, Outcome, Status, Task
 
 log = logging.getLogger(__name__)
@@ -238,6 +238,22 @@ class Store:
         statement = applications.update().where(applications.c.name == name).values(**values)
         async with self._begin() as conn:
             return bool((await conn.execute(statement)).rowcount)
+
+    async def server_secret(self, name: str, make: Callable[[], str], now: float) -> str:
+        """The shared secret called name; the first node to ask stores make()'s."""
+        chosen = sa.select(server_secrets.c.value).where(server_secrets.c.name == name)
+        async with self._begin() as conn:
+            value = (await conn.execute(chosen)).scalar_one_or_none()
+        if value is not None:
+            return str(value)
+        try:
+            async with self._begin() as conn:
+                row = {"name": name, "value": make(), "created": now}
+                await conn.execute(server_secrets.insert().values(row))
+        except sa.exc.IntegrityError:  # another node stored one first: use theirs
+            pass
+        async with self._begin() as conn:
+            return str((await conn.execute(chosen)).scalar_one())
 
     async def count_apps(self) -> int:
         statement = sa.select(sa.func.count()).select_from(applications)

@@ -29,6 +29,23 @@ applications = sa.Table(
     sa.Column("key_hash", sa.String(64), nullable=False, unique=True),
     sa.Column("active", sa.Boolean, nullable=False, default=True),
     sa.Column("created", sa.Float, nullable=False),
+    # Sees every application's tasks in the console.
+    sa.Column("admin", sa.Boolean, nullable=False, default=False, server_default=sa.false()),
+    # Standard Webhooks secrets ("whsec_..."); the previous one is still used
+    # to sign during a rotation.
+    sa.Column("signing_secret", sa.Text, nullable=True),
+    sa.Column("previous_signing_secret", sa.Text, nullable=True),
+    # Per-application allow/deny lists of web-hook targets (JSON), or null.
+    sa.Column("target_policy", sa.JSON, nullable=True),
+)
+
+# Server-wide secrets every node shares (cookie signing, key hashing).
+server_secrets = sa.Table(
+    "server_secrets",
+    metadata,
+    sa.Column("name", sa.String(64), primary_key=True),
+    sa.Column("value", sa.Text, nullable=False),
+    sa.Column("created", sa.Float, nullable=False),
 )
 
 UNFINISHED_SQL = "status IN ('pending', 'in_progress')"

@@ -370,6 +370,10 @@ async def test_applications(store: Store) -> None:
         "key_hash": HASH_A,
         "active": True,
         "created": NOW,
+        "admin": False,
+        "signing_secret": None,
+        "previous_signing_secret": None,
+        "target_policy": None,
     }
     beta = await store.create_app("beta", HASH_B, NOW + 1)
     assert await store.count_apps() == 2
@@ -676,3 +680,10 @@ async def test_queue_cleanup(store: Store) -> None:
     clock.now = NOW + 101
     assert await q.queue.cleanup(100, 10) == 1
     assert await store.get(task.id) is None
+
+
+async def test_a_server_secret_is_made_once_and_shared(store: Store) -> None:
+    first = await store.server_secret("cookie_secret", lambda: "one", NOW)
+    second = await store.server_secret("cookie_secret", lambda: "two", NOW + 1)
+    assert first == second == "one"
+    assert await store.server_secret("other", lambda: "three", NOW) == "three"
