@@ -1,0 +1,1 @@
+"""The reproducible benchmark of issue 5: `python -m bench` (see bench/README.md)."""

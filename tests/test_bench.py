@@ -1,0 +1,102 @@
+"""The benchmark harness (bench/), end to end at a tiny scale: it runs, loses
+nothing, and writes its JSON. No timing is asserted: figures depend on the
+machine. Plus the pure parts (message parsing, lost/duplicate counting)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bench import metrics
+from bench.httpraw import parse
+from bench.loadgen import Sent
+from bench.receiver import Record
+from tests import services
+
+REPOSITORY = Path(__file__).resolve().parent.parent
+TOP_KEYS = {"date", "commit", "cpu_count", "options", "scenarios", "targets", "explain"}
+FIGURES = {"tasks", "enqueue_per_s", "end_to_end_per_s", "latency_ms", "duplicates", "lost"}
+
+
+def run_bench(tmp_path: Path, *args: str) -> dict[str, Any]:
+    path = tmp_path / "results.json"
+    done = subprocess.run(
+        [sys.executable, "-m", "bench", "--tasks", "50", "--json", str(path), *args],
+        cwd=REPOSITORY, env=dict(os.environ), capture_output=True, text=True, timeout=100,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "Targets (issue 5)" in done.stdout
+    document: dict[str, Any] = json.loads(path.read_text())
+    assert TOP_KEYS <= set(document)
+    return document
+
+
+def check(figures: dict[str, Any], tasks: int = 50) -> None:
+    assert "error" not in figures, figures
+    assert FIGURES <= set(figures), figures
+    assert (figures["tasks"], figures["lost"], figures["duplicates"]) == (tasks, 0, 0), figures
+
+
+def test_bench_embedded_sqlite(tmp_path: Path) -> None:
+    scenarios = run_bench(tmp_path, "--only", "ceiling,sqlite")["scenarios"]
+    check(scenarios["ceiling"])
+    check(scenarios["sqlite"])
+    assert scenarios["sqlite"]["cpu_s_per_1k"] > 0 and scenarios["sqlite"]["rss_mb"] > 0
+
+
+@pytest.mark.postgres
+@pytest.mark.redis
+def test_bench_postgres_and_redis(tmp_path: Path, redis_url: str) -> None:
+    try:
+        services.postgres_admin("SELECT 1")
+    except Exception as error:
+        services.missing("PostgreSQL", error)
+    document = run_bench(
+        tmp_path, "--only", "ceiling,burst,retries,prefill", "--prefill-rows", "1000",
+        "--database-url", services.POSTGRES_ADMIN_URL, "--redis-url", redis_url,
+    )  # fmt: skip
+    scenarios = document["scenarios"]
+    for name in ("burst", "retries"):
+        check(scenarios[name])
+    check(scenarios["prefill"]["burst"])
+    check(scenarios["prefill"]["paced"], tasks=30)
+    assert scenarios["retries"]["hook_calls"] == 50 + 2 * 10  # 10 tasks answered 500 twice
+    assert scenarios["retries"]["retry_schedule"]["retries"] == 20
+    assert "fraction_of_ceiling" in scenarios["burst"]
+    assert set(scenarios["prefill"]["burst"]["vs_empty"]) >= {"end_to_end_per_s", "latency_p99"}
+    assert "Index" in document["explain"]["acquire"]
+
+
+# -- the pure parts ---------------------------------------------------------------
+
+
+def test_parse_content_length_chunked_and_partial() -> None:
+    buffer = bytearray(b"POST /hook HTTP/1.1\r\nContent-Length: 3\r\n\r\nabcGET / HTTP/1.1\r\n")
+    message = parse(buffer)
+    assert message is not None and message.body == b"abc"
+    assert parse(buffer) is None and buffer == bytearray(b"GET / HTTP/1.1\r\n")
+    chunked = bytearray(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
+    chunked += b"2\r\nok\r\n0\r\n\r\n"
+    answer = parse(chunked)
+    assert answer is not None and answer.body == b"ok" and not chunked
+
+
+def test_lost_and_duplicates_are_counted_per_task() -> None:
+    sent = Sent(accepted=[0, 1, 2], first_s=100.0, last_s=101.0, round_trips_s=[0.01])
+    records: list[Record] = [
+        (0, 7, 0, 100.0, 100.5, 200),
+        (1, 8, 0, 100.0, 100.2, 500),
+        (1, 8, 1, 100.0, 100.9, 200),
+        (1, 8, 2, 100.0, 101.0, 200),  # answered 200 twice: one duplicate
+    ]  # task 2 never answered 200: lost
+    figures = metrics.summarize(sent, records)
+    assert (figures["lost"], figures["duplicates"], figures["hook_calls"]) == (1, 1, 4)
+    assert figures["latency_ms"]["p50"] == pytest.approx(200.0)  # first calls: 500 ms, 200 ms
+    schedule = metrics.retry_schedule(records, min_s=0.5, max_s=60, tolerance_s=0.05)
+    assert (schedule["retries"], schedule["early"]) == (2, 1)  # 0.7 s >= 0.5 s; 0.1 s < 1 s
