@@ -11,13 +11,27 @@ setup(
     python_requires=">=3.11",
     # migrations/ lives at the top of the repository (Alembic's home) but ships
     # inside the package, so an installed ntorque can migrate its own database.
-    packages=["ntorque", "ntorque.migrations", "ntorque.migrations.versions"],
+    # templates/ and static/ (the console's) ship the same way.
+    packages=[
+        "ntorque",
+        "ntorque.console",
+        "ntorque.migrations",
+        "ntorque.migrations.versions",
+        "ntorque.templates",
+        "ntorque.static",
+    ],
     package_dir={
         "ntorque": "ntorque",
+        "ntorque.templates": "templates",
+        "ntorque.static": "static",
         "ntorque.migrations": "migrations",
         "ntorque.migrations.versions": "migrations/versions",
     },
-    package_data={"ntorque.migrations": ["script.py.mako"]},
+    package_data={
+        "ntorque.migrations": ["script.py.mako"],
+        "ntorque.templates": ["*.html"],
+        "ntorque.static": ["*.css", "*.js"],
+    },
     install_requires=[
         "tornado>=6.4",
         "pycurl>=7.45",
@@ -34,7 +48,10 @@ setup(
             "pytest>=8",
             "pytest-asyncio>=0.24",
             "pytest-timeout>=2.3",
+            "playwright>=1.45",  # drives Debian's chromium in the console's browser test
             "trustme>=1.1",
+            "standardwebhooks>=1.1",  # the reference verifier of signed calls
+            "hypothesis>=6.100",
             "ruff>=0.6",
             "mypy>=1.11",
             "types-PyYAML",

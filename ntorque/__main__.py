@@ -1,4 +1,5 @@
-"""python -m ntorque [serve|migrate|create-app|list-apps|deactivate-app|rotate-key].
+"""python -m ntorque [serve|migrate|create-app|list-apps|deactivate-app|rotate-key|
+rotate-secret|show-secret|set-targets].
 
 The only caller of config.load(); with no subcommand it serves.
 """
@@ -7,7 +8,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import sys
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TypeVar
 
@@ -21,10 +24,15 @@ from .errors import (
     StorageUnavailable,
     UnknownApplication,
 )
+from .signing import SERVER_SECRET, new_signing_secret
 from .store import Store
+from .targets import Rules
 
 T = TypeVar("T")
-COMMANDS = ("serve", "migrate", "create-app", "list-apps", "deactivate-app", "rotate-key")
+COMMANDS = (
+    "serve", "migrate", "create-app", "list-apps", "deactivate-app", "rotate-key", "set-targets",
+    "rotate-secret", "show-secret",
+)  # fmt: skip
 
 
 def parser() -> argparse.ArgumentParser:
@@ -37,15 +45,40 @@ def parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, help="port to listen on (NTORQUE_PORT, PORT)")
     serve.add_argument("--role", choices=ROLES, help="all (default), web (API only), worker")
     serve.add_argument("--migrate", action="store_true", help="migrate the database first")
+    serve.add_argument("--certfile", help="serve https with this PEM chain (NTORQUE_CERTFILE)")
+    serve.add_argument("--keyfile", help="... and this PEM key (NTORQUE_KEYFILE)")
     commands.add_parser("migrate", parents=[common], help="migrate the database schema")
     for name, text in (
-        ("create-app", "create an application and print its API key"),
+        ("create-app", "create an application and print its API key and signing secret"),
         ("deactivate-app", "refuse an application's key from now on"),
         ("rotate-key", "give an application a new API key (the old one stops working)"),
     ):
         command = commands.add_parser(name, parents=[common], help=text)
         command.add_argument("--name", required=True)
+        if name == "create-app":
+            command.add_argument(
+                "--admin", action="store_true", help="its console login sees every application"
+            )
     commands.add_parser("list-apps", parents=[common], help="list the applications")
+    rotate = commands.add_parser(
+        "rotate-secret",
+        parents=[common],
+        help="give an application a new signing secret (both sign until --finish)",
+    )
+    rotate.add_argument("--name", required=True)
+    rotate.add_argument("--finish", action="store_true", help="stop signing with the old one")
+    show = commands.add_parser(
+        "show-secret", parents=[common], help="print the signing secrets in use"
+    )
+    show.add_argument("--name", help="an application (none: the server's, for no application)")
+    targets = commands.add_parser(
+        "set-targets", parents=[common], help="set an application's target allow/deny lists"
+    )
+    targets.add_argument("--name", required=True)
+    for option in ("--allow", "--deny"):
+        targets.add_argument(
+            option, action="append", default=[], help="CIDR or host pattern (repeat or a,b)"
+        )
     return main
 
 
@@ -63,7 +96,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def run(options: argparse.Namespace) -> int:
     overrides = {
-        key: getattr(options, key, None) for key in ("host", "port", "role")
+        key: getattr(options, key, None)
+        for key in ("host", "port", "role", "certfile", "keyfile")
     }  # fmt: skip
     settings = load(options.config, overrides=overrides)
     app.setup_logging(settings.development)
@@ -74,6 +108,10 @@ def run(options: argparse.Namespace) -> int:
     prepare_database(settings, migrate=getattr(options, "migrate", False))
     if options.command == "serve":
         return asyncio.run(app.serve(settings))
+    if options.command == "set-targets":
+        return asyncio.run(with_store(settings, lambda store: set_targets(options, store)))
+    if options.command in ("rotate-secret", "show-secret"):
+        return asyncio.run(with_store(settings, lambda store: signing(options, store)))
     return asyncio.run(with_store(settings, lambda store: manage(options, store)))
 
 
@@ -111,8 +149,11 @@ async def manage(options: argparse.Namespace, store: Store) -> int:
     name = options.name if hasattr(options, "name") else ""
     try:
         if options.command == "create-app":
-            app_, key = await apps.create(name)
+            app_, key, secret = await apps.create(name)
+            if options.admin:  # the console shows it every application's tasks
+                await store.update_app(app_.name, admin=True)
             print(f"created application {app_.name!r} (id {app_.id}); its API key: {key}")
+            print(f"its signing secret: {secret}")
         elif options.command == "rotate-key":
             print(f"new API key of {name!r}: {await apps.rotate_key(name)}")
         elif options.command == "deactivate-app":
@@ -121,10 +162,53 @@ async def manage(options: argparse.Namespace, store: Store) -> int:
         else:
             for item in await apps.list():
                 state = "active" if item.active else "inactive"
-                print(f"{item.id}\t{item.name}\t{state}")
+                admin = "\tadmin" if item.admin else ""
+                print(f"{item.id}\t{item.name}\t{state}{admin}")
     except (InvalidRequest, UnknownApplication) as error:
         print(f"ntorque: {error.message}", file=sys.stderr)
         return 1
+    return 0
+
+
+async def signing(options: argparse.Namespace, store: Store) -> int:
+    """rotate-secret [--finish] and show-secret: the secrets that sign calls."""
+    apps, name = Applications(store), options.name
+    try:
+        if options.command == "show-secret" and name is None:
+            secret = await store.server_secret(SERVER_SECRET, new_signing_secret, time.time())
+            print(f"signing secret for tasks of no application: {secret}")
+        elif options.command == "show-secret":
+            print(f"signing secrets of {name!r}: {' '.join(await apps.signing_secrets(name))}")
+        elif options.finish:
+            await apps.finish_rotation(name)
+            print(f"only the current signing secret of {name!r} signs from now on")
+        else:
+            secret = await apps.rotate_secret(name)
+            print(f"new signing secret of {name!r}: {secret}")
+            print("the old one signs too, until `rotate-secret --finish`")
+    except UnknownApplication as error:
+        print(f"ntorque: {error.message}", file=sys.stderr)
+        return 1
+    return 0
+
+
+async def set_targets(options: argparse.Namespace, store: Store) -> int:
+    """Store an application's own target lists; none at all clears them."""
+    lists = {
+        kind: [item.strip() for value in getattr(options, kind) for item in value.split(",")]
+        for kind in ("allow", "deny")
+    }
+    try:
+        rules = Rules.parse(lists["allow"], lists["deny"])
+    except ValueError as error:
+        print(f"ntorque: {error}", file=sys.stderr)
+        return 1
+    policy = {kind: [item for item in items if item] for kind, items in lists.items()}
+    stored = policy if rules.has_allow or rules.deny_networks or rules.deny_hosts else None
+    if not await store.update_app(options.name, target_policy=stored):
+        print(f"ntorque: no application named {options.name!r}", file=sys.stderr)
+        return 1
+    print(f"target policy of {options.name!r}: {json.dumps(stored)}")
     return 0
 
 

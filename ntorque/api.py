@@ -18,12 +18,14 @@ from . import __version__, tasks
 from .auth import App, Authenticator
 from .errors import InvalidRequest, NtorqueError, PayloadTooLarge, StorageUnavailable
 from .queue import Queue
+from .ratelimit import FailureLimiter
+from .targets import Targets
 from .tasks import Task
+from .transport import apply_hsts
 
 log = logging.getLogger(__name__)
 
 KEY_HEADERS = ("NTORQUE_API_KEY", "NTORQUE-API-KEY")
-HSTS_VALUE = "max-age=31536000"
 
 
 class ApiOptions:
@@ -38,6 +40,8 @@ class ApiOptions:
         max_timeout_s: float,
         enable_hsts: bool = False,
         hsts_protocol_header: str = "",
+        targets: Targets | None = None,
+        limiter: FailureLimiter | None = None,
     ) -> None:
         self.authenticate = authenticate
         self.max_body_bytes = max_body_bytes
@@ -45,6 +49,8 @@ class ApiOptions:
         self.max_timeout_s = max_timeout_s
         self.enable_hsts = enable_hsts
         self.hsts_protocol_header = hsts_protocol_header
+        self.targets = targets
+        self.limiter = limiter
 
 
 class JsonHandler(tornado.web.RequestHandler):
@@ -64,28 +70,25 @@ class JsonHandler(tornado.web.RequestHandler):
 
     async def prepare(self) -> None:
         if self.api_options.enable_hsts:
-            self._apply_hsts()
-
-    def _apply_hsts(self) -> None:
-        protocol = self.request.protocol
-        if self.api_options.hsts_protocol_header:
-            protocol = self.request.headers.get(self.api_options.hsts_protocol_header, protocol)
-        if protocol.lower() == "https":
-            self.set_header("Strict-Transport-Security", HSTS_VALUE)
-        elif self.request.method in ("GET", "HEAD"):
-            self.redirect(f"https://{self.request.host}{self.request.uri}", permanent=True)
-        else:
-            raise InvalidRequest("this server takes requests over https only")
+            apply_hsts(self, self.api_options.hsts_protocol_header)
 
     async def authenticate(self) -> None:
         """Find the calling application; 401 without a valid, active key."""
         if not self.api_options.authenticate:
             return
+        limiter, address = self.api_options.limiter, self.request.remote_ip or ""
+        if limiter and (wait := limiter.retry_after(address)):
+            self.set_header("Retry-After", str(wait))
+            error = f"too many failed authentications from this address: retry in {wait} s"
+            self.send_json(429, {"status": 429, "error": error})
+            raise tornado.web.Finish()
         key = next(
             (self.request.headers[h] for h in KEY_HEADERS if h in self.request.headers), None
         )
         self.app = await self.authenticator.app_for_key(key)
         if self.app is None:
+            if limiter:
+                limiter.failed(address)
             raise tornado.web.HTTPError(401, "a valid NTORQUE_API_KEY header is required")
 
     async def owned_task(self, task_id: str) -> Task:
@@ -104,7 +107,7 @@ class JsonHandler(tornado.web.RequestHandler):
         error = kwargs.get("exc_info", (None, None, None))[1]
         if isinstance(error, StorageUnavailable):
             self.set_header("Retry-After", "5")
-        message = _message(status_code, error)
+        message = error_message(status_code, error)
         self.finish(json.dumps({"status": status_code, "error": message}))
 
     def _handle_request_exception(self, error: BaseException) -> None:
@@ -121,12 +124,17 @@ class JsonHandler(tornado.web.RequestHandler):
         super()._handle_request_exception(error)
 
     def log_exception(self, typ: Any, value: Any, tb: Any) -> None:
-        if isinstance(value, tornado.web.HTTPError):
-            return  # an expected answer, not an event worth a log line
-        super().log_exception(typ, value, tb)
+        quiet_log_exception(self, typ, value, tb)
 
 
-def _message(status_code: int, error: BaseException | None) -> str:
+def quiet_log_exception(handler: tornado.web.RequestHandler, typ: Any, value: Any, tb: Any) -> None:
+    """Log unexpected errors; an HTTPError is an expected answer, not an event."""
+    if not isinstance(value, tornado.web.HTTPError):
+        tornado.web.RequestHandler.log_exception(handler, typ, value, tb)
+
+
+def error_message(status_code: int, error: BaseException | None) -> str:
+    """The message of an error answer: ours, tornado's, or the status phrase."""
     if isinstance(error, NtorqueError):
         return error.message
     if isinstance(error, tornado.web.HTTPError) and error.log_message:
@@ -166,19 +174,25 @@ class RootHandler(JsonHandler):
         return PayloadTooLarge(f"the body is larger than {self.api_options.max_body_bytes} bytes")
 
     def get(self) -> None:
+        if "text/html" in self.request.headers.get("Accept", ""):  # a browser: the console
+            self.redirect("/console")
+            return
         self.send_json(200, {"message": "ntorque is installed and running", "version": __version__})
 
     async def post(self) -> None:
         if self._finished:  # the body was too large: answered already
             return
         query = {name: self.get_query_argument(name) for name in self.request.query_arguments}
+        app_id = self.app.id if self.app else None
+        targets = self.api_options.targets
         spec = tasks.new_task(
-            app_id=self.app.id if self.app else None,
+            app_id=app_id,
             query=query,
             headers=self.request.headers,
             body=b"".join(self._chunks),
             default_timeout_s=self.api_options.default_timeout_s,
             max_timeout_s=self.api_options.max_timeout_s,
+            policy=await targets.for_app(app_id) if targets else None,
         )
         task = await self.queue.enqueue(spec)
         self.set_header("Location", f"{self.request.protocol}://{self.request.host}/task/{task.id}")

@@ -8,22 +8,29 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import secrets
 import signal
+import ssl
 import sys
+import time
 
 import tornado.web
 from tornado.httpserver import HTTPServer
 from tornado.ioloop import PeriodicCallback
 
-from . import api, database
+from . import api, console, database
 from .auth import Applications, Authenticator
 from .channel import make_channel
 from .config import Settings
 from .consumer import Consumer
-from .events import Events
+from .errors import ConfigError
+from .events import Events, RedisBridge
 from .queue import Queue
+from .ratelimit import FailureLimiter
 from .requeuer import Requeuer
+from .signing import Signer
 from .store import Leadership, Store
+from .targets import Policy, Rules, Targets
 from .webhook import Webhook, make_client
 
 log = logging.getLogger(__name__)
@@ -31,6 +38,7 @@ log = logging.getLogger(__name__)
 # Bodies over the limit get a JSON 413 from the handler, so the server itself
 # must let them reach it; the handler streams and counts.
 SERVER_MAX_BODY_BYTES = 1 << 40
+QUIET_LOGGERS = ("tornado.curl_httpclient", "aiosqlite", "asyncpg", "sqlalchemy", "redis")
 
 
 class Node:
@@ -42,6 +50,13 @@ class Node:
         self.store = Store(self.engine)
         self.channel = make_channel(settings.redis_url, settings.redis_channel)
         self.events = Events()
+        # Task changes of every node reach every node's console.
+        self.bridge = (
+            RedisBridge(self.events, settings.redis_url, f"{settings.redis_channel}:events")
+            if settings.redis_url
+            else None
+        )
+        self.console: console.Console | None = None
         self.queue = Queue(
             self.store,
             self.channel,
@@ -52,11 +67,21 @@ class Node:
             backoff_kind=settings.backoff,
         )
         self.authenticator = Authenticator(self.store, cache_s=settings.auth_cache_s)
+        self.targets = Targets(
+            Policy(
+                settings.allow_private_targets,
+                (Rules.parse(settings.target_allow, settings.target_deny),),
+            ),
+            self.store.target_policy,
+            cache_s=settings.auth_cache_s,
+        )
         self.webhook = Webhook(
             make_client(settings.concurrency),
             max_retries=settings.max_retries,
             transient_codes=settings.transient_codes,
             ca_certs=settings.ca_certs or None,
+            targets=self.targets,
+            signer=Signer(self.store, cache_s=settings.auth_cache_s),
         )
         self.consumer = Consumer(self.queue, self.webhook, concurrency=settings.concurrency)
         self.leadership = Leadership(self.engine)
@@ -69,6 +94,7 @@ class Node:
             cleanup_batch=settings.cleanup_batch,
         )
         self.server: HTTPServer | None = None
+        self.cookie_secret = settings.cookie_secret
         self.consuming: asyncio.Task[None] | None = None
         self.requeuing: PeriodicCallback | None = None
         self.first_requeue: asyncio.Future[None] | None = None
@@ -76,6 +102,7 @@ class Node:
         self.failed = False
 
     def web_app(self) -> tornado.web.Application:
+        limiter = self.limiter()  # one count of failures for the API and the console login
         options = api.ApiOptions(
             authenticate=self.settings.authenticate,
             max_body_bytes=self.settings.max_body_bytes,
@@ -83,18 +110,53 @@ class Node:
             max_timeout_s=self.settings.max_due_delay_s,
             enable_hsts=self.settings.enable_hsts,
             hsts_protocol_header=self.settings.hsts_protocol_header,
+            targets=self.targets,
+            limiter=limiter,
         )
         dependencies = {
             "queue": self.queue,
             "authenticator": self.authenticator,
             "options": options,
         }
+        self.console = console.make_console(
+            queue=self.queue,
+            store=self.store,
+            events=self.events,
+            authenticator=self.authenticator,
+            authenticate=self.settings.authenticate,
+            cookie_secret=self.cookie_secret,
+            protocol_header=self.settings.hsts_protocol_header,
+            enable_hsts=self.settings.enable_hsts,
+            limiter=limiter,
+        )
         return tornado.web.Application(
-            api.routes(**dependencies),
+            api.routes(**dependencies) + console.routes(self.console),
             default_handler_class=api.NotFoundHandler,
             default_handler_args=dependencies,
             autoreload=self.settings.development,
             serve_traceback=False,
+        )
+
+    def limiter(self) -> FailureLimiter | None:
+        limit, window_s = self.settings.auth_failure_limit, self.settings.auth_failure_window_s
+        return FailureLimiter(limit, window_s) if limit else None
+
+    def http_server(self) -> HTTPServer:
+        """Plain http, or https with the configured certificate."""
+        tls: ssl.SSLContext | None = None
+        if bool(self.settings.certfile) is not bool(self.settings.keyfile):
+            raise ConfigError("certfile and keyfile go together: https needs both files")
+        if self.settings.certfile:
+            tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+            try:
+                tls.load_cert_chain(self.settings.certfile, self.settings.keyfile)
+            except (OSError, ssl.SSLError) as error:
+                raise ConfigError(f"cannot load certfile/keyfile: {error}") from error
+        return HTTPServer(
+            self.web_app(),
+            max_body_size=SERVER_MAX_BODY_BYTES,
+            xheaders=self.settings.trust_proxy_headers,
+            ssl_options=tls,
         )
 
     async def start(self) -> None:
@@ -103,10 +165,16 @@ class Node:
             if key:
                 print(f"ntorque: created application 'default'; its API key: {key}", flush=True)
         role = self.settings.role
+        if self.bridge is not None:
+            self.bridge.start()
         if role in ("all", "web"):
-            self.server = HTTPServer(self.web_app(), max_body_size=SERVER_MAX_BODY_BYTES)
+            self.cookie_secret = self.settings.cookie_secret or await self.store.server_secret(
+                "cookie_secret", lambda: secrets.token_urlsafe(32), time.time()
+            )
+            self.server = self.http_server()
             self.server.listen(self.settings.port, self.settings.host)
-            log.info("listening on http://%s:%s", self.settings.host, self.settings.port)
+            scheme = "https" if self.settings.certfile else "http"
+            log.info("listening on %s://%s:%s", scheme, self.settings.host, self.settings.port)
         if role in ("all", "worker"):
             self.consuming = asyncio.ensure_future(self.consumer.run())
             self.consuming.add_done_callback(self._loop_ended)
@@ -141,8 +209,12 @@ class Node:
         cut = await self.consumer.drain(self.settings.shutdown_grace_s)
         if cut:
             log.warning("stopped with %s calls unfinished: they will be performed again", cut)
+        if self.console is not None:
+            self.console.hub.close()
         if self.server:
             await self.server.close_all_connections()
+        if self.bridge is not None:
+            await self.bridge.close()
         await self.leadership.release()
         await self.channel.close()
         await self.engine.dispose()
@@ -169,3 +241,8 @@ def setup_logging(development: bool) -> None:
         format="%(asctime)s %(levelname)s %(name)s %(message)s",
     )
     logging.getLogger("tornado.access").setLevel(logging.WARNING)
+    # Their debug lines carry data: curl's verbose trace (header values and
+    # bodies), aiosqlite's statements with parameters (bodies, key hashes,
+    # secrets). Never logged, even in development.
+    for name in QUIET_LOGGERS:
+        logging.getLogger(name).setLevel(logging.WARNING)

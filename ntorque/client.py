@@ -1,22 +1,27 @@
-"""Python clients of ntorque.
+"""Python clients of ntorque, and the verifier of its signed calls.
 
 `Client` is the plain HTTP client (standard library only). `transaction()`
 is the original's "hybrid" client, a transactional outbox: tasks are written
 inside your own transaction on ntorque's database, so they exist exactly when
 your other changes commit, and are notified after the commit. A lost
 notification only delays them: the requeuer finds every due task.
+`verify()` checks a call's Standard Webhooks signature in a web-hook receiver.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import contextlib
+import hashlib
+import hmac
 import json
 import logging
 import time
 import urllib.error
 import urllib.request
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Iterable, Mapping
 from typing import Any
 from urllib.parse import urlencode
 
@@ -24,10 +29,11 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from . import tasks
-from .auth import hash_key
+from .auth import KEY_HASH_SECRET, keyed_hash, legacy_hash
 from .config import Settings
+from .signing import secret_key
 from .store import task_values
-from .tables import applications
+from .tables import applications, server_secrets
 from .tables import tasks as tasks_table
 
 log = logging.getLogger(__name__)
@@ -157,8 +163,12 @@ class Outbox:
     async def _find_app_id(self) -> int | None:
         if not self.client.api_key:
             return None
+        hashes = [legacy_hash(self.client.api_key)]  # a row ntorque has not re-hashed yet
+        secret = sa.select(server_secrets.c.value).where(server_secrets.c.name == KEY_HASH_SECRET)
+        if (value := (await self.connection.execute(secret)).scalar()) is not None:
+            hashes.append(keyed_hash(value, self.client.api_key))
         statement = sa.select(applications.c.id).where(
-            applications.c.key_hash == hash_key(self.client.api_key), applications.c.active
+            applications.c.key_hash.in_(hashes), applications.c.active
         )
         app_id = (await self.connection.execute(statement)).scalar()
         if app_id is None:
@@ -179,3 +189,80 @@ async def transaction(client: Client, engine: AsyncEngine) -> AsyncIterator[Outb
             await asyncio.to_thread(client.push, task_id)
         except (OSError, ClientError) as error:
             log.warning("task %s not pushed (the requeuer will find it): %s", task_id, error)
+
+
+# -- verifying signed calls (Standard Webhooks) --------------------------------
+
+DEFAULT_TOLERANCE_S = 300
+
+
+class SignatureError(Exception):
+    """A call's signature does not hold: answer it 4xx and ignore it."""
+
+
+def verify(
+    secrets: str | Iterable[str],
+    headers: Mapping[str, str],
+    body: bytes,
+    *,
+    tolerance_s: float = DEFAULT_TOLERANCE_S,
+    now: float | None = None,
+) -> str:
+    """Check a signed call; its webhook-id (for de-duplication) when it holds.
+
+    `secrets` is your "whsec_..." secret (or several, while you rotate);
+    `headers` the request's headers (any case); `body` its raw bytes, exactly
+    as received, before any parsing. The timestamp must be within
+    tolerance_s of now, either way, so a recorded call cannot be replayed
+    later. Raises SignatureError otherwise.
+    """
+    found = {name.lower(): value for name, value in headers.items()}
+    msg_id, stamp = found.get("webhook-id", ""), found.get("webhook-timestamp", "")
+    if not (msg_id and stamp and found.get("webhook-signature")):
+        raise SignatureError("the webhook-id, -timestamp and -signature headers are required")
+    timestamp = _timestamp(stamp, time.time() if now is None else now, tolerance_s)
+    signed = b"%s.%d.%s" % (msg_id.encode(), timestamp, body)
+    expected = [_digest(secret, signed) for secret in _secrets(secrets)]
+    matched = False
+    for given in _signatures(found["webhook-signature"]):
+        for digest in expected:  # every pair is compared: no early exit on a secret
+            matched |= hmac.compare_digest(given, digest)
+    if not matched:
+        raise SignatureError("no signature matches")
+    return msg_id
+
+
+def _timestamp(text: str, now: float, tolerance_s: float) -> int:
+    if not text.isascii() or not text.isdigit() or len(text) > 12:
+        raise SignatureError("webhook-timestamp is not a number of seconds")
+    timestamp = int(text)
+    if timestamp < now - tolerance_s:
+        raise SignatureError("webhook-timestamp is too old")
+    if timestamp > now + tolerance_s:
+        raise SignatureError("webhook-timestamp is in the future")
+    return timestamp
+
+
+def _secrets(secrets: str | Iterable[str]) -> list[str]:
+    found = [secrets] if isinstance(secrets, str) else list(secrets)
+    if not found:
+        raise ValueError("verify() needs at least one signing secret")
+    return found
+
+
+def _digest(secret: str, signed: bytes) -> bytes:
+    return hmac.new(secret_key(secret), signed, hashlib.sha256).digest()
+
+
+def _signatures(header: str) -> list[bytes]:
+    """The v1 signatures of a webhook-signature header (others are skipped)."""
+    found = []
+    for item in header.split():
+        version, _, encoded = item.partition(",")
+        if version != "v1":
+            continue
+        try:
+            found.append(base64.b64decode(encoded, validate=True))
+        except binascii.Error:
+            continue
+    return found

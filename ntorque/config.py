@@ -17,6 +17,7 @@ from typing import Any
 import yaml
 
 from .errors import ConfigError
+from .targets import Rules
 
 ROLES = ("all", "web", "worker")
 BACKOFFS = ("exponential", "linear")
@@ -48,8 +49,17 @@ class Settings:
     auth_cache_s: float = 5.0
     enable_hsts: bool = False
     hsts_protocol_header: str = ""
+    cookie_secret: str = ""  # signs console logins; empty = made once, kept in the database
+    auth_failure_limit: int = 20
+    auth_failure_window_s: float = 60.0
+    trust_proxy_headers: bool = False
+    certfile: str = ""
+    keyfile: str = ""
     max_body_bytes: int = 1024 * 1024
     ca_certs: str = ""
+    allow_private_targets: bool = True
+    target_allow: tuple[str, ...] = ()
+    target_deny: tuple[str, ...] = ()
     shutdown_grace_s: float = 30.0
     db_timeout_s: float = 5.0
     pool_size: int = 10
@@ -87,8 +97,17 @@ ENVIRONMENT: dict[str, tuple[str, ...]] = {
     "auth_cache_s": ("NTORQUE_AUTH_CACHE",),
     "enable_hsts": ("NTORQUE_ENABLE_HSTS",),
     "hsts_protocol_header": ("HSTS_PROTOCOL_HEADER",),
+    "cookie_secret": ("NTORQUE_COOKIE_SECRET",),
+    "auth_failure_limit": ("NTORQUE_AUTH_FAILURE_LIMIT",),
+    "auth_failure_window_s": ("NTORQUE_AUTH_FAILURE_WINDOW",),
+    "trust_proxy_headers": ("NTORQUE_TRUST_PROXY_HEADERS",),
+    "certfile": ("NTORQUE_CERTFILE",),
+    "keyfile": ("NTORQUE_KEYFILE",),
     "max_body_bytes": ("NTORQUE_MAX_BODY_SIZE",),
     "ca_certs": ("NTORQUE_CA_CERTS",),
+    "allow_private_targets": ("NTORQUE_ALLOW_PRIVATE_TARGETS",),
+    "target_allow": ("NTORQUE_TARGET_ALLOW",),
+    "target_deny": ("NTORQUE_TARGET_DENY",),
     "shutdown_grace_s": ("NTORQUE_SHUTDOWN_GRACE",),
     "db_timeout_s": ("NTORQUE_DB_TIMEOUT",),
     "pool_size": ("SQLALCHEMY_POOL_SIZE",),
@@ -178,12 +197,18 @@ def _to_codes(value: Any) -> tuple[int, ...]:
     return tuple(sorted({_to_int(item) for item in items if str(item).strip()}))
 
 
+def _to_strings(value: Any) -> tuple[str, ...]:
+    items = value if isinstance(value, list | tuple) else str(value).split(",")
+    return tuple(str(item).strip() for item in items if str(item).strip())
+
+
 _CONVERTERS: dict[str, Callable[[Any], Any]] = {
     "str": lambda value: "" if value is None else str(value),
     "int": _to_int,
     "float": _to_float,
     "bool": _to_bool,
     "tuple[int, ...]": _to_codes,
+    "tuple[str, ...]": _to_strings,
 }
 _FIELD_TYPES = {field.name: str(field.type) for field in fields(Settings)}
 
@@ -203,11 +228,12 @@ def _check(settings: Settings, labels: Mapping[str, str]) -> None:
         "port", "concurrency", "default_timeout_s", "min_due_delay_s", "max_due_delay_s",
         "max_retries", "requeue_interval_s", "requeue_batch", "cleanup_after_days",
         "cleanup_interval_s", "cleanup_batch", "max_body_bytes", "db_timeout_s", "pool_size",
+        "auth_failure_window_s",
     )  # fmt: skip
     for key in positive:
         if getattr(settings, key) <= 0:
             fail(key, "must be greater than zero")
-    for key in ("auth_cache_s", "shutdown_grace_s", "max_overflow"):
+    for key in ("auth_cache_s", "shutdown_grace_s", "max_overflow", "auth_failure_limit"):
         if getattr(settings, key) < 0:
             fail(key, "must not be negative")
     if settings.port > 65535:
@@ -226,6 +252,13 @@ def _check_relations(settings: Settings, fail: Callable[[str, str], None]) -> No
         ("redis://", "rediss://", "unix://")
     ):
         fail("redis_url", "must be a redis:// url")
+    if 0 < len(settings.cookie_secret) < 16:
+        fail("cookie_secret", "must have at least 16 characters")
+    for key in ("target_allow", "target_deny"):
+        try:
+            Rules.parse(getattr(settings, key))
+        except ValueError as error:
+            fail(key, f"is not valid: {error}")
 
 
 def replace(settings: Settings, **changes: Any) -> Settings:

@@ -14,7 +14,7 @@ import time
 from .channel import BLOCKING_POP_S
 from .errors import StorageUnavailable
 from .queue import Queue
-from .tasks import Outcome, Task
+from .tasks import Outcome, Task, loggable_url
 from .webhook import Webhook
 
 log = logging.getLogger(__name__)
@@ -79,7 +79,10 @@ class Consumer:
 
     async def perform(self, task: Task) -> None:
         """Call the hook once and settle the task with what came back."""
-        log.info("task %s calling %s %s", task.id, task.method, task.url)
+        log.info(
+            "task %s calling attempt=%s %s %s",
+            task.id, task.retry_count, task.method, loggable_url(task.url),
+        )  # fmt: skip
         outcome = await self.webhook.call(task)
         await self._settle(task, outcome)
 

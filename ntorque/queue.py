@@ -13,12 +13,18 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from . import backoff
+from .batching import Batcher
 from .channel import Channel
 from .events import Events
-from .store import Store
-from .tasks import NewTask, Outcome, Status, Task, Verdict, iso
+from .store import Settlement, Store
+from .tasks import NewTask, Outcome, Status, Task, Verdict, iso, loggable_url
 
 log = logging.getLogger(__name__)
+
+# The most rows one statement writes (enqueue or settle): large enough to
+# absorb a burst, small enough to keep a statement's parameters modest.
+MAX_BATCH = 500
+CANCELLED = "cancelled in the console"  # the last_error of a cancelled task
 
 
 class Queue:
@@ -43,14 +49,26 @@ class Queue:
         self.backoff_kind = backoff_kind
         self.clock = clock
         self._pushes: set[asyncio.Future[None]] = set()
+        self._inserts = Batcher(self._enqueue_batch, max_batch=MAX_BATCH)
+        self._settles = Batcher(self._settle_batch, max_batch=MAX_BATCH)
 
     async def enqueue(self, spec: NewTask) -> Task:
-        """Commit the task, then notify. Returns only once the task is durable."""
-        task = await self.store.insert(spec, self.clock())
-        log.info("task %s enqueued %s %s app=%s", task.id, task.method, task.url, task.app_id)
-        await self.channel.push([task.id])
-        self.events.publish(task)
-        return task
+        """Commit the task, then notify. Returns only once the task is durable.
+
+        Tasks enqueued while a commit is under way share the next one.
+        """
+        return await self._inserts.submit(spec)
+
+    async def _enqueue_batch(self, specs: list[NewTask]) -> list[Task]:
+        created = await self.store.insert_many(specs, self.clock())
+        for task in created:
+            log.info(
+                "task %s enqueued %s %s app=%s",
+                task.id, task.method, loggable_url(task.url), task.app_id,
+            )  # fmt: skip
+        self.events.publish_many(created)
+        await self.channel.push([task.id for task in created])
+        return created
 
     async def get(self, task_id: int) -> Task | None:
         return await self.store.get(task_id)
@@ -79,8 +97,8 @@ class Queue:
             ids, self.clock(), self.min_due_delay_s, self.max_retries
         )
         for task in acquired:
-            log.info("task %s acquired attempt=%s", task.id, task.retry_count)
-            self.events.publish(task)
+            log.debug("task %s acquired attempt=%s", task.id, task.retry_count)
+        self.events.publish_many(acquired)
         return acquired
 
     async def release(self, leased: Sequence[Task]) -> None:
@@ -92,22 +110,41 @@ class Queue:
         await self.channel.push([task.id for task in released])
 
     async def settle(self, task: Task, outcome: Outcome) -> Task | None:
-        """Record an attempt's outcome; None when a newer attempt owns the task."""
+        """Record an attempt's outcome; None when a newer attempt owns the task.
+
+        Outcomes arriving while a commit is under way share the next one.
+        """
+        return await self._settles.submit((task, outcome))
+
+    async def _settle_batch(self, results: list[tuple[Task, Outcome]]) -> list[Task | None]:
         now = self.clock()
-        status, due = self._next_state(task, outcome.verdict, now)
-        settled = await self.store.settle(task, outcome, status, due, now)
-        if settled is None:
-            log.warning("task %s attempt=%s answered after its lease", task.id, task.retry_count)
-            return None
+        batch = [
+            Settlement(task, outcome, *self._next_state(task, outcome.verdict, now))
+            for task, outcome in results
+        ]
+        settled = await self.store.settle_many(batch, now)
+        for item, task in zip(batch, settled, strict=True):
+            self._settled(item, task)
+        self.events.publish_many([task for task in settled if task is not None])
+        return settled
+
+    def _settled(self, item: Settlement, task: Task | None) -> None:
+        outcome = item.outcome
+        if task is None:
+            log.warning(
+                "task %s attempt=%s answered after its lease", item.task.id, item.task.retry_count
+            )
+            return
+        # An HTTP error's text quotes the hook's answer, which may echo the
+        # task's body: the log gets the code alone; the API shows the text.
+        error = None if outcome.status_code else outcome.error
         log.info(
             "task %s %s attempt=%s code=%s error=%s duration=%.3fs",
-            task.id, settled.status, task.retry_count, outcome.status_code,
-            outcome.error, outcome.duration_s,
+            task.id, task.status, task.retry_count, outcome.status_code,
+            error, outcome.duration_s,
         )  # fmt: skip
-        self.events.publish(settled)
-        if settled.status is Status.PENDING:
-            self._notify_at(settled)
-        return settled
+        if task.status is Status.PENDING:
+            self._notify_at(task)
 
     def _notify_at(self, task: Task) -> None:
         """Notify a retry when it falls due. Only a shortcut: if this process
@@ -152,3 +189,23 @@ class Queue:
         if deleted:
             log.info("cleanup deleted %s finished tasks", deleted)
         return deleted
+
+    # -- the console's actions ------------------------------------------------
+
+    async def retry_now(self, task: Task) -> Task | None:
+        """Run a failed or pending task now, with one more attempt at least;
+        None when it is neither (any more)."""
+        retried = await self.store.retry_now(task.id, self.clock(), self.max_retries - 1)
+        if retried is not None:
+            log.info("task %s retried from the console", retried.id)
+            self.events.publish(retried)
+            await self.channel.push([retried.id])
+        return retried
+
+    async def cancel(self, task: Task) -> Task | None:
+        """Fail a pending task for good; None when it is not pending (any more)."""
+        cancelled = await self.store.cancel(task.id, self.clock(), CANCELLED)
+        if cancelled is not None:
+            log.info("task %s cancelled from the console", cancelled.id)
+            self.events.publish(cancelled)
+        return cancelled

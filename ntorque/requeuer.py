@@ -16,6 +16,10 @@ from .store import Leadership
 
 log = logging.getLogger(__name__)
 
+# Cleanup deletes batch after batch, each its own short transaction, for at
+# most this long per round; dispatch goes on between batches.
+CLEANUP_BUDGET_S = 1.0
+
 
 class Requeuer:
     def __init__(
@@ -40,12 +44,20 @@ class Requeuer:
     async def run_once(self) -> tuple[int, int]:
         """(tasks re-notified, tasks deleted) in this round."""
         notified = await self._requeue()
-        deleted = 0
-        if time.monotonic() >= self._next_cleanup:
-            deleted = await self.queue.cleanup(self.cleanup_after_s, self.cleanup_batch)
-            if deleted < self.cleanup_batch:  # caught up: wait for the next interval
-                self._next_cleanup = time.monotonic() + self.cleanup_interval_s
+        deleted = await self._cleanup() if time.monotonic() >= self._next_cleanup else 0
         return notified, deleted
+
+    async def _cleanup(self) -> int:
+        """Delete old finished tasks in small batches until caught up or out of time."""
+        deadline = time.monotonic() + CLEANUP_BUDGET_S
+        deleted = 0
+        while time.monotonic() < deadline:
+            batch = await self.queue.cleanup(self.cleanup_after_s, self.cleanup_batch)
+            deleted += batch
+            if batch < self.cleanup_batch:  # caught up: wait for the next interval
+                self._next_cleanup = time.monotonic() + self.cleanup_interval_s
+                break
+        return deleted
 
     async def _requeue(self) -> int:
         # Ids still waiting in the channel will be reached anyway: pushing due

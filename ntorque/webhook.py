@@ -1,24 +1,35 @@
 """Calling a task's web hook, and what its answer means.
 
 Remote failures are data: `call()` returns an Outcome for every HTTP or
-network result and never raises for them.
+network result and never raises for them. Every hop of a call (the first
+request and each redirect) goes only to addresses the target policy allowed:
+the host is resolved here, each address checked, and curl pinned to them.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import ssl
 import time
-from collections.abc import Collection
+from collections.abc import Callable, Collection
+from dataclasses import dataclass, replace
+from typing import Any, Protocol
+from urllib.parse import urldefrag, urljoin, urlsplit
 
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest, HTTPResponse
 
-from .tasks import Outcome, Task, Verdict
+from .errors import InvalidRequest
+from .targets import Policy, Resolver, TargetRefused, Targets, refused, system_resolver
+from .tasks import Outcome, Task, Verdict, check_url
 
 log = logging.getLogger(__name__)
 
 MAX_REDIRECTS = 10
+REDIRECT_CODES = frozenset({301, 302, 303, 307, 308})
+# Never sent on to another origin after a redirect (as browsers and curl do).
+CREDENTIAL_HEADERS = frozenset({"authorization", "cookie", "proxy-authorization"})
 ERROR_SNIPPET_BYTES = 200
 MIN_CALL_S = 0.001  # a lease already spent still gets a (failing) call, so attempts match calls
 
@@ -51,6 +62,80 @@ def default_ca_certs() -> str | None:
     return None
 
 
+class Signer(Protocol):
+    """Signs a call (Standard Webhooks): headers added to every hop of an attempt."""
+
+    async def headers(self, task: Task) -> dict[str, str]: ...
+
+
+@dataclass(frozen=True)
+class Hop:
+    """One request of a call: the first one, or one after a redirect."""
+
+    url: str
+    method: str
+    body: bytes | None
+    headers: dict[str, str]
+
+
+def next_hop(hop: Hop, response: HTTPResponse) -> Hop | None:
+    """The request a redirect asks for, or None when the answer is not a redirect.
+
+    After a POST, 301 and 302 become a GET without body; 303 does for every
+    method; 307 and 308 keep method and body (as browsers and curl do).
+    """
+    location = response.headers.get("Location", "").strip() if response.headers else ""
+    if response.code not in REDIRECT_CODES or not location:
+        return None
+    url = urldefrag(urljoin(hop.url, location)).url
+    headers = dict(hop.headers)
+    if _origin(url) != _origin(hop.url):
+        headers = {k: v for k, v in headers.items() if k.lower() not in CREDENTIAL_HEADERS}
+    if response.code == 303 or (response.code in (301, 302) and hop.method == "POST"):
+        headers = {k: v for k, v in headers.items() if k.lower() != "content-type"}
+        return Hop(url, "GET", None, headers)
+    return replace(hop, url=url, headers=headers)
+
+
+def _origin(url: str) -> tuple[str, str, int | None]:
+    parts = urlsplit(url)
+    return parts.scheme.lower(), (parts.hostname or ""), parts.port
+
+
+def _pin(host: str, port: int, addresses: list[str]) -> Callable[[Any], None]:
+    """Make curl connect only to the checked addresses (Host and TLS name unchanged).
+
+    CONNECT_TO sends the connection to the address (or, for several, to a
+    name standing for exactly that set, resolved by RESOLVE); curl reuses a
+    kept-alive connection only for the same CONNECT_TO target, so a call
+    never rides on a connection opened for other addresses. Every request
+    sets both lists (empty for a literal address), so nothing lingers on a
+    reused curl handle; proxies are off, since they would connect elsewhere.
+    """
+    connect: list[str] = []
+    resolve: list[str] = []
+    if addresses:
+        target = _bracketed(addresses[0])
+        if len(addresses) > 1:
+            digest = hashlib.sha256(",".join(addresses).encode()).hexdigest()[:20]
+            target = f"pin-{digest}.ntorque.invalid"
+            resolve = [f"{target}:{port}:{','.join(map(_bracketed, addresses))}"]
+        connect = [f"{name}:{port}:{target}:{port}" for name in sorted({host, host.rstrip(".")})]
+
+    def prepare(curl: Any) -> None:
+        import pycurl
+
+        curl.setopt(pycurl.RESOLVE, resolve)
+        curl.setopt(pycurl.CONNECT_TO, connect)
+        curl.setopt(pycurl.PROXY, "")
+
+    return prepare
+
+
+def _bracketed(address: str) -> str:
+    return f"[{address}]" if ":" in address else address
+
+
 class Webhook:
     def __init__(
         self,
@@ -59,20 +144,23 @@ class Webhook:
         max_retries: int,
         transient_codes: Collection[int],
         ca_certs: str | None,
+        targets: Targets | None = None,
+        resolver: Resolver = system_resolver,
+        signer: Signer | None = None,
     ) -> None:
         self.client = client
         self.max_retries = max_retries
         self.transient_codes = frozenset(transient_codes)
         self.ca_certs = ca_certs or default_ca_certs()
+        self.targets = targets or Targets(Policy())
+        self.resolver = resolver
+        self.signer = signer
+        self._pins_curl = type(client).__name__ == "CurlAsyncHTTPClient"
 
-    def request(self, task: Task) -> HTTPRequest:
-        """The outgoing call: stored method, body bytes, headers.
-
-        The task's timeout bounds it all, and so does its lease (task.due):
-        the call always ends before another consumer may take the task.
-        """
-        budget_s = max(min(float(task.timeout_s), task.due - time.time()), MIN_CALL_S)
+    def first_hop(self, task: Task, extra: dict[str, str] | None = None) -> Hop:
+        """The stored method, body bytes and headers, plus ntorque's own."""
         headers = dict(task.headers)
+        headers.update(extra or {})
         headers.update(
             {
                 "Content-Type": f"{task.content_type}; charset={task.charset}",
@@ -81,34 +169,99 @@ class Webhook:
                 "NTorque-Task-Retry-Limit": str(self.max_retries),
             }
         )
+        return Hop(task.url, task.method, task.body, headers)
+
+    def request(
+        self,
+        task: Task,
+        hop: Hop | None = None,
+        budget_s: float | None = None,
+        prepare: Callable[[Any], None] | None = None,
+    ) -> HTTPRequest:
+        """One outgoing request (the first hop unless given); redirects are ours to follow.
+
+        The task's timeout bounds the whole call, and so does its lease
+        (task.due): the call always ends before another consumer may take the task.
+        """
+        hop = hop or self.first_hop(task)
+        if budget_s is None:
+            budget_s = call_budget(task)
         return HTTPRequest(
-            task.url,
-            method=task.method,
-            headers=headers,
-            body=task.body,
+            hop.url,
+            method=hop.method,
+            headers=hop.headers,
+            body=hop.body,
             connect_timeout=budget_s,
             request_timeout=budget_s,
-            follow_redirects=True,
-            max_redirects=MAX_REDIRECTS,
+            follow_redirects=False,
             validate_cert=True,
             ca_certs=self.ca_certs,
             allow_nonstandard_methods=True,
             decompress_response=False,
+            prepare_curl_callback=prepare,
         )
 
     async def call(self, task: Task) -> Outcome:
         started = time.time()
         clock = time.monotonic()
+
+        def done(verdict: Verdict, code: int | None, error: str | None) -> Outcome:
+            return Outcome(verdict, started, time.monotonic() - clock, code, error)
+
         try:
-            response = await self.client.fetch(self.request(task), raise_error=False)
+            response = await self._follow(task, clock + call_budget(task))
+        except TargetRefused as error:  # the policy will not change its mind: not retried
+            log.warning("task %s not called: %s", task.id, error.message)
+            return done(Verdict.FAILED, None, error.message)
+        except InvalidRequest as error:  # a redirect to a url we would not enqueue
+            return done(Verdict.FAILED, None, error.message)
         except HTTPClientError as error:  # a network error (599): raised despite raise_error=False
-            return Outcome(
-                Verdict.RETRY, started, time.monotonic() - clock, None, _network_error(error)
-            )
+            return done(Verdict.RETRY, None, _network_error(error))
+        except OSError as error:  # the name did not resolve: DNS may come back
+            return done(Verdict.RETRY, None, f"cannot resolve the host: {error}")
         except Exception as error:  # a request curl refuses: retried, up to max_retries
             log.warning("task %s could not be called: %s", task.id, error)
-            return Outcome(Verdict.RETRY, started, time.monotonic() - clock, None, str(error))
+            return done(Verdict.RETRY, None, str(error))
+        if response.code in REDIRECT_CODES and response.headers.get("Location"):
+            return done(Verdict.FAILED, response.code, f"more than {MAX_REDIRECTS} redirects")
         return self.outcome(response, started, time.monotonic() - clock)
+
+    async def _follow(self, task: Task, deadline: float) -> HTTPResponse:
+        """Call every hop, each checked and pinned, up to MAX_REDIRECTS redirects."""
+        policy = await self.targets.for_app(task.app_id)
+        extra = await self.signer.headers(task) if self.signer else {}
+        hop: Hop | None = self.first_hop(task, extra)
+        response: HTTPResponse | None = None
+        for redirects in range(MAX_REDIRECTS + 1):
+            if hop is None:
+                break
+            prepare = await self._checked(hop.url, policy, redirected=redirects > 0)
+            budget_s = max(deadline - time.monotonic(), MIN_CALL_S)
+            request = self.request(task, hop, budget_s, prepare)
+            response = await self.client.fetch(request, raise_error=False)
+            hop = next_hop(hop, response)
+        assert response is not None
+        return response
+
+    async def _checked(
+        self, url: str, policy: Policy, *, redirected: bool
+    ) -> Callable[[Any], None] | None:
+        """Check url's target; the curl callback that pins the call to what was checked."""
+        try:
+            url = check_url(url)
+        except InvalidRequest as error:
+            if not redirected:
+                raise
+            raise InvalidRequest(f"redirect to an invalid url: {error.message}") from None
+        parts = urlsplit(url)
+        if parts.scheme.lower() not in ("http", "https"):
+            raise refused(f"{parts.scheme} is not http or https")
+        host = parts.hostname or ""
+        port = parts.port or (443 if parts.scheme.lower() == "https" else 80)
+        addresses = await policy.resolve(host, port, self.resolver)
+        if not self._pins_curl:  # pragma: no cover - pycurl is a dependency
+            return None
+        return _pin(host, port, addresses if addresses != [host] else [])
 
     def outcome(self, response: HTTPResponse, started: float, duration_s: float) -> Outcome:
         if response.code == 599 or (response.error and not response.code):
@@ -116,6 +269,11 @@ class Webhook:
         verdict = classify(response.code, self.transient_codes)
         error = None if verdict is Verdict.COMPLETED else _http_error(response)
         return Outcome(verdict, started, duration_s, response.code, error)
+
+
+def call_budget(task: Task) -> float:
+    """Seconds the whole call may take: its timeout, cut to what is left of its lease."""
+    return max(min(float(task.timeout_s), task.due - time.time()), MIN_CALL_S)
 
 
 def _network_error(error: BaseException | None) -> str:

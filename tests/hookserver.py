@@ -41,6 +41,7 @@ Example::
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import http.client
 import random
 import socket
@@ -145,6 +146,7 @@ class _Reply:
     status: int
     location: str | None = None
     sleep_s: float = 0.0
+    echo: bool = False  # answer with the request's own body
 
 
 class _BadRoute(ValueError):
@@ -236,6 +238,8 @@ def _route(path: str, nth_call: int, body: bytes = b"") -> _Reply:
     parts = path.strip("/").split("/")
     if parts[0] == "poison":
         return _Reply(500 if POISON in body else 200)
+    if parts[0] == "echo":  # /echo/<code>/...: answers code, repeating the body
+        return dataclasses.replace(_status_reply(parts, nth_call), echo=True)
     if parts[0] == "chaos":
         return _chaos_reply(path, nth_call)
     handler = _ROUTES.get(parts[0])
@@ -267,7 +271,7 @@ class _HookHandler(RequestHandler):
         await self._sleep(reply.sleep_s)
         if reply.location is not None:
             self.set_header("Location", self._server.url(reply.location))
-        self._send(reply.status, "ok")
+        self._send(reply.status, call.body.decode(errors="replace") if reply.echo else "ok")
 
     get = head = options = post = put = patch = delete = _handle
 

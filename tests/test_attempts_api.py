@@ -8,6 +8,7 @@ from pathlib import Path
 
 from tests.conftest import Backend, server_for
 from tests.hookserver import HookServer
+from tests.test_api import create_app
 
 
 def test_attempts_list_every_call(backend: Backend, hooks: HookServer, tmp_path: Path) -> None:
@@ -27,6 +28,6 @@ def test_attempts_list_every_call(backend: Backend, hooks: HookServer, tmp_path:
         assert starts == sorted(starts)
         calls = hooks.calls(hook)
         assert len(calls) == len(attempts)
-        other = server.command("create-app", "--name", "stranger").stdout.split()[-1]
+        _, other = create_app(server)
         stranger = server.request("GET", f"/task/{task['id']}/attempts", key=other)
         assert stranger.status == 404

@@ -158,6 +158,7 @@ def test_create_app_prints_a_key(managed: Managed) -> None:
         assert done.returncode == 0
         assert name in done.stdout
         assert URL_SAFE_KEY.fullmatch(key), key
+        assert re.search(r"^its signing secret: whsec_\S{44}$", done.stdout, re.MULTILINE)
     assert first_key != second_key
 
 

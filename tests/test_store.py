@@ -7,6 +7,7 @@ Times are passed explicitly, so these tests move the clock instead of sleeping.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import socket
 import threading
 import time
@@ -24,7 +25,8 @@ from ntorque.config import Settings
 from ntorque.errors import StorageUnavailable
 from ntorque.events import Events
 from ntorque.queue import Queue
-from ntorque.store import Store
+from ntorque.requeuer import Requeuer
+from ntorque.store import Leadership, Settlement, Store
 from ntorque.tasks import NewTask, Outcome, Status, Task, Verdict
 from tests.conftest import Backend
 
@@ -395,6 +397,32 @@ async def test_applications(store: Store) -> None:
     assert task.app_id == beta["id"]
 
 
+async def test_application_secrets(store: Store) -> None:
+    made = iter(["whsec_made1", "whsec_made2"])
+    alpha = await store.create_app("alpha", HASH_A, NOW, "whsec_first")
+    assert alpha["signing_secret"] == "whsec_first"
+    assert await store.app_signing_secrets(alpha["id"], lambda: next(made)) == ("whsec_first",)
+    assert await store.rotate_signing_secret("alpha", "whsec_second") is True
+    assert await store.app_signing_secrets(alpha["id"], lambda: next(made)) == (
+        "whsec_second",
+        "whsec_first",
+    )
+    assert await store.finish_rotation("alpha") is True
+    assert await store.app_signing_secrets(alpha["id"], lambda: next(made)) == ("whsec_second",)
+    assert await store.rotate_signing_secret("gamma", "whsec_x") is False
+    assert await store.finish_rotation("gamma") is False
+
+    beta = await store.create_app("beta", HASH_B, NOW)  # no secret: one is made, once
+    assert await store.app_signing_secrets(beta["id"], lambda: next(made)) == ("whsec_made1",)
+    assert await store.app_signing_secrets(beta["id"], lambda: next(made)) == ("whsec_made1",)
+    assert await store.app_signing_secrets(999_999, lambda: next(made)) == ()
+
+    assert await store.replace_key_hash(HASH_B, HASH_C) is True
+    assert await store.app_by_key_hash(HASH_C) == {**beta, "key_hash": HASH_C,
+                                                   "signing_secret": "whsec_made1"}  # fmt: skip
+    assert await store.replace_key_hash(HASH_B, HASH_C) is False
+
+
 async def test_application_names_are_unique(store: Store) -> None:
     await store.create_app("alpha", HASH_A, NOW)
     with pytest.raises(sa.exc.IntegrityError):
@@ -455,18 +483,7 @@ async def captured_statement(
     engine: AsyncEngine, run: Callable[[], Awaitable[object]]
 ) -> tuple[str, Any]:
     """The first SQL statement (with its parameters) that `run` sends."""
-    seen: list[tuple[str, Any]] = []
-
-    def capture(*args: Any) -> None:
-        _conn, _cursor, statement, parameters, _context, _many = args
-        seen.append((statement, parameters))
-
-    sa.event.listen(engine.sync_engine, "before_cursor_execute", capture)
-    try:
-        await run()
-    finally:
-        sa.event.remove(engine.sync_engine, "before_cursor_execute", capture)
-    return seen[0]
+    return (await all_statements(engine, run))[0]
 
 
 async def query_plan(engine: AsyncEngine, statement: str, parameters: Any) -> str:
@@ -687,3 +704,138 @@ async def test_a_server_secret_is_made_once_and_shared(store: Store) -> None:
     second = await store.server_secret("cookie_secret", lambda: "two", NOW + 1)
     assert first == second == "one"
     assert await store.server_secret("other", lambda: "three", NOW) == "three"
+
+
+# -- batches -----------------------------------------------------------------
+
+
+async def test_insert_many_stores_each_task_in_order(engine: AsyncEngine, store: Store) -> None:
+    """One transaction; on PostgreSQL one statement too (SQLite cannot promise
+    the order of a multi-row RETURNING, so SQLAlchemy sends one row at a time)."""
+    specs = [spec(url=f"http://127.0.0.1:9/hook/{n}", body=bytes([n]) * n) for n in range(5)]
+    statements = await all_statements(engine, lambda: store.insert_many(specs, NOW))
+    created = await store.insert_many(specs, NOW)
+    inserts = [statement for statement, _ in statements if "INSERT INTO tasks" in statement]
+    assert len(inserts) == (1 if engine.dialect.name == "postgresql" else len(specs))
+    assert [task.url for task in created] == [s.url for s in specs]
+    assert [task.id for task in created] == sorted(task.id for task in created)
+    for task in created:
+        assert await store.get(task.id) == task
+
+
+async def test_settle_many_settles_held_attempts_and_skips_stale_ones(store: Store) -> None:
+    held = [await acquire_one(store, await store.insert(spec(), NOW), NOW) for _ in range(3)]
+    stale = dataclasses.replace(held[1], retry_count=held[1].retry_count + 7)
+    batch = [
+        Settlement(held[0], outcome(Verdict.COMPLETED, 200), Status.COMPLETED, held[0].due),
+        Settlement(stale, outcome(Verdict.FAILED, 404, "HTTP 404"), Status.FAILED, stale.due),
+        Settlement(held[2], outcome(Verdict.RETRY, 503, "HTTP 503"), Status.PENDING, NOW + 60),
+    ]
+    first, skipped, retried = await store.settle_many(batch, NOW + 1)
+    assert skipped is None
+    assert first == await store.get(held[0].id)
+    assert first is not None and (first.status, first.last_status_code) == (Status.COMPLETED, 200)
+    assert await store.get(held[1].id) == held[1]  # untouched: a newer attempt owns it
+    assert retried == await store.get(held[2].id)
+    assert retried is not None and (retried.status, retried.due) == (Status.PENDING, NOW + 60)
+    # Every answer is recorded, the stale one too.
+    assert [a["status_code"] for a in await store.attempts(held[1].id)] == [404]
+    assert [a["number"] for a in await store.attempts(held[2].id)] == [1]
+
+
+async def all_statements(
+    engine: AsyncEngine, run: Callable[[], Awaitable[object]]
+) -> list[tuple[str, Any]]:
+    """Every SQL statement (with its parameters) that `run` sends."""
+    seen: list[tuple[str, Any]] = []
+
+    def capture(*args: Any) -> None:
+        _conn, _cursor, statement, parameters, _context, _many = args
+        seen.append((statement, parameters))
+
+    sa.event.listen(engine.sync_engine, "before_cursor_execute", capture)
+    try:
+        await run()
+    finally:
+        sa.event.remove(engine.sync_engine, "before_cursor_execute", capture)
+    return seen
+
+
+async def test_hot_statements_find_their_rows_by_primary_key(
+    engine: AsyncEngine, store: Store
+) -> None:
+    """Acquire and settle find the rows they name by index, however large the table."""
+    created = [await store.insert(spec(), NOW) for _ in range(20)]
+    acquired = await all_statements(
+        engine, lambda: store.acquire([t.id for t in created[:5]], NOW, 2.0, MAX_RETRIES)
+    )
+    held = await store.get(created[0].id)
+    assert held is not None
+    item = Settlement(held, outcome(Verdict.COMPLETED, 200), Status.COMPLETED, held.due)
+    settled = await all_statements(engine, lambda: store.settle_many([item], NOW))
+    for statement, parameters in acquired + settled:
+        if not statement.lstrip().startswith(("UPDATE", "WITH")):
+            continue
+        plan = await query_plan(engine, statement, parameters)
+        # An index lookup (the primary key, or the small partial index of
+        # unfinished tasks), never a scan of the whole table.
+        uses_index = any(
+            name in plan for name in ("pk_tasks", "INTEGER PRIMARY KEY", "ix_tasks_due_unfinished")
+        )
+        assert uses_index and "Seq Scan" not in plan and "SCAN tasks" not in plan, (
+            f"{statement}\n{plan}"
+        )
+
+
+async def test_concurrent_enqueues_share_commits_and_each_gets_its_own_task(
+    engine: AsyncEngine, store: Store
+) -> None:
+    subject = QueueUnderTest(store, Clock())
+    specs = [spec(url=f"http://127.0.0.1:9/hook/{n}") for n in range(20)]
+
+    async def enqueue_all() -> list[Task]:
+        return list(await asyncio.gather(*(subject.queue.enqueue(s) for s in specs)))
+
+    statements = await all_statements(engine, enqueue_all)
+    commits = [s for s, _ in statements if "INSERT INTO tasks" in s]
+    stored = [await store.get(task_id) for task_id in await subject.popped()]
+    assert sorted(task.url for task in stored if task) == sorted(s.url for s in specs)
+    assert len(stored) == 20
+    if engine.dialect.name == "postgresql":
+        assert len(commits) <= 2  # the first alone, the other 19 together
+
+
+async def test_concurrent_settles_share_a_transaction_and_each_gets_its_own_result(
+    store: Store,
+) -> None:
+    subject = QueueUnderTest(store, Clock())
+    created = [await store.insert(spec(), NOW) for _ in range(6)]
+    held = await subject.queue.acquire([task.id for task in created])
+    results = [outcome(Verdict.COMPLETED, 200), outcome(Verdict.FAILED, 410, "HTTP 410")] * 3
+    settled = await asyncio.gather(
+        *(subject.queue.settle(task, result) for task, result in zip(held, results, strict=True))
+    )
+    assert [task.status if task else None for task in settled] == [
+        Status.COMPLETED, Status.FAILED] * 3  # fmt: skip
+    for task in settled:
+        assert task is not None and await store.get(task.id) == task
+
+
+async def test_a_requeue_round_cleans_up_batch_after_batch_until_caught_up(store: Store) -> None:
+    clock = Clock()
+    q = QueueUnderTest(store, clock)
+    for _ in range(25):
+        await q.attempt(await q.queue.enqueue(spec()), DONE)
+    clock.now = NOW + 10 * 86400
+    requeuer = Requeuer(
+        q.queue,
+        Leadership(store.engine),
+        batch=100,
+        cleanup_after_s=86400,
+        cleanup_interval_s=3600,
+        cleanup_batch=10,
+    )
+    assert await requeuer.run_once() == (0, 25)  # batches of 10, 10 and 5
+    await q.attempt(await q.queue.enqueue(spec()), DONE)
+    clock.now += 2 * 86400
+    assert await requeuer.run_once() == (0, 0)  # caught up: the next round is an interval away

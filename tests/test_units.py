@@ -39,6 +39,12 @@ ENV_CASES: list[tuple[str, str, Any, str, Any]] = [
     ("NTORQUE_AUTHENTICATE", "authenticate", True, "false", False),
     ("NTORQUE_ENABLE_HSTS", "enable_hsts", False, "true", True),
     ("HSTS_PROTOCOL_HEADER", "hsts_protocol_header", "", "X-Forwarded-Proto", "X-Forwarded-Proto"),
+    ("NTORQUE_AUTH_FAILURE_LIMIT", "auth_failure_limit", 20, "0", 0),
+    ("NTORQUE_AUTH_FAILURE_WINDOW", "auth_failure_window_s", 60.0, "30", 30.0),
+    ("NTORQUE_TRUST_PROXY_HEADERS", "trust_proxy_headers", False, "yes", True),
+    ("NTORQUE_CERTFILE", "certfile", "", "/tls/cert.pem", "/tls/cert.pem"),
+    ("NTORQUE_COOKIE_SECRET", "cookie_secret", "", "s" * 32, "s" * 32),
+    ("NTORQUE_KEYFILE", "keyfile", "", "/tls/key.pem", "/tls/key.pem"),
     ("NTORQUE_REDIS_CHANNEL", "redis_channel", "ntorque", "jobs", "jobs"),
     ("REDIS_URL", "redis_url", "", "redis://127.0.0.1:6379/2", "redis://127.0.0.1:6379/2"),
     (
@@ -65,6 +71,15 @@ ENV_CASES: list[tuple[str, str, Any, str, Any]] = [
     ("NTORQUE_CA_CERTS", "ca_certs", "", "/etc/ssl/ca.pem", "/etc/ssl/ca.pem"),
     ("NTORQUE_SHUTDOWN_GRACE", "shutdown_grace_s", 30.0, "2.5", 2.5),
     ("NTORQUE_DB_TIMEOUT", "db_timeout_s", 5.0, "1", 1.0),
+    ("NTORQUE_ALLOW_PRIVATE_TARGETS", "allow_private_targets", True, "off", False),
+    (
+        "NTORQUE_TARGET_ALLOW",
+        "target_allow",
+        (),
+        "10.0.0.0/8, *.example.com",
+        ("10.0.0.0/8", "*.example.com"),
+    ),
+    ("NTORQUE_TARGET_DENY", "target_deny", (), "hooks.bad.test,", ("hooks.bad.test",)),
 ]
 
 
@@ -144,6 +159,9 @@ def test_development_mode() -> None:
         ("SQLALCHEMY_MAX_OVERFLOW", "-1"),
         ("SQLALCHEMY_POOL_CLASS", "StaticPool"),
         ("MODE", "dev"),
+        ("NTORQUE_ALLOW_PRIVATE_TARGETS", "sometimes"),
+        ("NTORQUE_TARGET_ALLOW", "10.0.0.0/33"),
+        ("NTORQUE_TARGET_DENY", "hooks/bad"),
     ],
 )
 def test_a_bad_value_is_refused_naming_its_variable(name: str, raw: str) -> None:
@@ -523,6 +541,82 @@ def test_pass_through_values_with_line_breaks_are_refused(value: str) -> None:
         )
 
 
+def passthrough(headers: dict[str, str]) -> NewTask:
+    return new_task(
+        app_id=None,
+        query={"url": "http://example.com/"},
+        headers=headers,
+        body=b"",
+        default_timeout_s=60,
+        max_timeout_s=7200,
+    )
+
+
+def test_pass_through_bounds() -> None:
+    fifty = {f"NTORQUE-PASSTHROUGH-X-{n}": "v" for n in range(50)}
+    assert len(passthrough(fifty).headers) == 50
+    with pytest.raises(InvalidRequest, match="at most 50 pass-through headers"):
+        passthrough({**fifty, "NTORQUE-PASSTHROUGH-X-One-More": "v"})
+    assert passthrough({"NTORQUE-PASSTHROUGH-" + "N" * 256: "v" * 8192}).headers
+    with pytest.raises(InvalidRequest, match=r"name 'NNN.* is not valid"):
+        passthrough({"NTORQUE-PASSTHROUGH-" + "N" * 257: "v"})
+    with pytest.raises(InvalidRequest, match="longer than 8192"):
+        passthrough({"NTORQUE-PASSTHROUGH-X-Big": "v" * 8193})
+
+
+@pytest.mark.parametrize("name", ["X Foo", "X:Foo", "X(Foo)", "Zoë", "X/Y", 'X"'])
+def test_pass_through_names_must_be_tokens(name: str) -> None:
+    with pytest.raises(InvalidRequest, match="is not valid"):
+        passthrough({"NTORQUE-PASSTHROUGH-" + name: "v"})
+
+
+@pytest.mark.parametrize(
+    "name", ["Proxy-Authorization", "Expect", "TE", "webhook-signature", "Webhook-Id"]
+)
+def test_hop_by_hop_and_signing_headers_cannot_be_passed_through(name: str) -> None:
+    with pytest.raises(InvalidRequest, match="is not allowed"):
+        passthrough({"NTORQUE-PASSTHROUGH-" + name: "v"})
+
+
+@pytest.mark.parametrize("value", ["a\x01b", "a\x7fb", "a\x1bb", "a\x0bb"])
+def test_pass_through_values_with_other_controls_are_refused(value: str) -> None:
+    with pytest.raises(InvalidRequest, match="control character"):
+        passthrough({"NTORQUE-PASSTHROUGH-X-Foo": value})
+
+
+def test_pass_through_values_may_hold_tabs_and_text() -> None:
+    headers = passthrough({"NTORQUE-PASSTHROUGH-X-Foo": "a\tb c, d=é"}).headers
+    assert headers == (("X-Foo", "a\tb c, d=é"),)
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        "text/plain; charset=" + "u" * 41,
+        "text/plain; charset=utf 8",
+        "text/plain; charset=Ā",
+    ],
+)
+def test_charset_names_are_bounded(header: str) -> None:
+    with pytest.raises(InvalidRequest, match="unknown charset"):
+        make(headers={"Content-Type": header}, body=b"x")
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://%31%32%37.0.0.1/",
+        "http://exämple.com/",
+        "http://[::1]x/",
+        "http://ex*ample.com/",
+        "http://example.com\\@evil.test/",
+    ],
+)
+def test_url_hosts_must_be_plain(url: str) -> None:
+    with pytest.raises(InvalidRequest, match="url"):
+        make({"url": url})
+
+
 # -- the stored task and the outgoing request -------------------------------------
 
 
@@ -596,8 +690,10 @@ async def test_webhook_request(tmp_path: Path) -> None:
     }
     assert request.connect_timeout == 25
     assert request.request_timeout == 25
-    assert request.follow_redirects is True
-    assert request.max_redirects == MAX_REDIRECTS == 10
+    # Webhook follows redirects itself, checking and pinning each hop's target
+    # (tests/test_targets.py); curl must not follow them on its own.
+    assert request.follow_redirects is False
+    assert MAX_REDIRECTS == 10
     assert request.validate_cert is True
     assert request.ca_certs == str(ca_file)
     assert request.allow_nonstandard_methods is True  # a DELETE with a body
@@ -669,3 +765,12 @@ def test_webhook_call_with_its_lease_spent_still_happens_and_fails_fast() -> Non
     finally:
         webhook.client.close()
     assert request.request_timeout == MIN_CALL_S
+
+
+def test_a_logged_url_keeps_no_credentials_or_query() -> None:
+    from ntorque.tasks import loggable_url
+
+    assert loggable_url("https://u:pw@hooks.example.com:8443/a/b?token=s#f") == (
+        "https://hooks.example.com:8443/a/b"
+    )
+    assert loggable_url("http://127.0.0.1:5000/hook") == "http://127.0.0.1:5000/hook"

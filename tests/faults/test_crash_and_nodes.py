@@ -35,7 +35,7 @@ TIMEOUT_S = 3  # each task's timeout: the lease of a killed call runs out quickl
 # arrival time taken) by the hook server's thread a moment after it.
 DELIVERY_SLACK_S = 0.5
 LEADING = "this node now runs requeue and cleanup"
-ACQUIRED = re.compile(r" ntorque\.queue task (\d+) acquired attempt=(\d+)$", re.MULTILINE)
+CALLED = re.compile(r" ntorque\.consumer task (\d+) calling attempt=(\d+) ")
 LOG_TIME = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) ", re.MULTILINE)
 FAST_SETTINGS = {
     "NTORQUE_DEFAULT_TIMEOUT": str(TIMEOUT_S),
@@ -224,9 +224,9 @@ def leading_since(server: NtorqueServer) -> list[float]:
     return moments
 
 
-def acquired_on(server: NtorqueServer) -> set[tuple[int, int]]:
-    """(task id, attempt number) of every task this node leased."""
-    return {(int(t), int(n)) for t, n in ACQUIRED.findall(log_text(server))}
+def called_on(server: NtorqueServer) -> set[tuple[int, int]]:
+    """(task id, attempt number) of every call this node started."""
+    return {(int(t), int(n)) for t, n in CALLED.findall(log_text(server))}
 
 
 def test_several_nodes(request: pytest.FixtureRequest, hooks: HookServer, tmp_path: Path) -> None:
@@ -262,8 +262,8 @@ def test_several_nodes(request: pytest.FixtureRequest, hooks: HookServer, tmp_pa
         calls = calls_by_task(hooks, paths)
         replayed = {task_id: c for task_id, c in calls.items() if len(c) > 1}
         recorded = attempt_numbers(survivors[0], replayed)
-        on_killed = acquired_on(leader)
-        per_node = [len(acquired_on(node)) for node in nodes]
+        on_killed = called_on(leader)
+        per_node = [len(called_on(node)) for node in nodes]
 
     summary = summarise("several nodes", ledger, statuses, hooks, started)
     assert summary.lost == ()

@@ -1,0 +1,94 @@
+"""The live web console: HTML pages and a websocket, in the API's process.
+
+`make_console` builds its parts; `routes` ends the package like api.routes.
+Templates and static files live at the top of the repository and ship inside
+the package as ntorque.templates and ntorque.static (see setup.py).
+"""
+
+from __future__ import annotations
+
+import importlib.resources
+from pathlib import Path
+from typing import Any
+
+import jinja2
+import tornado.web
+from tornado.routing import URLSpec
+
+from ..auth import Authenticator
+from ..events import Events
+from ..queue import Queue
+from ..ratelimit import FailureLimiter
+from ..store import Store
+from .live import ConsoleSocket, Hub
+from .pages import (
+    DashboardHandler,
+    LoginHandler,
+    LogoutHandler,
+    StaticHandler,
+    TaskActionHandler,
+    TaskPageHandler,
+)
+from .stats import Stats
+from .web import Console
+
+__all__ = ["Console", "Hub", "make_console", "routes"]
+
+STATIC_PREFIX = "/console/static/"
+
+
+def asset_dir(package: str) -> Path:
+    return Path(str(importlib.resources.files(package)))
+
+
+def make_console(
+    *,
+    queue: Queue,
+    store: Store,
+    events: Events,
+    authenticator: Authenticator,
+    authenticate: bool,
+    cookie_secret: str,
+    protocol_header: str = "",
+    enable_hsts: bool = False,
+    limiter: FailureLimiter | None = None,
+) -> Console:
+    stats = Stats(store)
+    static = str(asset_dir("ntorque.static"))
+    templates = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(asset_dir("ntorque.templates"))),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+    )
+    templates.filters["number"] = lambda n: f"{n:,}" if isinstance(n, int) else "-"
+    templates.filters["when"] = lambda iso: (iso or "")[:19].replace("T", " ")
+    settings = {"static_path": static, "static_url_prefix": STATIC_PREFIX}
+    return Console(
+        queue=queue,
+        store=store,
+        authenticator=authenticator,
+        stats=stats,
+        hub=Hub(events, stats),
+        templates=templates,
+        static_url=lambda path: StaticHandler.make_static_url(settings, path),
+        authenticate=authenticate,
+        cookie_secret=cookie_secret,
+        protocol_header=protocol_header,
+        enable_hsts=enable_hsts,
+        limiter=limiter,
+    )
+
+
+def routes(console: Console) -> list[URLSpec]:
+    deps: dict[str, Any] = {"console": console}
+    return [
+        tornado.web.url(r"/console/?", DashboardHandler, deps),
+        tornado.web.url(r"/console/task/(\d{1,18})", TaskPageHandler, deps),
+        tornado.web.url(r"/console/task/(\d{1,18})/(retry|cancel)", TaskActionHandler, deps),
+        tornado.web.url(r"/console/login", LoginHandler, deps),
+        tornado.web.url(r"/console/logout", LogoutHandler, deps),
+        tornado.web.url(r"/console/socket", ConsoleSocket, deps),
+        tornado.web.url(
+            STATIC_PREFIX + r"(.*)", StaticHandler, {"path": str(asset_dir("ntorque.static"))}
+        ),
+    ]

@@ -1,0 +1,176 @@
+"""The console's pages: the queue at a glance, one task, its actions, login."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import tornado.web
+
+from ..events import summary
+from ..store import ConsoleQuery
+from ..tasks import Status, Task
+from .web import COOKIE, COOKIE_DAYS, ConsoleHandler, key_tag
+
+log = logging.getLogger(__name__)
+
+PAGE_SIZE = 50
+SEARCH_SPAN = 100_000  # a filter or url search looks at this many ids per page
+MAX_SEARCH = 200
+BODY_PREVIEW = 4000  # characters of a body shown
+
+
+class DashboardHandler(ConsoleHandler):
+    """GET /console: counts, throughput, recent tasks; ?status= &q= &before= ."""
+
+    async def get(self) -> None:
+        assert self.viewer is not None
+        query = self._query()
+        low, high = await self.console.store.console_id_range(query.app_id)
+        if (query.status or query.search) and query.before is None:
+            query = query._replace(before=high + 1)
+        found = await self.console.store.console_tasks(query)
+        self.page(
+            "dashboard.html",
+            stats=await self.console.stats.get(self.viewer.scope),
+            tasks=[summary(task) for task in found],
+            query=query,
+            older=_older(query, found, low),
+            statuses=[s.value for s in Status],
+            span=SEARCH_SPAN,
+        )
+
+    def _query(self) -> ConsoleQuery:
+        assert self.viewer is not None
+        status = self.get_query_argument("status", "")
+        if status and status not in {s.value for s in Status}:
+            raise tornado.web.HTTPError(400, f"unknown status {status[:20]!r}")
+        search = self.get_query_argument("q", "").strip()[:MAX_SEARCH]
+        before = self.get_query_argument("before", "")
+        task_id = int(search) if search.isdigit() and len(search) <= 18 else None
+        return ConsoleQuery(
+            app_id=self.viewer.scope,
+            status=status,
+            search="" if task_id is not None else search,
+            task_id=task_id,
+            before=int(before) if before.isdigit() and len(before) <= 18 else None,
+            span=SEARCH_SPAN,
+            limit=PAGE_SIZE,
+        )
+
+
+def _older(query: ConsoleQuery, found: list[Task], low: int) -> int | None:
+    """The cursor of the next page, or None at the oldest task."""
+    if query.task_id is not None:
+        return None
+    if len(found) == query.limit:
+        return found[-1].id
+    if (query.status or query.search) and query.before is not None:
+        floor = query.before - query.span
+        return floor if floor > low else None
+    return None
+
+
+class TaskPageHandler(ConsoleHandler):
+    """GET /console/task/<id>: the request, every attempt, the actions."""
+
+    async def get(self, task_id: str) -> None:
+        task = await owned(self, task_id)
+        self.page(
+            "task.html",
+            task=task.to_json(),
+            app_id=task.app_id,
+            attempts=await self.console.queue.attempts(task.id),
+            body=body_preview(task),
+            can_retry=task.status in (Status.FAILED, Status.PENDING),
+            can_cancel=task.status is Status.PENDING,
+        )
+
+
+async def owned(handler: ConsoleHandler, task_id: str) -> Task:
+    """The task if the viewer may see it; anyone else's is 404, like a missing one."""
+    assert handler.viewer is not None
+    task = await handler.console.queue.get(int(task_id))
+    if task is None or not handler.viewer.may_see(task):
+        raise tornado.web.HTTPError(404, f"no task {task_id}")
+    return task
+
+
+def body_preview(task: Task) -> dict[str, Any]:
+    """The body's start as text, or None when it is not text in its charset."""
+    try:
+        text: str | None = task.body[: BODY_PREVIEW * 4].decode(task.charset)[:BODY_PREVIEW]
+    except (UnicodeDecodeError, LookupError):
+        text = None
+    if text is not None and any(ord(c) < 32 and c not in "\t\r\n" for c in text):
+        text = None
+    cut = text is not None and len(text.encode(task.charset)) < len(task.body)
+    return {"size": len(task.body), "text": text, "cut": cut}
+
+
+class TaskActionHandler(ConsoleHandler):
+    """POST /console/task/<id>/retry or /cancel (XSRF-checked), then back to the task."""
+
+    async def post(self, task_id: str, action: str) -> None:
+        task = await owned(self, task_id)
+        queue = self.console.queue
+        changed = await (queue.retry_now(task) if action == "retry" else queue.cancel(task))
+        if changed is None:
+            raise tornado.web.HTTPError(409, f"task {task.id} is {task.status}: cannot {action}")
+        self.redirect(f"/console/task/{task.id}", status=303)
+
+
+class LoginHandler(ConsoleHandler):
+    """GET shows the form; POST takes an API key and sets the signed login cookie."""
+
+    login_required = False
+
+    def get(self) -> None:
+        if self.viewer is not None:
+            self.redirect("/console")
+            return
+        self.page("login.html", error="")
+
+    async def post(self) -> None:
+        limiter, address = self.console.limiter, self.request.remote_ip or ""
+        if limiter and (wait := limiter.retry_after(address)):
+            self.set_status(429)
+            self.set_header("Retry-After", str(wait))
+            self.page("login.html", error=f"Too many failed logins: try again in {wait} s.")
+            return
+        key = self.get_body_argument("key", "").strip()
+        app = await self.console.authenticator.app_for_key(key)
+        if app is None:
+            if limiter:
+                limiter.failed(address)
+            self.set_status(403)
+            self.page("login.html", error="That API key is not valid.")
+            return
+        digest = await self.console.authenticator.hasher.hash(key)
+        value = f"{app.id}:{key_tag(self.console.cookie_secret, digest)}"
+        signed = tornado.web.create_signed_value(self.console.cookie_secret, COOKIE, value)
+        self.set_cookie(COOKIE, signed, expires_days=COOKIE_DAYS)
+        log.info("console login app=%s", app.id)
+        self.redirect("/console", status=303)
+
+
+class LogoutHandler(ConsoleHandler):
+    login_required = False
+
+    def post(self) -> None:
+        self.clear_cookie(COOKIE)
+        self.redirect("/console/login" if self.console.authenticate else "/console", status=303)
+
+
+class StaticHandler(tornado.web.StaticFileHandler):
+    """The console's CSS, JavaScript and licences; nothing else of the folder."""
+
+    SERVED = (".css", ".js", ".svg", ".txt")
+
+    def validate_absolute_path(self, root: str, absolute_path: str) -> str | None:
+        if not absolute_path.endswith(self.SERVED):
+            raise tornado.web.HTTPError(404)
+        return super().validate_absolute_path(root, absolute_path)
+
+    def set_extra_headers(self, path: str) -> None:
+        self.set_header("X-Content-Type-Options", "nosniff")
