@@ -189,7 +189,11 @@ class NtorqueServer:
         return task
 
     def __enter__(self) -> NtorqueServer:
-        return self.start()
+        try:
+            return self.start()
+        except BaseException:  # never ready: stop it, or it outlives the test
+            self.__exit__()
+            raise
 
     def __exit__(self, *_: object) -> None:
         if self.process and self.process.poll() is None:
