@@ -58,9 +58,12 @@ def message_id(task: Task) -> str:
     return f"msg_{task.id}_{round(task.created * 1_000_000)}"
 
 
-def signature_headers(secrets_in_use: Sequence[str], task: Task, timestamp: int) -> dict[str, str]:
+def signature_headers(
+    secrets_in_use: Sequence[str], task: Task, timestamp: int, body: bytes | None = None
+) -> dict[str, str]:
     msg_id = message_id(task)
-    signatures = [signature(secret, msg_id, timestamp, task.body) for secret in secrets_in_use]
+    signed = task.body if body is None else body
+    signatures = [signature(secret, msg_id, timestamp, signed) for secret in secrets_in_use]
     return {
         "webhook-id": msg_id,
         "webhook-timestamp": str(timestamp),
@@ -85,9 +88,12 @@ class Signer:
             cache_s, max_entries=MAX_CACHED_APPS, clock=clock
         )
 
-    async def headers(self, task: Task) -> dict[str, str]:
+    async def headers(self, task: Task, body: bytes | None = None) -> dict[str, str]:
+        """The headers of a call carrying body (the task's own when None)."""
         in_use = await self.secrets_for(task.app_id)
-        return signature_headers(in_use, task, int(self.wall())) if in_use else {}
+        if not in_use:
+            return {}
+        return signature_headers(in_use, task, int(self.wall()), body)
 
     async def secrets_for(self, app_id: int | None) -> tuple[str, ...]:
         """The application's secrets, newest first (the server's for no application)."""

@@ -63,9 +63,10 @@ def default_ca_certs() -> str | None:
 
 
 class Signer(Protocol):
-    """Signs a call (Standard Webhooks): headers added to every hop of an attempt."""
+    """Signs a call (Standard Webhooks): headers for a request carrying body
+    (the task's own body when None)."""
 
-    async def headers(self, task: Task) -> dict[str, str]: ...
+    async def headers(self, task: Task, body: bytes | None = None) -> dict[str, str]: ...
 
 
 @dataclass(frozen=True)
@@ -236,12 +237,21 @@ class Webhook:
             if hop is None:
                 break
             prepare = await self._checked(hop.url, policy, redirected=redirects > 0)
+            hop = await self._signed(task, hop)
             budget_s = max(deadline - time.monotonic(), MIN_CALL_S)
             request = self.request(task, hop, budget_s, prepare)
             response = await self.client.fetch(request, raise_error=False)
             hop = next_hop(hop, response)
         assert response is not None
         return response
+
+    async def _signed(self, task: Task, hop: Hop) -> Hop:
+        """A redirect that dropped the body (303; 301/302 after a POST) is
+        signed again over what it sends, so the receiver can verify it too."""
+        if self.signer is None or hop.body == task.body:
+            return hop
+        signature = await self.signer.headers(task, hop.body or b"")
+        return replace(hop, headers={**hop.headers, **signature})
 
     async def _checked(
         self, url: str, policy: Policy, *, redirected: bool

@@ -306,7 +306,7 @@ class RecordingSigner:
     def __init__(self) -> None:
         self.signed: list[int] = []
 
-    async def headers(self, task: Task) -> dict[str, str]:
+    async def headers(self, task: Task, body: bytes | None = None) -> dict[str, str]:
         self.signed.append(task.id)
         return {"webhook-id": f"msg_{task.id}", "webhook-signature": "v1,test"}
 
