@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 
+from ntorque import database
+from ntorque.config import Settings
+from ntorque.store import Store
 from tests import services
 from tests.hookserver import HookServer
 from tests.server import NtorqueServer
@@ -96,3 +100,15 @@ def server_for(
 ) -> NtorqueServer:
     """An ntorque subprocess on this backend; settings are environment variables."""
     return NtorqueServer(workdir, {**backend.environ(), **settings}, args)
+
+
+@pytest.fixture
+async def store(backend: Backend) -> AsyncIterator[Store]:
+    """A Store on this test's backend (PostgreSQL test databases come migrated)."""
+    if backend.name == "sqlite":
+        await asyncio.to_thread(database.upgrade, backend.database_url)
+    engine = database.make_engine(Settings(database_url=backend.database_url))
+    try:
+        yield Store(engine)
+    finally:
+        await engine.dispose()

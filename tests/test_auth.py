@@ -6,16 +6,14 @@ keys limited per client address (429 with Retry-After) on a real ntorque.
 from __future__ import annotations
 
 import ast
-import asyncio
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
 import pytest
 
-from ntorque import database
 from ntorque.auth import (
     KEY_HASH_SECRET,
     MAX_KEY_LENGTH,
@@ -26,7 +24,6 @@ from ntorque.auth import (
     new_key,
 )
 from ntorque.client import Client, ClientError, Outbox
-from ntorque.config import Settings
 from ntorque.ratelimit import FailureLimiter
 from ntorque.store import Store
 from tests.conftest import Backend, server_for
@@ -46,17 +43,6 @@ def test_a_keyed_hash_needs_the_server_secret() -> None:
     assert keyed_hash("s1", key) != legacy_hash(key)
     assert len(keyed_hash("s1", key)) == len(legacy_hash(key)) == 64  # fits key_hash
     assert keyed_hash("s1", key) == keyed_hash("s1", key)
-
-
-@pytest.fixture
-async def store(backend: Backend) -> AsyncIterator[Store]:
-    if backend.name == "sqlite":
-        await asyncio.to_thread(database.upgrade, backend.database_url)
-    engine = database.make_engine(Settings(database_url=backend.database_url))
-    try:
-        yield Store(engine)
-    finally:
-        await engine.dispose()
 
 
 async def test_keys_are_stored_as_keyed_hashes(store: Store) -> None:

@@ -13,16 +13,13 @@ from typing import Any
 import pytest
 import redis.asyncio as redis
 
-from ntorque import database
 from ntorque.channel import Channel, LocalChannel, RedisChannel
-from ntorque.config import Settings
 from ntorque.consumer import Consumer
 from ntorque.events import Events
 from ntorque.queue import Queue
 from ntorque.store import Store
 from ntorque.tasks import NewTask, Status, Task
 from ntorque.webhook import Webhook, make_client
-from tests.conftest import Backend
 from tests.hookserver import HookServer
 from tests.services import unique_name
 
@@ -232,17 +229,6 @@ class Pipeline:
         stored = await self.store.get(task.id)
         assert stored is not None
         return stored
-
-
-@pytest.fixture
-async def store(backend: Backend) -> AsyncIterator[Store]:
-    if backend.name == "sqlite":  # PostgreSQL test databases come migrated
-        await asyncio.to_thread(database.upgrade, backend.database_url)
-    engine = database.make_engine(Settings(database_url=backend.database_url))
-    try:
-        yield Store(engine)
-    finally:
-        await engine.dispose()
 
 
 @pytest.fixture

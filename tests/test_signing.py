@@ -13,7 +13,7 @@ import time
 import urllib.error
 import urllib.request
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -25,9 +25,7 @@ from tornado.httpserver import HTTPServer
 from tornado.netutil import bind_sockets
 
 from examples import tornado_receiver, wsgi_receiver
-from ntorque import database
 from ntorque.client import SignatureError, verify
-from ntorque.config import Settings
 from ntorque.signing import (
     SERVER_SECRET,
     Signer,
@@ -178,17 +176,6 @@ def test_verify_refuses_malformed_headers() -> None:
 
 
 # -- the signer, on a real store ---------------------------------------------------
-
-
-@pytest.fixture
-async def store(backend: Backend) -> AsyncIterator[Store]:
-    if backend.name == "sqlite":
-        await asyncio.to_thread(database.upgrade, backend.database_url)
-    engine = database.make_engine(Settings(database_url=backend.database_url))
-    try:
-        yield Store(engine)
-    finally:
-        await engine.dispose()
 
 
 class Clock:
