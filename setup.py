@@ -15,6 +15,7 @@ setup(
     packages=[
         "ntorque",
         "ntorque.console",
+        "ntorque.store",
         "ntorque.migrations",
         "ntorque.migrations.versions",
         "ntorque.templates",
@@ -54,6 +55,7 @@ setup(
             "hypothesis>=6.100",
             "ruff>=0.6",
             "mypy>=1.11",
+            "import-linter>=2.1",  # the layering contracts in pyproject.toml
             "types-PyYAML",
         ],
     },

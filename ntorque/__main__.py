@@ -10,12 +10,11 @@ import argparse
 import asyncio
 import json
 import sys
-import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TypeVar
 
-from . import app, database
-from .auth import Applications
+from . import app
+from .applications import Applications
 from .config import ROLES, Settings, load
 from .errors import (
     InvalidRequest,
@@ -24,9 +23,7 @@ from .errors import (
     StorageUnavailable,
     UnknownApplication,
 )
-from .signing import SERVER_SECRET, new_signing_secret
-from .store import Store
-from .targets import Rules
+from .store import Store, engine
 
 T = TypeVar("T")
 COMMANDS = (
@@ -102,7 +99,7 @@ def run(options: argparse.Namespace) -> int:
     settings = load(options.config, overrides=overrides)
     app.setup_logging(settings.development)
     if options.command == "migrate":
-        database.upgrade(settings.database_url)
+        engine.upgrade(settings.database_url)
         print("ntorque: the database schema is up to date")
         return 0
     prepare_database(settings, migrate=getattr(options, "migrate", False))
@@ -117,13 +114,13 @@ def run(options: argparse.Namespace) -> int:
 
 def prepare_database(settings: Settings, *, migrate: bool) -> None:
     """The embedded SQLite file migrates itself; PostgreSQL only when asked."""
-    if migrate or database.is_sqlite(settings.database_url):
-        database.upgrade(settings.database_url)
+    if migrate or engine.is_sqlite(settings.database_url):
+        engine.upgrade(settings.database_url)
         return
-    head = database.head_revision(settings.database_url)
+    head = engine.head_revision(settings.database_url)
 
     async def current(store: Store) -> str | None:
-        return await database.current_revision(store.engine)
+        return await engine.current_revision(store.engine)
 
     try:
         revision = asyncio.run(with_store(settings, current))
@@ -137,21 +134,19 @@ def prepare_database(settings: Settings, *, migrate: bool) -> None:
 
 
 async def with_store(settings: Settings, work: Callable[[Store], Awaitable[T]]) -> T:
-    engine = database.make_engine(settings)
+    made = engine.make_engine(settings)
     try:
-        return await work(Store(engine))
+        return await work(Store(made))
     finally:
-        await engine.dispose()
+        await made.dispose()
 
 
 async def manage(options: argparse.Namespace, store: Store) -> int:
-    apps = Applications(store)
+    apps = Applications(store.apps)
     name = options.name if hasattr(options, "name") else ""
     try:
         if options.command == "create-app":
-            app_, key, secret = await apps.create(name)
-            if options.admin:  # the console shows it every application's tasks
-                await store.update_app(app_.name, admin=True)
+            app_, key, secret = await apps.create(name, admin=options.admin)
             print(f"created application {app_.name!r} (id {app_.id}); its API key: {key}")
             print(f"its signing secret: {secret}")
         elif options.command == "rotate-key":
@@ -172,10 +167,10 @@ async def manage(options: argparse.Namespace, store: Store) -> int:
 
 async def signing(options: argparse.Namespace, store: Store) -> int:
     """rotate-secret [--finish] and show-secret: the secrets that sign calls."""
-    apps, name = Applications(store), options.name
+    apps, name = Applications(store.apps), options.name
     try:
         if options.command == "show-secret" and name is None:
-            secret = await store.server_secret(SERVER_SECRET, new_signing_secret, time.time())
+            secret = await apps.server_signing_secret()
             print(f"signing secret for tasks of no application: {secret}")
         elif options.command == "show-secret":
             print(f"signing secrets of {name!r}: {' '.join(await apps.signing_secrets(name))}")
@@ -194,19 +189,15 @@ async def signing(options: argparse.Namespace, store: Store) -> int:
 
 async def set_targets(options: argparse.Namespace, store: Store) -> int:
     """Store an application's own target lists; none at all clears them."""
-    lists = {
-        kind: [item.strip() for value in getattr(options, kind) for item in value.split(",")]
-        for kind in ("allow", "deny")
-    }
     try:
-        rules = Rules.parse(lists["allow"], lists["deny"])
+        stored = await Applications(store.apps).set_targets(
+            options.name, options.allow, options.deny
+        )
     except ValueError as error:
         print(f"ntorque: {error}", file=sys.stderr)
         return 1
-    policy = {kind: [item for item in items if item] for kind, items in lists.items()}
-    stored = policy if rules.has_allow or rules.deny_networks or rules.deny_hosts else None
-    if not await store.update_app(options.name, target_policy=stored):
-        print(f"ntorque: no application named {options.name!r}", file=sys.stderr)
+    except UnknownApplication as error:
+        print(f"ntorque: {error.message}", file=sys.stderr)
         return 1
     print(f"target policy of {options.name!r}: {json.dumps(stored)}")
     return 0

@@ -6,7 +6,6 @@ JSON body with a clear message, never a stack trace.
 
 from __future__ import annotations
 
-import http.client
 import json
 import logging
 from typing import Any
@@ -14,14 +13,13 @@ from typing import Any
 import tornado.web
 from tornado.routing import URLSpec
 
-from . import __version__, tasks
+from . import __version__, intake
 from .auth import App, Authenticator
-from .errors import InvalidRequest, NtorqueError, PayloadTooLarge, StorageUnavailable
+from .errors import PayloadTooLarge
+from .handlers import BaseHandler, Guard
 from .queue import Queue
-from .ratelimit import FailureLimiter
 from .targets import Targets
 from .tasks import Task
-from .transport import apply_hsts
 
 log = logging.getLogger(__name__)
 
@@ -38,22 +36,18 @@ class ApiOptions:
         max_body_bytes: int,
         default_timeout_s: int,
         max_timeout_s: float,
-        enable_hsts: bool = False,
-        hsts_protocol_header: str = "",
-        targets: Targets | None = None,
-        limiter: FailureLimiter | None = None,
+        targets: Targets,
+        guard: Guard | None = None,
     ) -> None:
         self.authenticate = authenticate
         self.max_body_bytes = max_body_bytes
         self.default_timeout_s = default_timeout_s
         self.max_timeout_s = max_timeout_s
-        self.enable_hsts = enable_hsts
-        self.hsts_protocol_header = hsts_protocol_header
         self.targets = targets
-        self.limiter = limiter
+        self.guard = guard or Guard()
 
 
-class JsonHandler(tornado.web.RequestHandler):
+class JsonHandler(BaseHandler):
     queue: Queue
     authenticator: Authenticator
     api_options: ApiOptions
@@ -63,22 +57,20 @@ class JsonHandler(tornado.web.RequestHandler):
         self.queue = queue
         self.authenticator = authenticator
         self.api_options = options
+        self.guard = options.guard
 
     def set_default_headers(self) -> None:
         self.set_header("Content-Type", "application/json; charset=utf-8")
         self.set_header("Cache-Control", "no-store")
 
     async def prepare(self) -> None:
-        if self.api_options.enable_hsts:
-            apply_hsts(self, self.api_options.hsts_protocol_header)
+        self.enforce_https()
 
     async def authenticate(self) -> None:
         """Find the calling application; 401 without a valid, active key."""
         if not self.api_options.authenticate:
             return
-        limiter, address = self.api_options.limiter, self.request.remote_ip or ""
-        if limiter and (wait := limiter.retry_after(address)):
-            self.set_header("Retry-After", str(wait))
+        if wait := self.login_wait_s():
             error = f"too many failed authentications from this address: retry in {wait} s"
             self.send_json(429, {"status": 429, "error": error})
             raise tornado.web.Finish()
@@ -87,8 +79,7 @@ class JsonHandler(tornado.web.RequestHandler):
         )
         self.app = await self.authenticator.app_for_key(key)
         if self.app is None:
-            if limiter:
-                limiter.failed(address)
+            self.login_failed()
             raise tornado.web.HTTPError(401, "a valid NTORQUE_API_KEY header is required")
 
     async def owned_task(self, task_id: str) -> Task:
@@ -102,44 +93,9 @@ class JsonHandler(tornado.web.RequestHandler):
         self.set_status(status)
         self.finish(json.dumps(data))
 
-    def write_error(self, status_code: int, **kwargs: Any) -> None:
+    def write_error_message(self, status_code: int, message: str) -> None:
         self.set_header("Content-Type", "application/json; charset=utf-8")
-        error = kwargs.get("exc_info", (None, None, None))[1]
-        if isinstance(error, StorageUnavailable):
-            self.set_header("Retry-After", "5")
-        message = error_message(status_code, error)
         self.finish(json.dumps({"status": status_code, "error": message}))
-
-    def _handle_request_exception(self, error: BaseException) -> None:
-        if isinstance(error, (InvalidRequest, StorageUnavailable)):
-            self.send_error(error.status, exc_info=(type(error), error, error.__traceback__))
-            if isinstance(error, StorageUnavailable):
-                log.warning(
-                    "%s %s answered 503: %s",
-                    self.request.method,
-                    self.request.path,
-                    error.__cause__,
-                )
-            return
-        super()._handle_request_exception(error)
-
-    def log_exception(self, typ: Any, value: Any, tb: Any) -> None:
-        quiet_log_exception(self, typ, value, tb)
-
-
-def quiet_log_exception(handler: tornado.web.RequestHandler, typ: Any, value: Any, tb: Any) -> None:
-    """Log unexpected errors; an HTTPError is an expected answer, not an event."""
-    if not isinstance(value, tornado.web.HTTPError):
-        tornado.web.RequestHandler.log_exception(handler, typ, value, tb)
-
-
-def error_message(status_code: int, error: BaseException | None) -> str:
-    """The message of an error answer: ours, tornado's, or the status phrase."""
-    if isinstance(error, NtorqueError):
-        return error.message
-    if isinstance(error, tornado.web.HTTPError) and error.log_message:
-        return str(error.log_message % error.args if error.args else error.log_message)
-    return http.client.responses.get(status_code, "error").lower()
 
 
 @tornado.web.stream_request_body
@@ -184,15 +140,14 @@ class RootHandler(JsonHandler):
             return
         query = {name: self.get_query_argument(name) for name in self.request.query_arguments}
         app_id = self.app.id if self.app else None
-        targets = self.api_options.targets
-        spec = tasks.new_task(
+        spec = intake.new_task(
             app_id=app_id,
             query=query,
             headers=self.request.headers,
             body=b"".join(self._chunks),
             default_timeout_s=self.api_options.default_timeout_s,
             max_timeout_s=self.api_options.max_timeout_s,
-            policy=await targets.for_app(app_id) if targets else None,
+            policy=await self.api_options.targets.for_app(app_id),
         )
         task = await self.queue.enqueue(spec)
         self.set_header("Location", f"{self.request.protocol}://{self.request.host}/task/{task.id}")

@@ -8,28 +8,33 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import secrets
 import signal
 import ssl
 import sys
 import time
+from collections.abc import Callable
 
 import tornado.web
 from tornado.httpserver import HTTPServer
 from tornado.ioloop import PeriodicCallback
 
-from . import api, console, database
-from .auth import Applications, Authenticator
+from . import api, console
+from .applications import Applications, Created
+from .auth import Authenticator
 from .channel import make_channel
 from .config import Settings
 from .consumer import Consumer
 from .errors import ConfigError
 from .events import Events, RedisBridge
+from .handlers import Guard
+from .keys import new_server_secret
 from .queue import Queue
 from .ratelimit import FailureLimiter
 from .requeuer import Requeuer
 from .signing import Signer
-from .store import Leadership, Store
+from .store import Store
+from .store.engine import make_engine
+from .store.leadership import Leadership
 from .targets import Policy, Rules, Targets
 from .webhook import Webhook, make_client
 
@@ -44,9 +49,10 @@ QUIET_LOGGERS = ("tornado.curl_httpclient", "aiosqlite", "asyncpg", "sqlalchemy"
 class Node:
     """One ntorque process: its parts and their start and stop."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, clock: Callable[[], float] = time.time) -> None:
         self.settings = settings
-        self.engine = database.make_engine(settings)
+        self.clock = clock  # the wall clock of due dates and leases (tests move it by hand)
+        self.engine = make_engine(settings)
         self.store = Store(self.engine)
         self.channel = make_channel(settings.redis_url, settings.redis_channel)
         self.events = Events()
@@ -58,21 +64,22 @@ class Node:
         )
         self.console: console.Console | None = None
         self.queue = Queue(
-            self.store,
+            self.store.tasks,
             self.channel,
             self.events,
             min_due_delay_s=settings.min_due_delay_s,
             max_due_delay_s=settings.max_due_delay_s,
             max_retries=settings.max_retries,
             backoff_kind=settings.backoff,
+            clock=clock,
         )
-        self.authenticator = Authenticator(self.store, cache_s=settings.auth_cache_s)
+        self.authenticator = Authenticator(self.store.apps, cache_s=settings.auth_cache_s)
         self.targets = Targets(
             Policy(
                 settings.allow_private_targets,
                 (Rules.parse(settings.target_allow, settings.target_deny),),
             ),
-            self.store.target_policy,
+            self.store.apps.target_policy,
             cache_s=settings.auth_cache_s,
         )
         self.webhook = Webhook(
@@ -81,9 +88,12 @@ class Node:
             transient_codes=settings.transient_codes,
             ca_certs=settings.ca_certs or None,
             targets=self.targets,
-            signer=Signer(self.store, cache_s=settings.auth_cache_s),
+            signer=Signer(self.store.apps, cache_s=settings.auth_cache_s),
+            clock=clock,
         )
-        self.consumer = Consumer(self.queue, self.webhook, concurrency=settings.concurrency)
+        self.consumer = Consumer(
+            self.queue, self.webhook, concurrency=settings.concurrency, clock=clock
+        )
         self.leadership = Leadership(self.engine)
         self.requeuer = Requeuer(
             self.queue,
@@ -100,18 +110,21 @@ class Node:
         self.first_requeue: asyncio.Future[None] | None = None
         self.stopped = asyncio.Event()
         self.failed = False
+        self.created: Created | None = None  # the default application, made at first start
 
     def web_app(self) -> tornado.web.Application:
-        limiter = self.limiter()  # one count of failures for the API and the console login
+        guard = Guard(  # one count of failed keys for the API and the console login
+            enable_hsts=self.settings.enable_hsts,
+            protocol_header=self.settings.hsts_protocol_header,
+            limiter=self.limiter(),
+        )
         options = api.ApiOptions(
             authenticate=self.settings.authenticate,
             max_body_bytes=self.settings.max_body_bytes,
             default_timeout_s=self.settings.default_timeout_s,
             max_timeout_s=self.settings.max_due_delay_s,
-            enable_hsts=self.settings.enable_hsts,
-            hsts_protocol_header=self.settings.hsts_protocol_header,
             targets=self.targets,
-            limiter=limiter,
+            guard=guard,
         )
         dependencies = {
             "queue": self.queue,
@@ -120,14 +133,13 @@ class Node:
         }
         self.console = console.make_console(
             queue=self.queue,
-            store=self.store,
+            reads=self.store.console,
+            apps=self.store.apps,
             events=self.events,
             authenticator=self.authenticator,
             authenticate=self.settings.authenticate,
             cookie_secret=self.cookie_secret,
-            protocol_header=self.settings.hsts_protocol_header,
-            enable_hsts=self.settings.enable_hsts,
-            limiter=limiter,
+            guard=guard,
         )
         return tornado.web.Application(
             api.routes(**dependencies) + console.routes(self.console),
@@ -161,15 +173,15 @@ class Node:
 
     async def start(self) -> None:
         if self.settings.authenticate:
-            key = await Applications(self.store).create_default()
-            if key:
-                print(f"ntorque: created application 'default'; its API key: {key}", flush=True)
+            self.created = await Applications(self.store.apps).create_default()
+            if self.created:
+                announce(self.created)
         role = self.settings.role
         if self.bridge is not None:
             self.bridge.start()
         if role in ("all", "web"):
-            self.cookie_secret = self.settings.cookie_secret or await self.store.server_secret(
-                "cookie_secret", lambda: secrets.token_urlsafe(32), time.time()
+            self.cookie_secret = self.settings.cookie_secret or await self.store.apps.server_secret(
+                "cookie_secret", new_server_secret, time.time()
             )
             self.server = self.http_server()
             self.server.listen(self.settings.port, self.settings.host)
@@ -219,6 +231,15 @@ class Node:
         await self.channel.close()
         await self.engine.dispose()
         log.info("stopped")
+
+
+def announce(created: Created) -> None:
+    """The default application's key and secret, shown once, on the first start."""
+    print(
+        f"ntorque: created application {created.app.name!r}; its API key: {created.key}\n"
+        f"ntorque: its signing secret (verify calls with it): {created.signing_secret}",
+        flush=True,
+    )
 
 
 async def serve(settings: Settings) -> int:

@@ -14,7 +14,6 @@ import asyncio
 import base64
 import binascii
 import contextlib
-import hashlib
 import hmac
 import json
 import logging
@@ -25,16 +24,13 @@ from collections.abc import AsyncIterator, Iterable, Mapping
 from typing import Any
 from urllib.parse import urlencode
 
-import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from . import tasks
-from .auth import KEY_HASH_SECRET, keyed_hash, legacy_hash
+from . import intake
 from .config import Settings
-from .signing import secret_key
-from .store import task_values
-from .tables import applications, server_secrets
-from .tables import tasks as tasks_table
+from .signing import digest, signed_content
+from .store import outbox
+from .targets import Policy
 
 log = logging.getLogger(__name__)
 
@@ -141,17 +137,16 @@ class Outbox:
         """Write a pending task (validated like the API does); its id."""
         sent = _passthrough(headers)
         sent["Content-Type"] = content_type
-        spec = tasks.new_task(
+        spec = intake.new_task(
             app_id=await self._app_id(),
             query={"url": url, "method": method, "timeout": str(timeout or "")},
             headers=sent,
             body=body,
             default_timeout_s=self.default_timeout_s,
             max_timeout_s=self.max_timeout_s,
+            policy=Policy(),
         )
-        statement = tasks_table.insert().returning(tasks_table.c.id)
-        result = await self.connection.execute(statement, task_values(spec, time.time()))
-        task_id = int(result.scalar_one())
+        task_id = await outbox.insert_task(self.connection, spec, time.time())
         self.ids.append(task_id)
         return task_id
 
@@ -163,17 +158,10 @@ class Outbox:
     async def _find_app_id(self) -> int | None:
         if not self.client.api_key:
             return None
-        hashes = [legacy_hash(self.client.api_key)]  # a row ntorque has not re-hashed yet
-        secret = sa.select(server_secrets.c.value).where(server_secrets.c.name == KEY_HASH_SECRET)
-        if (value := (await self.connection.execute(secret)).scalar()) is not None:
-            hashes.append(keyed_hash(value, self.client.api_key))
-        statement = sa.select(applications.c.id).where(
-            applications.c.key_hash.in_(hashes), applications.c.active
-        )
-        app_id = (await self.connection.execute(statement)).scalar()
+        app_id = await outbox.active_app_id(self.connection, self.client.api_key)
         if app_id is None:
             raise ClientError(401, "the API key belongs to no active application")
-        return int(app_id)
+        return app_id
 
 
 @contextlib.asynccontextmanager
@@ -221,12 +209,12 @@ def verify(
     if not (msg_id and stamp and found.get("webhook-signature")):
         raise SignatureError("the webhook-id, -timestamp and -signature headers are required")
     timestamp = _timestamp(stamp, time.time() if now is None else now, tolerance_s)
-    signed = b"%s.%d.%s" % (msg_id.encode(), timestamp, body)
-    expected = [_digest(secret, signed) for secret in _secrets(secrets)]
+    signed = signed_content(msg_id, timestamp, body)
+    expected = [digest(secret, signed) for secret in _secrets(secrets)]
     matched = False
     for given in _signatures(found["webhook-signature"]):
-        for digest in expected:  # every pair is compared: no early exit on a secret
-            matched |= hmac.compare_digest(given, digest)
+        for wanted in expected:  # every pair is compared: no early exit on a secret
+            matched |= hmac.compare_digest(given, wanted)
     if not matched:
         raise SignatureError("no signature matches")
     return msg_id
@@ -248,10 +236,6 @@ def _secrets(secrets: str | Iterable[str]) -> list[str]:
     if not found:
         raise ValueError("verify() needs at least one signing secret")
     return found
-
-
-def _digest(secret: str, signed: bytes) -> bytes:
-    return hmac.new(secret_key(secret), signed, hashlib.sha256).digest()
 
 
 def _signatures(header: str) -> list[bytes]:

@@ -23,6 +23,11 @@ ROLES = ("all", "web", "worker")
 BACKOFFS = ("exponential", "linear")
 MODES = ("production", "development")
 POOL_CLASSES = ("", "QueuePool", "NullPool")
+# The original nTorque documents SQLALCHEMY_POOL_CLASS=sqlalchemy.pool.NullPool:
+# dotted names mean the same classes (the asyncio engine's queue pool is the
+# QueuePool of an async engine).
+POOL_CLASS_NAMES = {"AsyncAdaptedQueuePool": "QueuePool"}
+POOL_MODULES = ("sqlalchemy.pool.impl.", "sqlalchemy.pool.")
 
 
 @dataclass(frozen=True)
@@ -192,6 +197,14 @@ def _to_float(value: Any) -> float:
     return number
 
 
+def _to_pool_class(value: Any) -> str:
+    """A pool class as written (NullPool, sqlalchemy.pool.NullPool ...), by its short name."""
+    name = "" if value is None else str(value).strip()
+    for module in POOL_MODULES:
+        name = name.removeprefix(module)
+    return POOL_CLASS_NAMES.get(name, name)
+
+
 def _to_codes(value: Any) -> tuple[int, ...]:
     items = value if isinstance(value, list | tuple) else str(value).replace(" ", ",").split(",")
     return tuple(sorted({_to_int(item) for item in items if str(item).strip()}))
@@ -211,6 +224,8 @@ _CONVERTERS: dict[str, Callable[[Any], Any]] = {
     "tuple[str, ...]": _to_strings,
 }
 _FIELD_TYPES = {field.name: str(field.type) for field in fields(Settings)}
+_FIELD_TYPES["pool_class"] = "pool class"
+_CONVERTERS["pool class"] = _to_pool_class
 
 
 def _check(settings: Settings, labels: Mapping[str, str]) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 
 from .channel import BLOCKING_POP_S
 from .errors import StorageUnavailable
@@ -23,13 +24,22 @@ SETTLE_RETRY_S = 1.0
 
 
 class Consumer:
-    def __init__(self, queue: Queue, webhook: Webhook, *, concurrency: int) -> None:
+    def __init__(
+        self,
+        queue: Queue,
+        webhook: Webhook,
+        *,
+        concurrency: int,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self.queue = queue
+        self.clock = clock
         self.webhook = webhook
         self.concurrency = concurrency
         self.in_flight: set[asyncio.Task[None]] = set()
         self._slot_freed = asyncio.Event()
         self._stopping = False
+        self._popping: asyncio.Future[list[int]] | None = None
 
     async def run(self) -> None:
         """Repeat run_once() until stop(); errors are logged and survived."""
@@ -49,7 +59,7 @@ class Consumer:
         if self._stopping:
             return []
         free = self.concurrency - len(self.in_flight)
-        ids = await self.queue.channel.pop(free, pop_timeout_s)
+        ids = await self._pop(free, pop_timeout_s)
         if self._stopping:  # stopped while popping: start nothing new, hand the ids back
             await self.queue.channel.push(ids)
             return []
@@ -60,6 +70,19 @@ class Consumer:
         for task in tasks:
             self._start(task)
         return tasks
+
+    async def _pop(self, limit: int, timeout_s: float) -> list[int]:
+        """Up to limit ids. stop() cuts a waiting pop short, so a node stops
+        at once; an id lost that way costs only latency (the requeuer re-sends
+        every due task)."""
+        popping = asyncio.ensure_future(self.queue.channel.pop(limit, timeout_s))
+        self._popping = popping
+        try:
+            await asyncio.wait([popping])
+        finally:
+            self._popping = None
+            popping.cancel()  # this coroutine itself was cancelled: so is the pop
+        return [] if popping.cancelled() else popping.result()
 
     def _start(self, task: Task) -> None:
         job = asyncio.ensure_future(self.perform(task))
@@ -97,7 +120,7 @@ class Consumer:
                 await self.queue.settle(task, outcome)
                 return
             except StorageUnavailable:
-                if time.time() + SETTLE_RETRY_S >= task.due:
+                if self.clock() + SETTLE_RETRY_S >= task.due:
                     log.warning("task %s outcome not stored: its lease ran out", task.id)
                     return
                 log.warning("task %s outcome not stored yet: database unavailable", task.id)
@@ -107,6 +130,8 @@ class Consumer:
         """Stop popping; calls in flight go on."""
         self._stopping = True
         self._slot_freed.set()  # wake a loop waiting for a slot, so it ends now
+        if self._popping is not None:
+            self._popping.cancel()
 
     async def drain(self, grace_s: float) -> int:
         """Wait up to grace_s for calls in flight; return how many were cut off."""

@@ -16,7 +16,8 @@ from . import backoff
 from .batching import Batcher
 from .channel import Channel
 from .events import Events
-from .store import Settlement, Store
+from .store.settle import Settlement
+from .store.tasks import TaskStore
 from .tasks import NewTask, Outcome, Status, Task, Verdict, iso, loggable_url
 
 log = logging.getLogger(__name__)
@@ -30,7 +31,7 @@ CANCELLED = "cancelled in the console"  # the last_error of a cancelled task
 class Queue:
     def __init__(
         self,
-        store: Store,
+        store: TaskStore,
         channel: Channel,
         events: Events,
         *,

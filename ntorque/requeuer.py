@@ -12,7 +12,7 @@ import time
 
 from .errors import StorageUnavailable
 from .queue import Queue
-from .store import Leadership
+from .store.leadership import Leadership
 
 log = logging.getLogger(__name__)
 

@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable, Sequence
 
 from .cache import TtlCache
-from .store import Store
+from .store.apps import AppStore
 from .tasks import Task
 
 SECRET_PREFIX = "whsec_"
@@ -45,11 +45,20 @@ def secret_key(secret: str) -> bytes:
     return key
 
 
+def signed_content(message_id: str, timestamp: int, body: bytes) -> bytes:
+    """What is signed: "id.timestamp.body", the body as its raw bytes."""
+    return b"%s.%d.%s" % (message_id.encode(), timestamp, body)
+
+
+def digest(secret: str, content: bytes) -> bytes:
+    """HMAC-SHA256 of signed content under a "whsec_..." secret."""
+    return hmac.new(secret_key(secret), content, hashlib.sha256).digest()
+
+
 def signature(secret: str, message_id: str, timestamp: int, body: bytes) -> str:
     """One "v1,<base64>" signature of a call."""
-    signed = b"%s.%d.%s" % (message_id.encode(), timestamp, body)
-    digest = hmac.new(secret_key(secret), signed, hashlib.sha256).digest()
-    return "v1," + base64.b64encode(digest).decode()
+    signed = digest(secret, signed_content(message_id, timestamp, body))
+    return "v1," + base64.b64encode(signed).decode()
 
 
 def message_id(task: Task) -> str:
@@ -76,13 +85,13 @@ class Signer:
 
     def __init__(
         self,
-        store: Store,
+        apps: AppStore,
         *,
         cache_s: float,
         clock: Callable[[], float] = time.monotonic,
         wall: Callable[[], float] = time.time,
     ) -> None:
-        self.store = store
+        self.apps = apps
         self.wall = wall
         self._cache: TtlCache[int | None, tuple[str, ...]] = TtlCache(
             cache_s, max_entries=MAX_CACHED_APPS, clock=clock
@@ -101,5 +110,5 @@ class Signer:
 
     async def _load(self, app_id: int | None) -> tuple[str, ...]:
         if app_id is None:
-            return (await self.store.server_secret(SERVER_SECRET, new_signing_secret, self.wall()),)
-        return await self.store.app_signing_secrets(app_id, new_signing_secret)
+            return (await self.apps.server_secret(SERVER_SECRET, new_signing_secret, self.wall()),)
+        return await self.apps.signing_secrets(app_id, new_signing_secret)

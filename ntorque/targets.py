@@ -1,9 +1,11 @@
-"""Which addresses a web hook may reach (the guard against server-side request forgery).
+"""Which urls and addresses a web hook may reach (the guard against
+server-side request forgery). `Policy.check_url` is the one url check.
 
-A target is checked twice: at enqueue, as far as the url alone tells (scheme,
-literal addresses, host names on the lists); and at call time, on every
-address its host name resolves to, for every redirect hop. The call is then
-pinned to the checked addresses, so a second DNS answer cannot move it.
+A target is checked twice: at enqueue, as far as the url alone tells (its
+form, scheme, literal addresses, host names on the lists); and at call time,
+for every redirect hop, the url again and every address its host name
+resolves to. The call is then pinned to the checked addresses, so a second
+DNS answer cannot move it.
 
 The rules, in order (see the README's "Target policy"):
 1. an entry of a deny list (global, then the application's) refuses;
@@ -46,6 +48,14 @@ _PATTERN = re.compile(
     r"^(\*|(\*\.)?[a-z0-9_]([a-z0-9_-]*[a-z0-9_])?(\.[a-z0-9_]([a-z0-9_-]*[a-z0-9_])?)*)$"
 )
 _NAT64 = ipaddress.ip_network("64:ff9b::/96")
+MAX_URL_LENGTH = 2048
+# A host as curl and the policy must read it alike: ASCII letters, digits,
+# dots, hyphens (and underscores), or a bracketed IPv6 address. Percent-encoded
+# or non-ASCII hosts are refused (give IDN names in punycode).
+HOST_NAME = re.compile(r"^[A-Za-z0-9._-]+$")
+IPV6_LITERAL = re.compile(r"^\[[0-9A-Fa-f:.]+\]$")
+# Backslashes too: browsers read them as "/", curl does not (a host confusion).
+URL_FORBIDDEN = re.compile(r"[\x00-\x20\x7f\\]")
 
 
 def _ranges(*pairs: tuple[str, str]) -> tuple[tuple[Network, str], ...]:
@@ -190,6 +200,36 @@ def _address_in(address: Address | None, networks: tuple[Network, ...]) -> bool:
     return any(candidate in net for net in networks for candidate in candidates)
 
 
+def check_form(url: str) -> str:
+    """An absolute http or https url with a plain host, or InvalidRequest."""
+    url = url.strip()
+    if not url:
+        raise InvalidRequest("url is required: POST /?url=<absolute http or https url>")
+    if len(url) > MAX_URL_LENGTH:
+        raise InvalidRequest(f"url is longer than {MAX_URL_LENGTH} characters")
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError on a bad port
+    except ValueError as error:
+        raise InvalidRequest(f"url is not valid: {error}") from error
+    if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
+        raise InvalidRequest("url must be an absolute http or https url")
+    if URL_FORBIDDEN.search(url):
+        raise InvalidRequest("url must not contain spaces, backslashes or control characters")
+    if not _plain_host(parts.netloc):
+        raise InvalidRequest("url host must be a plain name (ASCII, punycode) or an IP address")
+    return url
+
+
+def _plain_host(netloc: str) -> bool:
+    """Whether the host, as written, is one curl and the policy read alike."""
+    host = netloc.rpartition("@")[2]
+    if host.startswith("["):
+        address, _, rest = host.partition("]")
+        return bool(IPV6_LITERAL.match(address + "]")) and rest[:1] in ("", ":")
+    return bool(HOST_NAME.match(host.partition(":")[0]))
+
+
 @dataclass(frozen=True)
 class Policy:
     """The rules a task's calls obey: the global level, then its application's."""
@@ -204,17 +244,18 @@ class Policy:
     def with_rules(self, rules: Rules) -> Policy:
         return replace(self, levels=(*self.levels, rules))
 
-    def check_url(self, url: str) -> None:
-        """At enqueue: refuse what the url alone shows to be refused (no DNS)."""
-        parts = urlsplit(url)
-        if parts.scheme.lower() not in ("http", "https"):
-            raise refused(f"{parts.scheme or 'a url without a scheme'} is not http or https")
-        host = parts.hostname or ""
+    def check_url(self, url: str) -> str:
+        """The one url check, at enqueue and on every redirect hop: a url curl
+        and the policy read alike (InvalidRequest otherwise), not refused by
+        what it alone shows (TargetRefused; no DNS). The url, stripped."""
+        url = check_form(url)
+        host = urlsplit(url).hostname or ""
         address = parse_address(host)
         if address is not None:
             self.check_address(host, address)
         else:
             self.check_name(normal_host(host))
+        return url
 
     def check_name(self, host: str) -> None:
         """What a name alone decides: deny patterns, and allow lists of names only."""

@@ -21,8 +21,8 @@ from urllib.parse import urldefrag, urljoin, urlsplit
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest, HTTPResponse
 
 from .errors import InvalidRequest
-from .targets import Policy, Resolver, TargetRefused, Targets, refused, system_resolver
-from .tasks import Outcome, Task, Verdict, check_url
+from .targets import Policy, Resolver, TargetRefused, Targets, system_resolver
+from .tasks import Outcome, Task, Verdict
 
 log = logging.getLogger(__name__)
 
@@ -148,6 +148,7 @@ class Webhook:
         targets: Targets | None = None,
         resolver: Resolver = system_resolver,
         signer: Signer | None = None,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.client = client
         self.max_retries = max_retries
@@ -156,6 +157,7 @@ class Webhook:
         self.targets = targets or Targets(Policy())
         self.resolver = resolver
         self.signer = signer
+        self.clock = clock  # the wall clock that leases (task.due) are read by
         self._pins_curl = type(client).__name__ == "CurlAsyncHTTPClient"
 
     def first_hop(self, task: Task, extra: dict[str, str] | None = None) -> Hop:
@@ -186,7 +188,7 @@ class Webhook:
         """
         hop = hop or self.first_hop(task)
         if budget_s is None:
-            budget_s = call_budget(task)
+            budget_s = self.budget_s(task)
         return HTTPRequest(
             hop.url,
             method=hop.method,
@@ -203,14 +205,14 @@ class Webhook:
         )
 
     async def call(self, task: Task) -> Outcome:
-        started = time.time()
+        started = self.clock()
         clock = time.monotonic()
 
         def done(verdict: Verdict, code: int | None, error: str | None) -> Outcome:
             return Outcome(verdict, started, time.monotonic() - clock, code, error)
 
         try:
-            response = await self._follow(task, clock + call_budget(task))
+            response = await self._follow(task, clock + self.budget_s(task))
         except TargetRefused as error:  # the policy will not change its mind: not retried
             log.warning("task %s not called: %s", task.id, error.message)
             return done(Verdict.FAILED, None, error.message)
@@ -258,14 +260,14 @@ class Webhook:
     ) -> Callable[[Any], None] | None:
         """Check url's target; the curl callback that pins the call to what was checked."""
         try:
-            url = check_url(url)
+            url = policy.check_url(url)
+        except TargetRefused:
+            raise
         except InvalidRequest as error:
             if not redirected:
                 raise
             raise InvalidRequest(f"redirect to an invalid url: {error.message}") from None
         parts = urlsplit(url)
-        if parts.scheme.lower() not in ("http", "https"):
-            raise refused(f"{parts.scheme} is not http or https")
         host = parts.hostname or ""
         port = parts.port or (443 if parts.scheme.lower() == "https" else 80)
         addresses = await policy.resolve(host, port, self.resolver)
@@ -273,17 +275,16 @@ class Webhook:
             return None
         return _pin(host, port, addresses if addresses != [host] else [])
 
+    def budget_s(self, task: Task) -> float:
+        """Seconds the whole call may take: its timeout, cut to what is left of its lease."""
+        return max(min(float(task.timeout_s), task.due - self.clock()), MIN_CALL_S)
+
     def outcome(self, response: HTTPResponse, started: float, duration_s: float) -> Outcome:
         if response.code == 599 or (response.error and not response.code):
             return Outcome(Verdict.RETRY, started, duration_s, None, _network_error(response.error))
         verdict = classify(response.code, self.transient_codes)
         error = None if verdict is Verdict.COMPLETED else _http_error(response)
         return Outcome(verdict, started, duration_s, response.code, error)
-
-
-def call_budget(task: Task) -> float:
-    """Seconds the whole call may take: its timeout, cut to what is left of its lease."""
-    return max(min(float(task.timeout_s), task.due - time.time()), MIN_CALL_S)
 
 
 def _network_error(error: BaseException | None) -> str:

@@ -7,14 +7,16 @@ import os
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from ntorque import database
 from ntorque.config import Settings
 from ntorque.store import Store
+from ntorque.store import engine as database
 from tests import services
 from tests.hookserver import HookServer
+from tests.inprocess import LiveNode
 from tests.server import NtorqueServer
 
 # Hermetic: the developer's own settings never leak into a test.
@@ -112,3 +114,9 @@ async def store(backend: Backend) -> AsyncIterator[Store]:
         yield Store(engine)
     finally:
         await engine.dispose()
+
+
+def live_for(backend: Backend, **settings: Any) -> LiveNode:
+    """An in-process node on this backend (`async with live_for(...) as node`);
+    settings are Settings fields (loops=False and clock= drive it by hand)."""
+    return LiveNode(backend.database_url, backend.redis_url, backend.redis_channel, **settings)

@@ -71,7 +71,7 @@ class PostgresDatabases:
         self.created: list[str] = []
 
     def setup(self) -> None:
-        from ntorque import database
+        from ntorque.store import engine as database
 
         postgres_admin(f"CREATE DATABASE {self.template}")
         database.upgrade(database_url(self.template))

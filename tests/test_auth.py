@@ -14,16 +14,10 @@ from urllib.parse import urlencode
 
 import pytest
 
-from ntorque.auth import (
-    KEY_HASH_SECRET,
-    MAX_KEY_LENGTH,
-    Applications,
-    Authenticator,
-    keyed_hash,
-    legacy_hash,
-    new_key,
-)
+from ntorque.applications import Applications
+from ntorque.auth import Authenticator
 from ntorque.client import Client, ClientError, Outbox
+from ntorque.keys import KEY_HASH_SECRET, MAX_KEY_LENGTH, keyed_hash, legacy_hash, new_key
 from ntorque.ratelimit import FailureLimiter
 from ntorque.store import Store
 from tests.conftest import Backend, server_for
@@ -46,38 +40,38 @@ def test_a_keyed_hash_needs_the_server_secret() -> None:
 
 
 async def test_keys_are_stored_as_keyed_hashes(store: Store) -> None:
-    created = await Applications(store).create("keyed")
-    secret = await store.server_secret(KEY_HASH_SECRET, lambda: "unused", NOW)
-    row = await store.app_by_name("keyed")
+    created = await Applications(store.apps).create("keyed")
+    secret = await store.apps.server_secret(KEY_HASH_SECRET, lambda: "unused", NOW)
+    row = await store.apps.by_name("keyed")
     assert row and row["key_hash"] == keyed_hash(secret, created.key)
     assert row["signing_secret"] == created.signing_secret
     assert created.signing_secret.startswith("whsec_")
 
-    auth = Authenticator(store, cache_s=0)
+    auth = Authenticator(store.apps, cache_s=0)
     assert await auth.app_for_key(created.key) == created.app
     for wrong in (None, "", created.key + "x", created.key[:-1], "k" * (MAX_KEY_LENGTH + 1)):
         assert await auth.app_for_key(wrong) is None
-    await Applications(store).set_active("keyed", False)
+    await Applications(store.apps).set_active("keyed", False)
     assert await auth.app_for_key(created.key) is None
 
 
 async def test_a_legacy_hash_is_rehashed_on_first_use(store: Store) -> None:
     key = new_key()
-    row = await store.create_app("legacy", legacy_hash(key), NOW)  # a 0001-era row
-    auth = Authenticator(store, cache_s=0)
+    row = await store.apps.create("legacy", legacy_hash(key), NOW)  # a 0001-era row
+    auth = Authenticator(store.apps, cache_s=0)
     found = await auth.app_for_key(key)
     assert found is not None and found.id == row["id"]
-    secret = await store.server_secret(KEY_HASH_SECRET, lambda: "unused", NOW)
-    assert await store.app_by_key_hash(legacy_hash(key)) is None  # the plain hash is gone
-    assert await store.app_by_key_hash(keyed_hash(secret, key)) is not None
+    secret = await store.apps.server_secret(KEY_HASH_SECRET, lambda: "unused", NOW)
+    assert await store.apps.by_key_hash(legacy_hash(key)) is None  # the plain hash is gone
+    assert await store.apps.by_key_hash(keyed_hash(secret, key)) is not None
     assert await auth.app_for_key(key) == found  # found by its keyed hash now
     assert await auth.app_for_key(new_key()) is None
 
 
 async def test_the_outbox_finds_keyed_and_legacy_keys(store: Store) -> None:
-    created = await Applications(store).create("outbox")
+    created = await Applications(store.apps).create("outbox")
     legacy_key = new_key()
-    legacy = await store.create_app("outbox-legacy", legacy_hash(legacy_key), NOW)
+    legacy = await store.apps.create("outbox-legacy", legacy_hash(legacy_key), NOW)
     for key, app_id in ((created.key, created.app.id), (legacy_key, legacy["id"])):
         async with store.engine.begin() as connection:
             outbox = Outbox(Client("http://127.0.0.1:9", key), connection)
@@ -88,10 +82,10 @@ async def test_the_outbox_finds_keyed_and_legacy_keys(store: Store) -> None:
 
 
 async def test_rotated_keys_are_keyed_too(store: Store) -> None:
-    apps = Applications(store)
+    apps = Applications(store.apps)
     old = (await apps.create("rotating")).key
     new = await apps.rotate_key("rotating")
-    auth = Authenticator(store, cache_s=0)
+    auth = Authenticator(store.apps, cache_s=0)
     assert await auth.app_for_key(old) is None
     assert (found := await auth.app_for_key(new)) and found.name == "rotating"
 
@@ -111,18 +105,33 @@ def secret_like(node: ast.expr) -> bool:
     return named and any(word in text for word in SECRET_WORDS)
 
 
+def equality_on_secrets(source: str, name: str) -> list[str]:
+    """Every == or != comparison of the source with a secret-like side."""
+    found = []
+    for node in ast.walk(ast.parse(source, name)):
+        if not isinstance(node, ast.Compare):
+            continue
+        equality = any(isinstance(op, ast.Eq | ast.NotEq) for op in node.ops)
+        sides = [node.left, *node.comparators]
+        if equality and not any(map(sql_column, sides)) and any(map(secret_like, sides)):
+            found.append(f"{name}:{node.lineno}: {ast.unparse(node)}")
+    return found
+
+
 def test_no_secret_is_compared_with_equality() -> None:
     """== exits at the first differing byte; secrets go through hmac.compare_digest."""
-    found = []
-    for path in sorted(SOURCES.glob("*.py")):
-        for node in ast.walk(ast.parse(path.read_text(), str(path))):
-            if not isinstance(node, ast.Compare):
-                continue
-            equality = any(isinstance(op, ast.Eq | ast.NotEq) for op in node.ops)
-            sides = [node.left, *node.comparators]
-            if equality and not any(map(sql_column, sides)) and any(map(secret_like, sides)):
-                found.append(f"{path.name}:{node.lineno}: {ast.unparse(node)}")
+    paths = sorted(SOURCES.rglob("*.py"))
+    scanned = {path.relative_to(SOURCES).as_posix() for path in paths}
+    assert {"console/viewer.py", "store/apps.py", "auth.py"} <= scanned  # every package
+    found = [hit for path in paths for hit in equality_on_secrets(path.read_text(), str(path))]
     assert found == []
+
+
+def test_the_equality_scan_finds_a_secret_compared_with_equality() -> None:
+    planted = "def check(tag, row):\n    return tag == row['key_hash']\n"
+    assert equality_on_secrets(planted, "planted.py") == [
+        "planted.py:2: tag == row['key_hash']"
+    ]
 
 
 # -- the failure limiter -------------------------------------------------------------

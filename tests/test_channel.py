@@ -202,7 +202,7 @@ class Pipeline:
             "max_retries": MAX_RETRIES,
             "backoff_kind": "exponential",
         }
-        self.queue = Queue(store, self.channel, Events(), **{**settings, **options})
+        self.queue = Queue(store.tasks, self.channel, Events(), **{**settings, **options})
         self.client = make_client(10)
         self.webhook = Webhook(
             self.client, max_retries=MAX_RETRIES, transient_codes=TRANSIENT_CODES, ca_certs=None
@@ -226,7 +226,7 @@ class Pipeline:
         return await self.queue.enqueue(NewTask(**{**values, **changes}))
 
     async def stored(self, task: Task) -> Task:
-        stored = await self.store.get(task.id)
+        stored = await self.store.tasks.get(task.id)
         assert stored is not None
         return stored
 
@@ -270,7 +270,7 @@ async def test_consumer_pops_acquires_calls_and_settles(
     assert call.headers["ntorque-task-id"] == str(task.id)
     assert call.headers["ntorque-task-retry-count"] == "0"
     assert call.headers["ntorque-task-retry-limit"] == str(MAX_RETRIES)
-    (attempt,) = await pipeline.store.attempts(task.id)
+    (attempt,) = await pipeline.store.tasks.attempts(task.id)
     assert (attempt["number"], attempt["status_code"], attempt["error"]) == (1, 200, None)
 
 
@@ -333,7 +333,7 @@ async def test_consumer_retries_through_the_channel_until_the_hook_succeeds(
             3,
             200,
         )
-        codes = [row["status_code"] for row in await store.attempts(task.id)]
+        codes = [row["status_code"] for row in await store.tasks.attempts(task.id)]
         assert codes == [500, 500, 200]
         assert [c.headers["ntorque-task-retry-count"] for c in hooks.calls(path)] == [
             "0",

@@ -7,8 +7,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from ntorque import config, database
+from ntorque import config
 from ntorque.client import Client, ClientError, transaction
+from ntorque.store import engine as database
 from tests.conftest import Backend, server_for
 from tests.hookserver import HookServer
 from tests.server import NtorqueServer
@@ -104,8 +105,9 @@ async def test_outbox_refuses_an_unknown_key(
 
 def test_outbox_validates_like_the_api() -> None:
     from ntorque.errors import InvalidRequest
-    from ntorque.tasks import new_task
+    from ntorque.intake import new_task
+    from ntorque.targets import Policy
 
     with pytest.raises(InvalidRequest):
         new_task(app_id=None, query={"url": "ftp://x"}, headers={}, body=b"",
-                 default_timeout_s=60, max_timeout_s=7200)  # fmt: skip
+                 default_timeout_s=60, max_timeout_s=7200, policy=Policy())  # fmt: skip

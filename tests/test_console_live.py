@@ -19,12 +19,13 @@ import tornado.web
 import tornado.websocket
 from tornado.httpserver import HTTPServer
 
-from ntorque import console, database, events
+from ntorque import console, events
 from ntorque.auth import Authenticator
 from ntorque.channel import LocalChannel
 from ntorque.config import Settings
 from ntorque.queue import Queue
 from ntorque.store import Store
+from ntorque.store import engine as database
 from ntorque.tasks import Status, Task
 from tests.conftest import Backend, server_for
 from tests.console_session import Session, create_app
@@ -157,11 +158,12 @@ async def open_console(tmp_path: Path) -> AsyncIterator[tuple[console.Console, i
     engine = database.make_engine(Settings(database_url=url))
     store, bus = Store(engine), events.Events()
     queue = Queue(
-        store, LocalChannel(), bus, min_due_delay_s=1, max_due_delay_s=60,
+        store.tasks, LocalChannel(), bus, min_due_delay_s=1, max_due_delay_s=60,
         max_retries=3, backoff_kind="linear",
     )  # fmt: skip
     made = console.make_console(
-        queue=queue, store=store, events=bus, authenticator=Authenticator(store, cache_s=0),
+        queue=queue, reads=store.console, apps=store.apps, events=bus,
+        authenticator=Authenticator(store.apps, cache_s=0),
         authenticate=False, cookie_secret="x" * 32,
     )  # fmt: skip
     port = free_port()
@@ -201,11 +203,12 @@ async def test_a_vanished_peer_leaves_the_hub(
 
 
 def new_spec() -> Any:
-    from ntorque.tasks import new_task
+    from ntorque.intake import new_task
+    from ntorque.targets import Policy
 
     return new_task(
         app_id=None, query={"url": "http://127.0.0.1:9/x"}, headers={}, body=b"",
-        default_timeout_s=5, max_timeout_s=60,
+        default_timeout_s=5, max_timeout_s=60, policy=Policy(),
     )  # fmt: skip
 
 

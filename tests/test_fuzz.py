@@ -29,9 +29,9 @@ import sqlalchemy as sa
 from hypothesis import HealthCheck, given, seed, settings
 from hypothesis import strategies as st
 
-from ntorque import config, database
+from ntorque import config
+from ntorque.store import engine as database
 from ntorque.targets import Policy
-from ntorque.tasks import check_url
 from tests import services
 from tests.conftest import Backend, server_for
 from tests.server import NtorqueServer
@@ -298,7 +298,7 @@ def check(request: Request, status: int, body: bytes, tally: Tally) -> None:
     if status == 201 and request.target.startswith("/?"):
         tally.created += 1
         assert answer["status"] == "pending", answer
-        check_url(answer["url"], Policy())  # nothing the default policy refuses got in
+        Policy().check_url(answer["url"])  # nothing the default policy refuses got in
 
 
 # -- the run -----------------------------------------------------------------------------

@@ -7,8 +7,9 @@ from pathlib import Path
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from ntorque import config, database
+from ntorque import config
 from ntorque.store import Leadership
+from ntorque.store import engine as database
 from tests import services
 from tests.conftest import Backend, make_backend
 

@@ -188,15 +188,15 @@ class Clock:
 
 async def test_signer_signs_with_the_apps_secrets_cached(store: Store) -> None:
     secret = new_signing_secret()
-    row = await store.create_app("signed", "a" * 64, NOW, secret)
+    row = await store.apps.create("signed", "a" * 64, NOW, secret)
     clock = Clock()
-    signer = Signer(store, cache_s=5, clock=clock, wall=lambda: NOW + 0.9)
+    signer = Signer(store.apps, cache_s=5, clock=clock, wall=lambda: NOW + 0.9)
     headers = await signer.headers(task(app_id=row["id"]))
     assert headers["webhook-timestamp"] == str(NOW)
     assert verify(secret, headers, BODY, now=NOW) == message_id(task())
 
     new = new_signing_secret()
-    assert await store.rotate_signing_secret("signed", new)
+    assert await store.apps.rotate_signing_secret("signed", new)
     assert await signer.secrets_for(row["id"]) == (secret,)  # cached
     clock.now += 5.1
     assert await signer.secrets_for(row["id"]) == (new, secret)  # both sign now
@@ -207,20 +207,20 @@ async def test_signer_signs_with_the_apps_secrets_cached(store: Store) -> None:
 
 
 async def test_signer_without_an_application_uses_the_server_secret(store: Store) -> None:
-    headers = await Signer(store, cache_s=5, wall=lambda: NOW).headers(task(app_id=None))
-    server_secret = await store.server_secret(SERVER_SECRET, new_signing_secret, NOW)
+    headers = await Signer(store.apps, cache_s=5, wall=lambda: NOW).headers(task(app_id=None))
+    server_secret = await store.apps.server_secret(SERVER_SECRET, new_signing_secret, NOW)
     assert server_secret.startswith("whsec_")
     verify(server_secret, headers, BODY, now=NOW)
 
 
 async def test_an_application_without_a_secret_gets_one(store: Store) -> None:
-    row = await store.create_app("unsigned", "b" * 64, NOW)  # made by hand, no secret
+    row = await store.apps.create("unsigned", "b" * 64, NOW)  # made by hand, no secret
     assert row["signing_secret"] is None
-    headers = await Signer(store, cache_s=0, wall=lambda: NOW).headers(task(app_id=row["id"]))
-    stored = await store.app_by_name("unsigned")
+    headers = await Signer(store.apps, cache_s=0, wall=lambda: NOW).headers(task(app_id=row["id"]))
+    stored = await store.apps.by_name("unsigned")
     assert stored and stored["signing_secret"]
     verify(stored["signing_secret"], headers, BODY, now=NOW)
-    again = await store.app_signing_secrets(row["id"], new_signing_secret)
+    again = await store.apps.signing_secrets(row["id"], new_signing_secret)
     assert again == (stored["signing_secret"],)  # made once
 
 

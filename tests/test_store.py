@@ -19,7 +19,6 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from ntorque import database
 from ntorque.channel import LocalChannel
 from ntorque.config import Settings
 from ntorque.errors import StorageUnavailable
@@ -27,6 +26,7 @@ from ntorque.events import Events
 from ntorque.queue import Queue
 from ntorque.requeuer import Requeuer
 from ntorque.store import Leadership, Settlement, Store
+from ntorque.store import engine as database
 from ntorque.tasks import NewTask, Outcome, Status, Task, Verdict
 from tests.conftest import Backend
 
@@ -85,14 +85,14 @@ def store(engine: AsyncEngine) -> Store:
 
 
 async def acquire_one(store: Store, task: Task, now: float, max_retries: int = MAX_RETRIES) -> Task:
-    (acquired,) = await store.acquire([task.id], now, LEASE_EXTRA_S, max_retries)
+    (acquired,) = await store.tasks.acquire([task.id], now, LEASE_EXTRA_S, max_retries)
     return acquired
 
 
 async def finish(store: Store, task: Task, result: Outcome, status: Status, now: float) -> Task:
     """Acquire the task at `now` and settle it with `status` at `now`."""
     acquired = await acquire_one(store, task, now)
-    settled = await store.settle(acquired, result, status, acquired.due, now)
+    settled = await store.tasks.settle(acquired, result, status, acquired.due, now)
     assert settled is not None
     return settled
 
@@ -102,7 +102,7 @@ async def finish(store: Store, task: Task, result: Outcome, status: Status, now:
 
 async def test_insert_returns_pending_task_due_now_with_body_bytes_intact(store: Store) -> None:
     headers = (("X-Request-Id", "abc"), ("Authorization", "Bearer t"))
-    task = await store.insert(
+    task = await store.tasks.insert(
         spec(body=BINARY_BODY, content_type="application/octet-stream", headers=headers), NOW
     )
     assert task.id > 0
@@ -113,21 +113,21 @@ async def test_insert_returns_pending_task_due_now_with_body_bytes_intact(store:
     assert task.headers == headers
     assert task.content_type == "application/octet-stream"
     assert (task.last_status_code, task.last_error) == (None, None)
-    assert await store.get(task.id) == task
-    assert await store.get(task.id + 1000) is None
+    assert await store.tasks.get(task.id) == task
+    assert await store.tasks.get(task.id + 1000) is None
 
 
 async def test_insert_hands_out_increasing_ids(store: Store) -> None:
-    first = await store.insert(spec(), NOW)
-    second = await store.insert(spec(), NOW)
+    first = await store.tasks.insert(spec(), NOW)
+    second = await store.tasks.insert(spec(), NOW)
     assert second.id > first.id
 
 
 async def test_acquire_takes_due_unfinished_tasks_and_leases_them(store: Store) -> None:
-    due = await store.insert(spec(timeout_s=10), NOW)
-    later = await store.insert(spec(), NOW + 100)
+    due = await store.tasks.insert(spec(timeout_s=10), NOW)
+    later = await store.tasks.insert(spec(), NOW + 100)
 
-    acquired = await store.acquire([due.id, later.id], NOW + 1, LEASE_EXTRA_S, MAX_RETRIES)
+    acquired = await store.tasks.acquire([due.id, later.id], NOW + 1, LEASE_EXTRA_S, MAX_RETRIES)
 
     assert [task.id for task in acquired] == [due.id]
     (task,) = acquired
@@ -136,31 +136,31 @@ async def test_acquire_takes_due_unfinished_tasks_and_leases_them(store: Store) 
     assert task.due == NOW + 1 + 10 + LEASE_EXTRA_S
     assert task.modified == NOW + 1
     assert task.body == due.body
-    assert await store.get(due.id) == task
-    assert await store.get(later.id) == later  # not due yet: untouched
+    assert await store.tasks.get(due.id) == task
+    assert await store.tasks.get(later.id) == later  # not due yet: untouched
 
 
 async def test_acquire_of_nothing_or_unknown_ids_takes_nothing(store: Store) -> None:
-    task = await store.insert(spec(), NOW)
-    assert await store.acquire([], NOW, LEASE_EXTRA_S, MAX_RETRIES) == []
-    assert await store.acquire([task.id + 1000], NOW, LEASE_EXTRA_S, MAX_RETRIES) == []
-    assert await store.get(task.id) == task
+    task = await store.tasks.insert(spec(), NOW)
+    assert await store.tasks.acquire([], NOW, LEASE_EXTRA_S, MAX_RETRIES) == []
+    assert await store.tasks.acquire([task.id + 1000], NOW, LEASE_EXTRA_S, MAX_RETRIES) == []
+    assert await store.tasks.get(task.id) == task
 
 
 async def test_acquire_returns_several_tasks_in_id_order(store: Store) -> None:
-    tasks = [await store.insert(spec(), NOW) for _ in range(3)]
+    tasks = [await store.tasks.insert(spec(), NOW) for _ in range(3)]
     ids = [task.id for task in tasks]
-    acquired = await store.acquire(list(reversed(ids)), NOW, LEASE_EXTRA_S, MAX_RETRIES)
+    acquired = await store.tasks.acquire(list(reversed(ids)), NOW, LEASE_EXTRA_S, MAX_RETRIES)
     assert [task.id for task in acquired] == ids
 
 
 async def test_task_due_in_the_future_is_not_acquired(store: Store) -> None:
-    task = await acquire_one(store, await store.insert(spec(), NOW), NOW)
-    retry = await store.settle(task, BUSY, Status.PENDING, NOW + 50, NOW)
+    task = await acquire_one(store, await store.tasks.insert(spec(), NOW), NOW)
+    retry = await store.tasks.settle(task, BUSY, Status.PENDING, NOW + 50, NOW)
     assert retry is not None and retry.due == NOW + 50
 
-    assert await store.acquire([task.id], NOW + 49.5, LEASE_EXTRA_S, MAX_RETRIES) == []
-    assert (await store.get(task.id)) == retry
+    assert await store.tasks.acquire([task.id], NOW + 49.5, LEASE_EXTRA_S, MAX_RETRIES) == []
+    assert (await store.tasks.get(task.id)) == retry
     again = await acquire_one(store, task, NOW + 50)  # due exactly now counts as due
     assert again.retry_count == 2
 
@@ -168,39 +168,39 @@ async def test_task_due_in_the_future_is_not_acquired(store: Store) -> None:
 async def test_a_running_task_is_not_acquired_again_before_its_lease_runs_out(
     store: Store,
 ) -> None:
-    task = await acquire_one(store, await store.insert(spec(timeout_s=10), NOW), NOW)
-    assert await store.acquire([task.id], task.due - 0.5, LEASE_EXTRA_S, MAX_RETRIES) == []
+    task = await acquire_one(store, await store.tasks.insert(spec(timeout_s=10), NOW), NOW)
+    assert await store.tasks.acquire([task.id], task.due - 0.5, LEASE_EXTRA_S, MAX_RETRIES) == []
     again = await acquire_one(store, task, task.due)  # the consumer died: taken again
     assert again.status is Status.IN_PROGRESS
     assert again.retry_count == 2
 
 
 async def test_acquire_skips_tasks_out_of_attempts(store: Store) -> None:
-    task = await acquire_one(store, await store.insert(spec(), NOW), NOW, max_retries=1)
-    assert await store.acquire([task.id], task.due + 100, LEASE_EXTRA_S, 1) == []
-    assert (await store.get(task.id)) == task
+    task = await acquire_one(store, await store.tasks.insert(spec(), NOW), NOW, max_retries=1)
+    assert await store.tasks.acquire([task.id], task.due + 100, LEASE_EXTRA_S, 1) == []
+    assert (await store.tasks.get(task.id)) == task
 
 
 async def test_concurrent_acquires_of_one_task_give_it_to_exactly_one(store: Store) -> None:
     """W2: two consumers popped the same id at the same moment."""
-    tasks = [await store.insert(spec(), NOW) for _ in range(5)]
+    tasks = [await store.tasks.insert(spec(), NOW) for _ in range(5)]
     for task in tasks:
         results = await asyncio.gather(
-            store.acquire([task.id], NOW, LEASE_EXTRA_S, MAX_RETRIES),
-            store.acquire([task.id], NOW, LEASE_EXTRA_S, MAX_RETRIES),
+            store.tasks.acquire([task.id], NOW, LEASE_EXTRA_S, MAX_RETRIES),
+            store.tasks.acquire([task.id], NOW, LEASE_EXTRA_S, MAX_RETRIES),
         )
         winners = [result for result in results if result]
         assert len(winners) == 1, results
         assert [t.id for t in winners[0]] == [task.id]
-        stored = await store.get(task.id)
+        stored = await store.tasks.get(task.id)
         assert stored is not None and stored.retry_count == 1
 
 
 async def test_concurrent_batch_acquires_share_tasks_without_overlap(store: Store) -> None:
-    ids = [(await store.insert(spec(), NOW)).id for _ in range(10)]
+    ids = [(await store.tasks.insert(spec(), NOW)).id for _ in range(10)]
     first, second = await asyncio.gather(
-        store.acquire(ids, NOW, LEASE_EXTRA_S, MAX_RETRIES),
-        store.acquire(list(reversed(ids)), NOW, LEASE_EXTRA_S, MAX_RETRIES),
+        store.tasks.acquire(ids, NOW, LEASE_EXTRA_S, MAX_RETRIES),
+        store.tasks.acquire(list(reversed(ids)), NOW, LEASE_EXTRA_S, MAX_RETRIES),
     )
     taken = [task.id for task in first] + [task.id for task in second]
     assert sorted(taken) == ids
@@ -211,33 +211,33 @@ async def test_finished_task_is_never_acquired_or_due(
     store: Store, result: Outcome, status: Status
 ) -> None:
     """W3: a completed or failed task stays finished, whatever comes later."""
-    task = await finish(store, await store.insert(spec(), NOW), result, status, NOW)
+    task = await finish(store, await store.tasks.insert(spec(), NOW), result, status, NOW)
     assert task.status is status
     for later in (NOW, NOW + 10_000, NOW + 10_000_000):
-        assert await store.acquire([task.id], later, LEASE_EXTRA_S, MAX_RETRIES) == []
-        assert await store.due_ids(later, 100, MAX_RETRIES) == []
-        assert await store.expire(later, 1) == []
-    assert await store.get(task.id) == task
+        assert await store.tasks.acquire([task.id], later, LEASE_EXTRA_S, MAX_RETRIES) == []
+        assert await store.tasks.due_ids(later, 100, MAX_RETRIES) == []
+        assert await store.tasks.expire(later, 1) == []
+    assert await store.tasks.get(task.id) == task
 
 
 async def test_settle_sets_the_result_and_records_every_attempt(store: Store) -> None:
-    created = await store.insert(spec(), NOW)
+    created = await store.tasks.insert(spec(), NOW)
     first = await acquire_one(store, created, NOW)
     timeout = Outcome(Verdict.RETRY, NOW + 0.5, 10.0, None, "Timeout during request")
-    retry = await store.settle(first, timeout, Status.PENDING, NOW + 12, NOW + 10.5)
+    retry = await store.tasks.settle(first, timeout, Status.PENDING, NOW + 12, NOW + 10.5)
     assert retry is not None
     assert (retry.status, retry.retry_count, retry.due) == (Status.PENDING, 1, NOW + 12)
     assert (retry.last_status_code, retry.last_error) == (None, "Timeout during request")
     assert retry.modified == NOW + 10.5
 
     second = await acquire_one(store, created, NOW + 12)
-    done = await store.settle(second, DONE, Status.COMPLETED, second.due, NOW + 13)
+    done = await store.tasks.settle(second, DONE, Status.COMPLETED, second.due, NOW + 13)
     assert done is not None
     assert (done.status, done.retry_count) == (Status.COMPLETED, 2)
     assert (done.last_status_code, done.last_error) == (200, None)
-    assert await store.get(created.id) == done
+    assert await store.tasks.get(created.id) == done
 
-    rows = await store.attempts(created.id)
+    rows = await store.tasks.attempts(created.id)
     summary = [
         (row["number"], row["started"], row["duration_s"], row["status_code"], row["error"])
         for row in rows
@@ -252,72 +252,72 @@ async def test_settle_sets_the_result_and_records_every_attempt(store: Store) ->
 async def test_settle_after_the_lease_was_taken_over_changes_nothing_but_is_recorded(
     store: Store,
 ) -> None:
-    created = await store.insert(spec(timeout_s=10), NOW)
+    created = await store.tasks.insert(spec(timeout_s=10), NOW)
     stale = await acquire_one(store, created, NOW)  # attempt 1: its call hangs
     current = await acquire_one(store, created, stale.due)  # lease ran out: attempt 2
     assert (stale.retry_count, current.retry_count) == (1, 2)
 
-    late = await store.settle(stale, DONE, Status.COMPLETED, stale.due, stale.due + 1)
+    late = await store.tasks.settle(stale, DONE, Status.COMPLETED, stale.due, stale.due + 1)
 
     assert late is None
-    assert await store.get(created.id) == current  # still attempt 2's, in progress
-    assert [row["number"] for row in await store.attempts(created.id)] == [1]
-    assert (await store.attempts(created.id))[0]["status_code"] == 200
+    assert await store.tasks.get(created.id) == current  # still attempt 2's, in progress
+    assert [row["number"] for row in await store.tasks.attempts(created.id)] == [1]
+    assert (await store.tasks.attempts(created.id))[0]["status_code"] == 200
 
-    settled = await store.settle(current, GONE, Status.FAILED, current.due, current.due - 1)
+    settled = await store.tasks.settle(current, GONE, Status.FAILED, current.due, current.due - 1)
     assert settled is not None and settled.status is Status.FAILED
-    assert [row["number"] for row in await store.attempts(created.id)] == [1, 2]
+    assert [row["number"] for row in await store.tasks.attempts(created.id)] == [1, 2]
 
 
 async def test_settling_twice_keeps_the_first_result(store: Store) -> None:
-    task = await acquire_one(store, await store.insert(spec(), NOW), NOW)
-    assert await store.settle(task, DONE, Status.COMPLETED, task.due, NOW + 1) is not None
-    assert await store.settle(task, BUSY, Status.PENDING, NOW + 5, NOW + 2) is None
-    stored = await store.get(task.id)
+    task = await acquire_one(store, await store.tasks.insert(spec(), NOW), NOW)
+    assert await store.tasks.settle(task, DONE, Status.COMPLETED, task.due, NOW + 1) is not None
+    assert await store.tasks.settle(task, BUSY, Status.PENDING, NOW + 5, NOW + 2) is None
+    stored = await store.tasks.get(task.id)
     assert stored is not None
     assert (stored.status, stored.last_status_code) == (Status.COMPLETED, 200)
-    assert len(await store.attempts(task.id)) == 2
+    assert len(await store.tasks.attempts(task.id)) == 2
 
 
 async def test_due_ids_are_the_due_unfinished_tasks_oldest_first(store: Store) -> None:
-    third = await store.insert(spec(), NOW + 3)
-    first = await store.insert(spec(), NOW + 1)
-    second = await store.insert(spec(), NOW + 2)
-    await store.insert(spec(), NOW + 100)  # not due
-    await finish(store, await store.insert(spec(), NOW), DONE, Status.COMPLETED, NOW)
-    await finish(store, await store.insert(spec(), NOW), GONE, Status.FAILED, NOW)
+    third = await store.tasks.insert(spec(), NOW + 3)
+    first = await store.tasks.insert(spec(), NOW + 1)
+    second = await store.tasks.insert(spec(), NOW + 2)
+    await store.tasks.insert(spec(), NOW + 100)  # not due
+    await finish(store, await store.tasks.insert(spec(), NOW), DONE, Status.COMPLETED, NOW)
+    await finish(store, await store.tasks.insert(spec(), NOW), GONE, Status.FAILED, NOW)
     # In progress, lease ran out at NOW + 1.5: its consumer died; due again.
-    orphan = await store.acquire(
-        [(await store.insert(spec(timeout_s=1), NOW)).id], NOW, 0.5, MAX_RETRIES
+    orphan = await store.tasks.acquire(
+        [(await store.tasks.insert(spec(timeout_s=1), NOW)).id], NOW, 0.5, MAX_RETRIES
     )
     assert orphan[0].due == NOW + 1.5
 
     expected = [first.id, orphan[0].id, second.id, third.id]
-    assert await store.due_ids(NOW + 10, 100, MAX_RETRIES) == expected
-    assert await store.due_ids(NOW + 10, 2, MAX_RETRIES) == expected[:2]
-    assert await store.due_ids(NOW + 1.5, 100, MAX_RETRIES) == expected[:2]
-    assert await store.due_ids(NOW + 0.5, 100, MAX_RETRIES) == []
+    assert await store.tasks.due_ids(NOW + 10, 100, MAX_RETRIES) == expected
+    assert await store.tasks.due_ids(NOW + 10, 2, MAX_RETRIES) == expected[:2]
+    assert await store.tasks.due_ids(NOW + 1.5, 100, MAX_RETRIES) == expected[:2]
+    assert await store.tasks.due_ids(NOW + 0.5, 100, MAX_RETRIES) == []
     # Out of attempts (retry_count 1 of 1): left to expire, not re-notified.
-    assert await store.due_ids(NOW + 10, 100, 1) == [first.id, second.id, third.id]
+    assert await store.tasks.due_ids(NOW + 10, 100, 1) == [first.id, second.id, third.id]
 
 
 async def test_expire_fails_tasks_out_of_attempts_whose_lease_ran_out(store: Store) -> None:
-    last = await acquire_one(store, await store.insert(spec(timeout_s=10), NOW), NOW, 1)
-    pending = await store.insert(spec(), NOW)
+    last = await acquire_one(store, await store.tasks.insert(spec(timeout_s=10), NOW), NOW, 1)
+    pending = await store.tasks.insert(spec(), NOW)
     assert last.due == NOW + 10 + LEASE_EXTRA_S
 
-    assert await store.expire(last.due - 1, 1) == []  # its final call may still answer
-    assert await store.expire(last.due + 1, 2) == []  # one more attempt allowed
-    (expired,) = await store.expire(last.due, 1)
+    assert await store.tasks.expire(last.due - 1, 1) == []  # its final call may still answer
+    assert await store.tasks.expire(last.due + 1, 2) == []  # one more attempt allowed
+    (expired,) = await store.tasks.expire(last.due, 1)
 
     assert expired.id == last.id
     assert expired.status is Status.FAILED
     assert expired.retry_count == 1
     assert expired.modified == last.due
     assert expired.last_error is not None and "final attempt" in expired.last_error
-    assert await store.get(last.id) == expired
-    assert await store.get(pending.id) == pending  # attempts left: untouched
-    assert await store.expire(last.due + 100, 1) == []
+    assert await store.tasks.get(last.id) == expired
+    assert await store.tasks.get(pending.id) == pending  # attempts left: untouched
+    assert await store.tasks.expire(last.due + 100, 1) == []
 
 
 async def test_cleanup_deletes_old_finished_tasks_in_batches(store: Store) -> None:
@@ -325,47 +325,49 @@ async def test_cleanup_deletes_old_finished_tasks_in_batches(store: Store) -> No
     for offset in range(4):  # finished at NOW+0 .. NOW+3, oldest first
         result, status = (GONE, Status.FAILED) if offset == 2 else (DONE, Status.COMPLETED)
         old.append(
-            await finish(store, await store.insert(spec(), NOW), result, status, NOW + offset)
+            await finish(store, await store.tasks.insert(spec(), NOW), result, status, NOW + offset)
         )
-    recent = await finish(store, await store.insert(spec(), NOW), DONE, Status.COMPLETED, NOW + 900)
-    pending = await store.insert(spec(), NOW)
-    running = await acquire_one(store, await store.insert(spec(), NOW), NOW)
-    failing = await acquire_one(store, await store.insert(spec(), NOW), NOW)
-    retrying = await store.settle(failing, BUSY, Status.PENDING, NOW + 5, NOW)
+    recent = await finish(
+        store, await store.tasks.insert(spec(), NOW), DONE, Status.COMPLETED, NOW + 900
+    )
+    pending = await store.tasks.insert(spec(), NOW)
+    running = await acquire_one(store, await store.tasks.insert(spec(), NOW), NOW)
+    failing = await acquire_one(store, await store.tasks.insert(spec(), NOW), NOW)
+    retrying = await store.tasks.settle(failing, BUSY, Status.PENDING, NOW + 5, NOW)
     assert retrying is not None
     cutoff = NOW + 500
 
-    assert await store.cleanup(cutoff, 3) == 3
-    assert [await store.get(task.id) for task in old[:3]] == [None, None, None]
-    assert await store.get(old[3].id) == old[3]
-    assert await store.cleanup(cutoff, 3) == 1
-    assert await store.cleanup(cutoff, 3) == 0
+    assert await store.tasks.cleanup(cutoff, 3) == 3
+    assert [await store.tasks.get(task.id) for task in old[:3]] == [None, None, None]
+    assert await store.tasks.get(old[3].id) == old[3]
+    assert await store.tasks.cleanup(cutoff, 3) == 1
+    assert await store.tasks.cleanup(cutoff, 3) == 0
 
     for task in old:
-        assert await store.get(task.id) is None
-        assert await store.attempts(task.id) == []
+        assert await store.tasks.get(task.id) is None
+        assert await store.tasks.attempts(task.id) == []
     for task in (recent, pending, running, retrying):
-        assert await store.get(task.id) == task
-    assert len(await store.attempts(recent.id)) == 1
-    assert len(await store.attempts(retrying.id)) == 1
+        assert await store.tasks.get(task.id) == task
+    assert len(await store.tasks.attempts(recent.id)) == 1
+    assert len(await store.tasks.attempts(retrying.id)) == 1
 
 
 async def test_cleanup_never_deletes_unfinished_tasks_however_old(store: Store) -> None:
-    pending = await store.insert(spec(), NOW)
-    running = await acquire_one(store, await store.insert(spec(), NOW), NOW)
-    assert await store.cleanup(NOW + 10_000_000, 100) == 0
-    assert await store.get(pending.id) == pending
-    assert await store.get(running.id) == running
+    pending = await store.tasks.insert(spec(), NOW)
+    running = await acquire_one(store, await store.tasks.insert(spec(), NOW), NOW)
+    assert await store.tasks.cleanup(NOW + 10_000_000, 100) == 0
+    assert await store.tasks.get(pending.id) == pending
+    assert await store.tasks.get(running.id) == running
 
 
 # -- applications ------------------------------------------------------------
 
 
 async def test_applications(store: Store) -> None:
-    assert await store.count_apps() == 0
-    assert await store.list_apps() == []
+    assert await store.apps.count() == 0
+    assert await store.apps.list() == []
 
-    alpha = await store.create_app("alpha", HASH_A, NOW)
+    alpha = await store.apps.create("alpha", HASH_A, NOW)
     assert alpha["id"] > 0
     assert {k: v for k, v in alpha.items() if k != "id"} == {
         "name": "alpha",
@@ -377,57 +379,57 @@ async def test_applications(store: Store) -> None:
         "previous_signing_secret": None,
         "target_policy": None,
     }
-    beta = await store.create_app("beta", HASH_B, NOW + 1)
-    assert await store.count_apps() == 2
-    assert await store.list_apps() == [alpha, beta]
-    assert await store.app_by_key_hash(HASH_A) == alpha
-    assert await store.app_by_key_hash(HASH_C) is None
-    assert await store.app_by_name("beta") == beta
-    assert await store.app_by_name("gamma") is None
+    beta = await store.apps.create("beta", HASH_B, NOW + 1)
+    assert await store.apps.count() == 2
+    assert await store.apps.list() == [alpha, beta]
+    assert await store.apps.by_key_hash(HASH_A) == alpha
+    assert await store.apps.by_key_hash(HASH_C) is None
+    assert await store.apps.by_name("beta") == beta
+    assert await store.apps.by_name("gamma") is None
 
-    assert await store.update_app("alpha", active=False) is True
-    assert await store.app_by_key_hash(HASH_A) == {**alpha, "active": False}
-    assert await store.update_app("beta", key_hash=HASH_C) is True  # a rotated key
-    assert await store.app_by_key_hash(HASH_B) is None
-    assert await store.app_by_key_hash(HASH_C) == {**beta, "key_hash": HASH_C}
-    assert await store.update_app("gamma", active=False) is False
-    assert await store.count_apps() == 2
+    assert await store.apps.update("alpha", active=False) is True
+    assert await store.apps.by_key_hash(HASH_A) == {**alpha, "active": False}
+    assert await store.apps.update("beta", key_hash=HASH_C) is True  # a rotated key
+    assert await store.apps.by_key_hash(HASH_B) is None
+    assert await store.apps.by_key_hash(HASH_C) == {**beta, "key_hash": HASH_C}
+    assert await store.apps.update("gamma", active=False) is False
+    assert await store.apps.count() == 2
 
-    task = await store.insert(spec(app_id=beta["id"]), NOW)
+    task = await store.tasks.insert(spec(app_id=beta["id"]), NOW)
     assert task.app_id == beta["id"]
 
 
 async def test_application_secrets(store: Store) -> None:
     made = iter(["whsec_made1", "whsec_made2"])
-    alpha = await store.create_app("alpha", HASH_A, NOW, "whsec_first")
+    alpha = await store.apps.create("alpha", HASH_A, NOW, "whsec_first")
     assert alpha["signing_secret"] == "whsec_first"
-    assert await store.app_signing_secrets(alpha["id"], lambda: next(made)) == ("whsec_first",)
-    assert await store.rotate_signing_secret("alpha", "whsec_second") is True
-    assert await store.app_signing_secrets(alpha["id"], lambda: next(made)) == (
+    assert await store.apps.signing_secrets(alpha["id"], lambda: next(made)) == ("whsec_first",)
+    assert await store.apps.rotate_signing_secret("alpha", "whsec_second") is True
+    assert await store.apps.signing_secrets(alpha["id"], lambda: next(made)) == (
         "whsec_second",
         "whsec_first",
     )
-    assert await store.finish_rotation("alpha") is True
-    assert await store.app_signing_secrets(alpha["id"], lambda: next(made)) == ("whsec_second",)
-    assert await store.rotate_signing_secret("gamma", "whsec_x") is False
-    assert await store.finish_rotation("gamma") is False
+    assert await store.apps.finish_rotation("alpha") is True
+    assert await store.apps.signing_secrets(alpha["id"], lambda: next(made)) == ("whsec_second",)
+    assert await store.apps.rotate_signing_secret("gamma", "whsec_x") is False
+    assert await store.apps.finish_rotation("gamma") is False
 
-    beta = await store.create_app("beta", HASH_B, NOW)  # no secret: one is made, once
-    assert await store.app_signing_secrets(beta["id"], lambda: next(made)) == ("whsec_made1",)
-    assert await store.app_signing_secrets(beta["id"], lambda: next(made)) == ("whsec_made1",)
-    assert await store.app_signing_secrets(999_999, lambda: next(made)) == ()
+    beta = await store.apps.create("beta", HASH_B, NOW)  # no secret: one is made, once
+    assert await store.apps.signing_secrets(beta["id"], lambda: next(made)) == ("whsec_made1",)
+    assert await store.apps.signing_secrets(beta["id"], lambda: next(made)) == ("whsec_made1",)
+    assert await store.apps.signing_secrets(999_999, lambda: next(made)) == ()
 
-    assert await store.replace_key_hash(HASH_B, HASH_C) is True
-    assert await store.app_by_key_hash(HASH_C) == {**beta, "key_hash": HASH_C,
+    assert await store.apps.replace_key_hash(HASH_B, HASH_C) is True
+    assert await store.apps.by_key_hash(HASH_C) == {**beta, "key_hash": HASH_C,
                                                    "signing_secret": "whsec_made1"}  # fmt: skip
-    assert await store.replace_key_hash(HASH_B, HASH_C) is False
+    assert await store.apps.replace_key_hash(HASH_B, HASH_C) is False
 
 
 async def test_application_names_are_unique(store: Store) -> None:
-    await store.create_app("alpha", HASH_A, NOW)
+    await store.apps.create("alpha", HASH_A, NOW)
     with pytest.raises(sa.exc.IntegrityError):
-        await store.create_app("alpha", HASH_B, NOW)
-    assert await store.count_apps() == 1
+        await store.apps.create("alpha", HASH_B, NOW)
+    assert await store.apps.count() == 1
 
 
 # -- an unreachable database ---------------------------------------------------
@@ -450,11 +452,11 @@ async def test_unreachable_database_raises_storage_unavailable(kind: str, tmp_pa
     engine = database.make_engine(Settings(database_url=url, db_timeout_s=1))
     store = Store(engine)
     calls: list[Callable[[], Awaitable[object]]] = [
-        lambda: store.insert(spec(), NOW),
-        lambda: store.get(1),
-        lambda: store.acquire([1], NOW, LEASE_EXTRA_S, MAX_RETRIES),
-        lambda: store.due_ids(NOW, 10, MAX_RETRIES),
-        lambda: store.count_apps(),
+        lambda: store.tasks.insert(spec(), NOW),
+        lambda: store.tasks.get(1),
+        lambda: store.tasks.acquire([1], NOW, LEASE_EXTRA_S, MAX_RETRIES),
+        lambda: store.tasks.due_ids(NOW, 10, MAX_RETRIES),
+        lambda: store.apps.count(),
     ]
     try:
         for call in calls:
@@ -510,11 +512,11 @@ async def test_periodic_queries_use_their_partial_index(
 ) -> None:
     """The requeuer runs these every few seconds over the whole table."""
     for offset in range(20):
-        await store.insert(spec(), NOW + offset)
+        await store.tasks.insert(spec(), NOW + offset)
     runs: dict[str, Callable[[], Awaitable[object]]] = {
-        "due_ids": lambda: store.due_ids(NOW + 10, 1000, MAX_RETRIES),
-        "expire": lambda: store.expire(NOW + 10, MAX_RETRIES),
-        "cleanup": lambda: store.cleanup(NOW - 100, 500),
+        "due_ids": lambda: store.tasks.due_ids(NOW + 10, 1000, MAX_RETRIES),
+        "expire": lambda: store.tasks.expire(NOW + 10, MAX_RETRIES),
+        "cleanup": lambda: store.tasks.cleanup(NOW - 100, 500),
     }
     statement, parameters = await captured_statement(engine, runs[query])
     plan = await query_plan(engine, statement, parameters)
@@ -545,7 +547,9 @@ class QueueUnderTest:
             "max_retries": MAX_RETRIES,
             "backoff_kind": "exponential",
         }
-        self.queue = Queue(store, self.channel, events, clock=clock, **{**settings, **options})
+        self.queue = Queue(
+            store.tasks, self.channel, events, clock=clock, **{**settings, **options}
+        )
 
     async def popped(self) -> list[int]:
         return await self.channel.pop(100, 0.05)
@@ -559,7 +563,7 @@ async def test_queue_enqueue_commits_notifies_and_publishes(store: Store) -> Non
     q = QueueUnderTest(store, Clock())
     task = await q.queue.enqueue(spec(body=BINARY_BODY))
     assert task.status is Status.PENDING and task.due == NOW
-    assert await store.get(task.id) == task
+    assert await store.tasks.get(task.id) == task
     assert await q.popped() == [task.id]
     assert q.events == [(task.id, Status.PENDING, 0)]
     assert await q.queue.get(task.id) == task
@@ -650,7 +654,7 @@ async def test_queue_completed_and_failed_are_final(store: Store) -> None:
     assert gone is not None and gone.status is Status.FAILED
     assert gone.last_error == GONE.error
     assert await q.queue.settle(done_lease, BUSY) is None  # a duplicate late answer
-    assert await store.get(done_task.id) == done
+    assert await store.tasks.get(done_task.id) == done
     clock.now += 100_000
     assert await q.queue.requeue(100) == 0
     assert await q.queue.acquire([done_task.id, gone_task.id]) == []
@@ -667,7 +671,7 @@ async def test_queue_requeue_fails_tasks_whose_final_lease_ran_out(store: Store)
     clock.now = lease.due
     assert await q.queue.requeue(100) == 0
 
-    stored = await store.get(task.id)
+    stored = await store.tasks.get(task.id)
     assert stored is not None and stored.status is Status.FAILED
     assert q.events[-1] == (task.id, Status.FAILED, 1)
     assert await q.popped() == []
@@ -696,14 +700,14 @@ async def test_queue_cleanup(store: Store) -> None:
     assert await q.queue.cleanup(100, 10) == 0
     clock.now = NOW + 101
     assert await q.queue.cleanup(100, 10) == 1
-    assert await store.get(task.id) is None
+    assert await store.tasks.get(task.id) is None
 
 
 async def test_a_server_secret_is_made_once_and_shared(store: Store) -> None:
-    first = await store.server_secret("cookie_secret", lambda: "one", NOW)
-    second = await store.server_secret("cookie_secret", lambda: "two", NOW + 1)
+    first = await store.apps.server_secret("cookie_secret", lambda: "one", NOW)
+    second = await store.apps.server_secret("cookie_secret", lambda: "two", NOW + 1)
     assert first == second == "one"
-    assert await store.server_secret("other", lambda: "three", NOW) == "three"
+    assert await store.apps.server_secret("other", lambda: "three", NOW) == "three"
 
 
 # -- batches -----------------------------------------------------------------
@@ -713,34 +717,34 @@ async def test_insert_many_stores_each_task_in_order(engine: AsyncEngine, store:
     """One transaction; on PostgreSQL one statement too (SQLite cannot promise
     the order of a multi-row RETURNING, so SQLAlchemy sends one row at a time)."""
     specs = [spec(url=f"http://127.0.0.1:9/hook/{n}", body=bytes([n]) * n) for n in range(5)]
-    statements = await all_statements(engine, lambda: store.insert_many(specs, NOW))
-    created = await store.insert_many(specs, NOW)
+    statements = await all_statements(engine, lambda: store.tasks.insert_many(specs, NOW))
+    created = await store.tasks.insert_many(specs, NOW)
     inserts = [statement for statement, _ in statements if "INSERT INTO tasks" in statement]
     assert len(inserts) == (1 if engine.dialect.name == "postgresql" else len(specs))
     assert [task.url for task in created] == [s.url for s in specs]
     assert [task.id for task in created] == sorted(task.id for task in created)
     for task in created:
-        assert await store.get(task.id) == task
+        assert await store.tasks.get(task.id) == task
 
 
 async def test_settle_many_settles_held_attempts_and_skips_stale_ones(store: Store) -> None:
-    held = [await acquire_one(store, await store.insert(spec(), NOW), NOW) for _ in range(3)]
+    held = [await acquire_one(store, await store.tasks.insert(spec(), NOW), NOW) for _ in range(3)]
     stale = dataclasses.replace(held[1], retry_count=held[1].retry_count + 7)
     batch = [
         Settlement(held[0], outcome(Verdict.COMPLETED, 200), Status.COMPLETED, held[0].due),
         Settlement(stale, outcome(Verdict.FAILED, 404, "HTTP 404"), Status.FAILED, stale.due),
         Settlement(held[2], outcome(Verdict.RETRY, 503, "HTTP 503"), Status.PENDING, NOW + 60),
     ]
-    first, skipped, retried = await store.settle_many(batch, NOW + 1)
+    first, skipped, retried = await store.tasks.settle_many(batch, NOW + 1)
     assert skipped is None
-    assert first == await store.get(held[0].id)
+    assert first == await store.tasks.get(held[0].id)
     assert first is not None and (first.status, first.last_status_code) == (Status.COMPLETED, 200)
-    assert await store.get(held[1].id) == held[1]  # untouched: a newer attempt owns it
-    assert retried == await store.get(held[2].id)
+    assert await store.tasks.get(held[1].id) == held[1]  # untouched: a newer attempt owns it
+    assert retried == await store.tasks.get(held[2].id)
     assert retried is not None and (retried.status, retried.due) == (Status.PENDING, NOW + 60)
     # Every answer is recorded, the stale one too.
-    assert [a["status_code"] for a in await store.attempts(held[1].id)] == [404]
-    assert [a["number"] for a in await store.attempts(held[2].id)] == [1]
+    assert [a["status_code"] for a in await store.tasks.attempts(held[1].id)] == [404]
+    assert [a["number"] for a in await store.tasks.attempts(held[2].id)] == [1]
 
 
 async def all_statements(
@@ -765,14 +769,14 @@ async def test_hot_statements_find_their_rows_by_primary_key(
     engine: AsyncEngine, store: Store
 ) -> None:
     """Acquire and settle find the rows they name by index, however large the table."""
-    created = [await store.insert(spec(), NOW) for _ in range(20)]
+    created = [await store.tasks.insert(spec(), NOW) for _ in range(20)]
     acquired = await all_statements(
-        engine, lambda: store.acquire([t.id for t in created[:5]], NOW, 2.0, MAX_RETRIES)
+        engine, lambda: store.tasks.acquire([t.id for t in created[:5]], NOW, 2.0, MAX_RETRIES)
     )
-    held = await store.get(created[0].id)
+    held = await store.tasks.get(created[0].id)
     assert held is not None
     item = Settlement(held, outcome(Verdict.COMPLETED, 200), Status.COMPLETED, held.due)
-    settled = await all_statements(engine, lambda: store.settle_many([item], NOW))
+    settled = await all_statements(engine, lambda: store.tasks.settle_many([item], NOW))
     for statement, parameters in acquired + settled:
         if not statement.lstrip().startswith(("UPDATE", "WITH")):
             continue
@@ -798,7 +802,7 @@ async def test_concurrent_enqueues_share_commits_and_each_gets_its_own_task(
 
     statements = await all_statements(engine, enqueue_all)
     commits = [s for s, _ in statements if "INSERT INTO tasks" in s]
-    stored = [await store.get(task_id) for task_id in await subject.popped()]
+    stored = [await store.tasks.get(task_id) for task_id in await subject.popped()]
     assert sorted(task.url for task in stored if task) == sorted(s.url for s in specs)
     assert len(stored) == 20
     if engine.dialect.name == "postgresql":
@@ -809,7 +813,7 @@ async def test_concurrent_settles_share_a_transaction_and_each_gets_its_own_resu
     store: Store,
 ) -> None:
     subject = QueueUnderTest(store, Clock())
-    created = [await store.insert(spec(), NOW) for _ in range(6)]
+    created = [await store.tasks.insert(spec(), NOW) for _ in range(6)]
     held = await subject.queue.acquire([task.id for task in created])
     results = [outcome(Verdict.COMPLETED, 200), outcome(Verdict.FAILED, 410, "HTTP 410")] * 3
     settled = await asyncio.gather(
@@ -818,7 +822,7 @@ async def test_concurrent_settles_share_a_transaction_and_each_gets_its_own_resu
     assert [task.status if task else None for task in settled] == [
         Status.COMPLETED, Status.FAILED] * 3  # fmt: skip
     for task in settled:
-        assert task is not None and await store.get(task.id) == task
+        assert task is not None and await store.tasks.get(task.id) == task
 
 
 async def test_a_requeue_round_cleans_up_batch_after_batch_until_caught_up(store: Store) -> None:

@@ -23,8 +23,9 @@ from tornado.httpserver import HTTPServer
 from tornado.netutil import bind_sockets
 
 from ntorque.errors import InvalidRequest
+from ntorque.intake import new_task
 from ntorque.targets import Policy, Rules, TargetRefused, Targets, parse_address
-from ntorque.tasks import Status, Task, Verdict, new_task
+from ntorque.tasks import Status, Task, Verdict
 from ntorque.webhook import Webhook, make_client
 from tests.conftest import Backend, server_for
 from tests.hookserver import HookServer, TLSFiles, make_tls_files
@@ -121,9 +122,8 @@ def test_names_are_not_resolved_at_enqueue() -> None:
 
 @pytest.mark.parametrize("scheme", ["ftp", "file", "gopher", "dict", "ldap"])
 def test_only_http_and_https(scheme: str) -> None:
-    assert refusal(DEFAULT, f"{scheme}://example.com/x") == (
-        f"target refused: {scheme} is not http or https"
-    )
+    with pytest.raises(InvalidRequest, match="^url must be an absolute http or https url$"):
+        DEFAULT.check_url(f"{scheme}://example.com/x")
 
 
 def test_deny_list_of_networks_and_host_patterns() -> None:
@@ -212,7 +212,7 @@ def enqueue(url: str, check: Policy | None) -> None:
         body=b"",
         default_timeout_s=60,
         max_timeout_s=7200,
-        policy=check,
+        policy=check or Policy(),
     )
 
 

@@ -15,7 +15,9 @@ from tornado.httputil import HTTPHeaders
 from ntorque import backoff, config
 from ntorque.config import Settings
 from ntorque.errors import ConfigError, InvalidRequest
-from ntorque.tasks import NewTask, Status, Task, Verdict, new_task
+from ntorque.intake import new_task
+from ntorque.targets import Policy
+from ntorque.tasks import NewTask, Status, Task, Verdict
 from ntorque.webhook import MAX_REDIRECTS, MIN_CALL_S, Webhook, classify, make_client
 
 # -- settings --------------------------------------------------------------------
@@ -334,6 +336,7 @@ def make(
         body=body,
         default_timeout_s=60,
         max_timeout_s=7200,
+        policy=Policy(),
     )
 
 
@@ -397,7 +400,13 @@ def test_invalid_urls_are_refused(url: str) -> None:
 def test_url_is_required() -> None:
     with pytest.raises(InvalidRequest, match="url is required"):
         new_task(
-            app_id=None, query={}, headers={}, body=b"", default_timeout_s=60, max_timeout_s=7200
+            app_id=None,
+            query={},
+            headers={},
+            body=b"",
+            default_timeout_s=60,
+            max_timeout_s=7200,
+            policy=Policy(),
         )
 
 
@@ -497,6 +506,7 @@ def test_pass_through_headers_from_a_plain_mapping_keep_their_name() -> None:
         body=b"",
         default_timeout_s=60,
         max_timeout_s=7200,
+        policy=Policy(),
     )
     assert spec.headers == (("X-Foo", "Bar"), ("X-Baz", "Qux"))
 
@@ -525,6 +535,7 @@ def test_reserved_pass_through_headers_are_refused(prefix: str, name: str) -> No
             body=b"",
             default_timeout_s=60,
             max_timeout_s=7200,
+            policy=Policy(),
         )
 
 
@@ -538,6 +549,7 @@ def test_pass_through_values_with_line_breaks_are_refused(value: str) -> None:
             body=b"",
             default_timeout_s=60,
             max_timeout_s=7200,
+            policy=Policy(),
         )
 
 
@@ -549,6 +561,7 @@ def passthrough(headers: dict[str, str]) -> NewTask:
         body=b"",
         default_timeout_s=60,
         max_timeout_s=7200,
+        policy=Policy(),
     )
 
 

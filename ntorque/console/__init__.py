@@ -17,10 +17,13 @@ from tornado.routing import URLSpec
 
 from ..auth import Authenticator
 from ..events import Events
+from ..handlers import Guard
 from ..queue import Queue
-from ..ratelimit import FailureLimiter
-from ..store import Store
-from .live import ConsoleSocket, Hub
+from ..store.apps import AppStore
+from ..store.console import ConsoleReads
+from .context import Console
+from .hub import Hub
+from .live import ConsoleSocket
 from .pages import (
     DashboardHandler,
     LoginHandler,
@@ -30,7 +33,6 @@ from .pages import (
     TaskPageHandler,
 )
 from .stats import Stats
-from .web import Console
 
 __all__ = ["Console", "Hub", "make_console", "routes"]
 
@@ -44,16 +46,15 @@ def asset_dir(package: str) -> Path:
 def make_console(
     *,
     queue: Queue,
-    store: Store,
+    reads: ConsoleReads,
+    apps: AppStore,
     events: Events,
     authenticator: Authenticator,
     authenticate: bool,
     cookie_secret: str,
-    protocol_header: str = "",
-    enable_hsts: bool = False,
-    limiter: FailureLimiter | None = None,
+    guard: Guard | None = None,
 ) -> Console:
-    stats = Stats(store)
+    stats = Stats(reads)
     static = str(asset_dir("ntorque.static"))
     templates = jinja2.Environment(
         loader=jinja2.FileSystemLoader(str(asset_dir("ntorque.templates"))),
@@ -65,7 +66,8 @@ def make_console(
     settings = {"static_path": static, "static_url_prefix": STATIC_PREFIX}
     return Console(
         queue=queue,
-        store=store,
+        reads=reads,
+        apps=apps,
         authenticator=authenticator,
         stats=stats,
         hub=Hub(events, stats),
@@ -73,9 +75,7 @@ def make_console(
         static_url=lambda path: StaticHandler.make_static_url(settings, path),
         authenticate=authenticate,
         cookie_secret=cookie_secret,
-        protocol_header=protocol_header,
-        enable_hsts=enable_hsts,
-        limiter=limiter,
+        guard=guard or Guard(),
     )
 
 

@@ -8,9 +8,10 @@ from typing import Any
 import tornado.web
 
 from ..events import summary
-from ..store import ConsoleQuery
+from ..store.console import ConsoleQuery
 from ..tasks import Status, Task
-from .web import COOKIE, COOKIE_DAYS, ConsoleHandler, key_tag
+from .viewer import COOKIE, COOKIE_DAYS, login_cookie
+from .web import ConsoleHandler
 
 log = logging.getLogger(__name__)
 
@@ -26,10 +27,10 @@ class DashboardHandler(ConsoleHandler):
     async def get(self) -> None:
         assert self.viewer is not None
         query = self._query()
-        low, high = await self.console.store.console_id_range(query.app_id)
+        low, high = await self.console.reads.id_range(query.app_id)
         if (query.status or query.search) and query.before is None:
             query = query._replace(before=high + 1)
-        found = await self.console.store.console_tasks(query)
+        found = await self.console.reads.tasks(query)
         self.page(
             "dashboard.html",
             stats=await self.console.stats.get(self.viewer.scope),
@@ -132,23 +133,19 @@ class LoginHandler(ConsoleHandler):
         self.page("login.html", error="")
 
     async def post(self) -> None:
-        limiter, address = self.console.limiter, self.request.remote_ip or ""
-        if limiter and (wait := limiter.retry_after(address)):
+        if wait := self.login_wait_s():
             self.set_status(429)
-            self.set_header("Retry-After", str(wait))
             self.page("login.html", error=f"Too many failed logins: try again in {wait} s.")
             return
         key = self.get_body_argument("key", "").strip()
         app = await self.console.authenticator.app_for_key(key)
         if app is None:
-            if limiter:
-                limiter.failed(address)
+            self.login_failed()
             self.set_status(403)
             self.page("login.html", error="That API key is not valid.")
             return
         digest = await self.console.authenticator.hasher.hash(key)
-        value = f"{app.id}:{key_tag(self.console.cookie_secret, digest)}"
-        signed = tornado.web.create_signed_value(self.console.cookie_secret, COOKIE, value)
+        signed = login_cookie(self.console.cookie_secret, app.id, digest)
         self.set_cookie(COOKIE, signed, expires_days=COOKIE_DAYS)
         log.info("console login app=%s", app.id)
         self.redirect("/console", status=303)

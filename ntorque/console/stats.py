@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..store import Store
+from ..store.console import ConsoleReads
 
 REFRESH_S = 1.0
 BUCKET_S = 10  # one bar of the chart
@@ -34,8 +34,8 @@ class Scope:
 
 
 class Stats:
-    def __init__(self, store: Store, clock: Callable[[], float] = time.time) -> None:
-        self.store = store
+    def __init__(self, reads: ConsoleReads, clock: Callable[[], float] = time.time) -> None:
+        self.reads = reads
         self.clock = clock
         self._scopes: dict[int | None, Scope] = {}
 
@@ -57,11 +57,11 @@ class Stats:
                 scope.computing = None
 
     async def _compute(self, app_id: int | None, scope: Scope, now: float) -> dict[str, Any]:
-        unfinished = await self.store.console_unfinished(app_id, now, COUNT_CAP)
+        unfinished = await self.reads.unfinished(app_id, now, COUNT_CAP)
         current = int(now // BUCKET_S)
         first = current - BUCKETS + 1
         since = max(first, scope.final_below) if scope.buckets else first
-        rows = await self.store.console_finished(app_id, since * BUCKET_S, BUCKET_S)
+        rows = await self.reads.finished(app_id, since * BUCKET_S, BUCKET_S)
         fresh: dict[int, dict[str, int]] = {}
         for bucket, status, count in rows:
             fresh.setdefault(bucket, {})[status] = count

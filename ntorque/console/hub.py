@@ -1,0 +1,94 @@
+"""The console's hub: task changes and counts, pushed to every open socket.
+
+One Hub per process watches the events only while a socket is open; each
+tick it sends every socket the latest state of the tasks that changed (only
+its viewer's own, unless it sees all), and the counts once per second.
+A socket whose write fails, or that closes, leaves the hub at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any, Protocol
+
+from ..events import Events, Summary
+from .stats import REFRESH_S, Stats
+
+log = logging.getLogger(__name__)
+
+TICK_S = 0.25
+MAX_PENDING = 2000  # changes kept per tick; the oldest go first (a page shows 50)
+
+
+class Peer(Protocol):
+    scope: int | None
+
+    def send(self, message: dict[str, Any]) -> None: ...
+
+    def close(self, code: int | None = None, reason: str | None = None) -> None: ...
+
+
+class Hub:
+    def __init__(self, events: Events, stats: Stats) -> None:
+        self.events = events
+        self.stats = stats
+        self.peers: set[Peer] = set()
+        self._pending: dict[int, Summary] = {}
+        self._loop: asyncio.Task[None] | None = None
+
+    def join(self, peer: Peer) -> None:
+        if not self.peers:
+            self.events.watch(self._changed)
+            self._loop = asyncio.ensure_future(self._run())
+        self.peers.add(peer)
+
+    def leave(self, peer: Peer) -> None:
+        self.peers.discard(peer)
+        if not self.peers and self._loop is not None:
+            self.events.unwatch(self._changed)
+            self._loop.cancel()
+            self._loop = None
+            self._pending.clear()
+
+    def close(self) -> None:
+        """Stopping: say goodbye to every page (they reconnect to the next server)."""
+        for peer in list(self.peers):
+            self.leave(peer)
+            peer.close(1001, "server stopping")
+
+    def _changed(self, summaries: list[Summary]) -> None:
+        for item in summaries:
+            self._pending.pop(item["id"], None)  # re-inserted last: newest at the end
+            self._pending[item["id"]] = item
+        while len(self._pending) > MAX_PENDING:
+            del self._pending[next(iter(self._pending))]
+
+    async def _run(self) -> None:
+        last_stats = 0.0
+        while True:
+            self.flush()
+            if time.monotonic() - last_stats >= REFRESH_S:
+                last_stats = time.monotonic()
+                try:
+                    await self.send_stats()
+                except Exception:
+                    log.exception("console counts failed")
+            await asyncio.sleep(TICK_S)
+
+    def flush(self) -> None:
+        """Send each peer the changes it may see."""
+        changes, self._pending = list(self._pending.values()), {}
+        if not changes:
+            return
+        for peer in list(self.peers):
+            visible = [c for c in changes if peer.scope is None or c.get("app_id") == peer.scope]
+            if visible:
+                peer.send({"type": "tasks", "tasks": visible})
+
+    async def send_stats(self) -> None:
+        for scope in {peer.scope for peer in self.peers}:
+            snapshot = await self.stats.get(scope)
+            for peer in [peer for peer in self.peers if peer.scope == scope]:
+                peer.send({"type": "stats", "stats": snapshot})

@@ -1,0 +1,108 @@
+"""What JSON and HTML handlers share: HTTPS and HSTS, failed-login limiting,
+error answers (with Retry-After where it helps) and quiet logging of expected
+errors. Subclasses say how an error is written (JSON or a page).
+"""
+
+from __future__ import annotations
+
+import http.client
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import tornado.web
+
+from .errors import InvalidRequest, NtorqueError, StorageUnavailable
+from .ratelimit import FailureLimiter
+
+log = logging.getLogger(__name__)
+
+HSTS_VALUE = "max-age=31536000"
+RETRY_AFTER_UNAVAILABLE_S = 5
+
+
+@dataclass(frozen=True)
+class Guard:
+    """The settings every handler obeys, API and console alike."""
+
+    enable_hsts: bool = False
+    protocol_header: str = ""  # set by a TLS proxy: "X-Forwarded-Proto", say
+    limiter: FailureLimiter | None = None  # failed authentications, per client address
+
+
+def served_over_https(request: tornado.httputil.HTTPServerRequest, protocol_header: str) -> bool:
+    """https itself, or what a TLS proxy says in its header (hsts_protocol_header)."""
+    protocol = str(request.protocol)
+    if protocol_header:
+        protocol = request.headers.get(protocol_header, protocol)
+    return protocol.lower() == "https"
+
+
+class BaseHandler(tornado.web.RequestHandler):
+    guard: Guard = Guard()
+
+    def enforce_https(self) -> None:
+        """With HSTS on: over https, the HSTS header; over http, a GET moves
+        to https (the handler is then finished) and anything else is a 400."""
+        if not self.guard.enable_hsts:
+            return
+        if served_over_https(self.request, self.guard.protocol_header):
+            self.set_header("Strict-Transport-Security", HSTS_VALUE)
+        elif self.request.method in ("GET", "HEAD"):
+            self.redirect(f"https://{self.request.host}{self.request.uri}", permanent=True)
+        else:
+            raise InvalidRequest("this server takes requests over https only")
+
+    @property
+    def secure(self) -> bool:
+        return served_over_https(self.request, self.guard.protocol_header)
+
+    def login_wait_s(self) -> int:
+        """Seconds this address must wait after too many failed keys (0: none);
+        sets Retry-After when it must."""
+        limiter = self.guard.limiter
+        wait = limiter.retry_after(self.request.remote_ip or "") if limiter else 0
+        if wait:
+            self.set_header("Retry-After", str(wait))
+        return wait
+
+    def login_failed(self) -> None:
+        if self.guard.limiter:
+            self.guard.limiter.failed(self.request.remote_ip or "")
+
+    def write_error(self, status_code: int, **kwargs: Any) -> None:
+        error = kwargs.get("exc_info", (None, None, None))[1]
+        if isinstance(error, StorageUnavailable):
+            self.set_header("Retry-After", str(RETRY_AFTER_UNAVAILABLE_S))
+        self.write_error_message(status_code, error_message(status_code, error))
+
+    def write_error_message(self, status_code: int, message: str) -> None:
+        raise NotImplementedError
+
+    def _handle_request_exception(self, error: BaseException) -> None:
+        """Our own errors are answers (400, 413, 503 ...), not crashes."""
+        if isinstance(error, (InvalidRequest, StorageUnavailable)):
+            self.send_error(error.status, exc_info=(type(error), error, error.__traceback__))
+            if isinstance(error, StorageUnavailable):
+                log.warning(
+                    "%s %s answered 503: %s",
+                    self.request.method,
+                    self.request.path,
+                    error.__cause__,
+                )
+            return
+        super()._handle_request_exception(error)
+
+    def log_exception(self, typ: Any, value: Any, tb: Any) -> None:
+        """Log unexpected errors; an HTTPError is an expected answer, not an event."""
+        if not isinstance(value, tornado.web.HTTPError):
+            super().log_exception(typ, value, tb)
+
+
+def error_message(status_code: int, error: BaseException | None) -> str:
+    """The message of an error answer: ours, tornado's, or the status phrase."""
+    if isinstance(error, NtorqueError):
+        return error.message
+    if isinstance(error, tornado.web.HTTPError) and error.log_message:
+        return str(error.log_message % error.args if error.args else error.log_message)
+    return http.client.responses.get(status_code, "error").lower()

@@ -1,0 +1,140 @@
+"""Validating an enqueue request (query, headers, body) into a NewTask, or
+InvalidRequest saying what is wrong. Pure: the target policy is given.
+"""
+
+from __future__ import annotations
+
+import codecs
+import re
+from collections.abc import Mapping
+
+from .errors import InvalidRequest
+from .targets import Policy
+from .tasks import NewTask
+
+METHODS = ("POST", "PUT", "PATCH", "DELETE")
+DEFAULT_CONTENT_TYPE = "application/x-www-form-urlencoded"
+DEFAULT_CHARSET = "utf-8"
+MAX_HEADERS = 50  # pass-through headers per task
+MAX_HEADER_NAME = 256
+MAX_HEADER_VALUE = 8192
+MAX_CHARSET_NAME = 40
+# RFC 9110 token: what a header name may be made of.
+TOKEN = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
+# Control characters other than HTAB: refused in header values.
+CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+PASSTHROUGH_PREFIXES = ("ntorque-passthrough-", "ntorque_passthrough_")
+# Headers a client may not set on the outgoing call: the transport owns them.
+RESERVED_HEADERS = frozenset(
+    {
+        "host", "content-length", "content-type", "transfer-encoding", "connection",
+        "keep-alive", "proxy-connection", "te", "trailer", "upgrade",
+        "proxy-authenticate", "proxy-authorization", "expect",
+        "ntorque-task-id", "ntorque-task-retry-count", "ntorque-task-retry-limit",
+        "webhook-id", "webhook-timestamp", "webhook-signature",  # ntorque signs calls
+    }
+)  # fmt: skip
+
+
+def new_task(
+    *,
+    app_id: int | None,
+    query: Mapping[str, str],
+    headers: Mapping[str, str],
+    body: bytes,
+    default_timeout_s: int,
+    max_timeout_s: float,
+    policy: Policy,
+) -> NewTask:
+    """Validate an enqueue request; raise InvalidRequest saying what is wrong.
+
+    A url the target policy refuses on sight is refused here (400); host
+    names are only checked against it at call time, once resolved.
+    """
+    content_type, charset, explicit_charset = parse_content_type(headers.get("Content-Type", ""))
+    if explicit_charset:
+        _check_decodes(body, charset)
+    return NewTask(
+        app_id=app_id,
+        url=policy.check_url(query.get("url", "")),
+        method=check_method(query.get("method", "POST")),
+        timeout_s=check_timeout(query.get("timeout"), default_timeout_s, max_timeout_s),
+        body=body,
+        content_type=content_type,
+        charset=charset,
+        headers=passthrough_headers(headers),
+    )
+
+
+def check_method(method: str) -> str:
+    upper = method.strip().upper()
+    if upper not in METHODS:
+        raise InvalidRequest(f"method must be one of {', '.join(METHODS)}")
+    return upper
+
+
+def check_timeout(value: str | None, default_s: int, max_s: float) -> int:
+    if value is None or value.strip() == "":
+        return default_s
+    try:
+        timeout = int(value.strip())
+    except ValueError:
+        raise InvalidRequest("timeout must be a whole number of seconds") from None
+    if not 1 <= timeout <= max_s:
+        raise InvalidRequest(f"timeout must be between 1 and {max_s:g} seconds")
+    return timeout
+
+
+def parse_content_type(header: str) -> tuple[str, str, bool]:
+    """(type, charset, whether the charset was given) of a Content-Type header."""
+    kind, _, params = header.partition(";")
+    charset = ""
+    for param in params.split(";"):
+        name, _, value = param.partition("=")
+        if name.strip().lower() == "charset":
+            charset = value.strip().strip('"')
+    kind = kind.strip().lower() or DEFAULT_CONTENT_TYPE
+    if len(kind) > 255 or any(not 33 <= ord(char) <= 126 for char in kind):
+        raise InvalidRequest("Content-Type is not valid")
+    if not charset:
+        return kind, DEFAULT_CHARSET, False
+    if len(charset) > MAX_CHARSET_NAME or not TOKEN.match(charset):
+        raise InvalidRequest(f"unknown charset {charset[:MAX_CHARSET_NAME]!r}")
+    try:
+        codecs.lookup(charset)
+    except LookupError:
+        raise InvalidRequest(f"unknown charset {charset[:40]!r}") from None
+    return kind, charset, True
+
+
+def _check_decodes(body: bytes, charset: str) -> None:
+    try:
+        body.decode(charset)
+    except (UnicodeDecodeError, LookupError):
+        raise InvalidRequest(f"the body is not valid {charset[:40]}") from None
+
+
+def passthrough_headers(headers: Mapping[str, str]) -> tuple[tuple[str, str], ...]:
+    """The NTORQUE-PASSTHROUGH-* headers, without their prefix, each checked."""
+    kept = []
+    for name, value in headers.items():
+        lower = name.lower()
+        prefix = next((p for p in PASSTHROUGH_PREFIXES if lower.startswith(p)), None)
+        if prefix is not None:
+            kept.append(_passthrough(name[len(prefix) :], name, value))
+    if len(kept) > MAX_HEADERS:
+        raise InvalidRequest(f"at most {MAX_HEADERS} pass-through headers are allowed")
+    return tuple(kept)
+
+
+def _passthrough(bare: str, name: str, value: str) -> tuple[str, str]:
+    shown = repr((bare or name)[:60])
+    if not bare or bare.lower() in RESERVED_HEADERS:
+        raise InvalidRequest(f"pass-through header {shown} is not allowed")
+    if len(bare) > MAX_HEADER_NAME or not TOKEN.match(bare):
+        raise InvalidRequest(f"pass-through header name {shown} is not valid")
+    if CONTROL.search(value):
+        raise InvalidRequest(f"pass-through header {shown} has a control character")
+    if len(value) > MAX_HEADER_VALUE:
+        raise InvalidRequest(f"pass-through header {shown} is longer than {MAX_HEADER_VALUE}")
+    return bare, value

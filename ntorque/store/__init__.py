@@ -1,0 +1,31 @@
+"""All SQL, one module per concern: tasks (and their settling), applications
+and shared secrets, the console's reads, leadership, the client's outbox, and
+the engine with its migrations. Nothing outside this package writes SQL;
+nothing inside it knows about HTTP or channels.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from .apps import AppStore
+from .base import Database
+from .console import ConsoleQuery, ConsoleReads
+from .leadership import Leadership
+from .settle import Settlement
+from .tasks import TaskStore
+
+__all__ = [
+    "AppStore", "ConsoleQuery", "ConsoleReads", "Leadership", "Settlement", "Store", "TaskStore",
+]  # fmt: skip
+
+
+class Store:
+    """The store's parts over one engine; each user takes the part it needs."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        db = Database(engine)
+        self.engine = engine
+        self.tasks = TaskStore(db)
+        self.apps = AppStore(db)
+        self.console = ConsoleReads(db)

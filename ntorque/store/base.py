@@ -1,0 +1,75 @@
+"""What every part of the store shares: transactions that turn an unreachable
+database into StorageUnavailable, and the row and filter helpers of tasks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Sequence
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from ..errors import StorageUnavailable
+from ..tables import tasks
+from ..tasks import Status, Task
+
+UNAVAILABLE = (sa.exc.OperationalError, sa.exc.InterfaceError, OSError, asyncio.TimeoutError)
+
+
+class Database:
+    """One engine, and transactions on it."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+
+    @property
+    def postgresql(self) -> bool:
+        return self.engine.dialect.name == "postgresql"
+
+    @contextlib.asynccontextmanager
+    async def begin(self) -> AsyncIterator[AsyncConnection]:
+        """A transaction; an unreachable database becomes StorageUnavailable."""
+        try:
+            async with self.engine.begin() as conn:
+                yield conn
+        except UNAVAILABLE as error:
+            raise StorageUnavailable() from error
+        except sa.exc.DBAPIError as error:
+            if error.connection_invalidated or _is_disk_error(error):
+                raise StorageUnavailable() from error
+            raise
+
+
+def _is_disk_error(error: sa.exc.DBAPIError) -> bool:
+    """SQLite's full disk or read-only file: the database cannot take writes."""
+    text = str(error.orig).lower()
+    return any(word in text for word in ("disk", "readonly", "read-only", "locked"))
+
+
+def status_in(statuses: Sequence[Status]) -> sa.ColumnElement[bool]:
+    """status IN ('a', 'b') with the values inline, not bound: SQLite uses a
+    partial index only when the query repeats the index's condition with the
+    same constants (bound, its due and cleanup queries scanned the table)."""
+    return tasks.c.status.in_([sa.literal(s.value, literal_execute=True) for s in statuses])
+
+
+def task_from_row(row: sa.Row[Any]) -> Task:
+    values = dict(row._mapping)
+    values["status"] = Status(values["status"])
+    values["headers"] = tuple((str(name), str(value)) for name, value in values["headers"])
+    values["body"] = bytes(values["body"])
+    return Task(**values)
+
+
+def listed_task(row: sa.Row[Any]) -> Task:
+    """A listed task: body and headers are not read (they may be large)."""
+    values = dict(row._mapping)
+    values["status"] = Status(values["status"])
+    return Task(body=b"", headers=(), **values)
+
+
+def row_dict(row: sa.Row[Any] | None) -> dict[str, Any] | None:
+    return dict(row._mapping) if row is not None else None
