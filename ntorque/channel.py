@@ -107,6 +107,9 @@ class RedisChannel:
         return ids
 
     async def _pop(self, limit: int, timeout_s: float) -> list[int]:
+        if timeout_s <= 0:  # no waiting (BLPOP would take 0 as "wait for ever")
+            taken = await self._popper.lpop(self.name, limit)
+            return list(_ids(taken if isinstance(taken, list) else []))
         first = await self._popper.blpop([self.name], timeout=timeout_s)
         if first is None:
             return []

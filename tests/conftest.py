@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
+import shutil
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -69,9 +69,19 @@ def redis_url() -> str:
     return services.REDIS_URL
 
 
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A SQLite file migrated once; each backend starts from a copy of it."""
+    path = tmp_path_factory.mktemp("sqlite-template") / "ntorque.db"
+    database.upgrade(f"sqlite:///{path}")
+    return path
+
+
 def make_backend(request: pytest.FixtureRequest, name: str, directory: Path) -> Backend:
     if name == "sqlite":
-        return Backend("sqlite", f"sqlite:///{directory / 'ntorque.db'}")
+        path = directory / "ntorque.db"
+        shutil.copyfile(request.getfixturevalue("sqlite_template"), path)
+        return Backend("sqlite", f"sqlite:///{path}")
     databases = request.getfixturevalue("postgres_databases")
     return Backend("postgres", databases.new(), request.getfixturevalue("redis_url"))
 
@@ -106,9 +116,7 @@ def server_for(
 
 @pytest.fixture
 async def store(backend: Backend) -> AsyncIterator[Store]:
-    """A Store on this test's backend (PostgreSQL test databases come migrated)."""
-    if backend.name == "sqlite":
-        await asyncio.to_thread(database.upgrade, backend.database_url)
+    """A Store on this test's backend (both come migrated)."""
     engine = database.make_engine(Settings(database_url=backend.database_url))
     try:
         yield Store(engine)

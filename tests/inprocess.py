@@ -13,8 +13,10 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
+import logging
 import time
 import uuid
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
@@ -40,6 +42,22 @@ class Clock:
 
     def advance(self, seconds: float) -> None:
         self.now += seconds
+
+
+class LogRecords(logging.Handler):
+    """Every record logged while a node runs, formatted with its traceback."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lines: list[str] = []
+        self.setFormatter(logging.Formatter("%(levelname)s %(name)s %(message)s"))
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(self.format(record))
+
+    @property
+    def text(self) -> str:
+        return "\n".join(self.lines)
 
 
 class LiveNode:
@@ -68,6 +86,7 @@ class LiveNode:
         self.node: app.Node | None = None
         self.key = ""
         self.client = tornado.httpclient.AsyncHTTPClient(force_instance=True)
+        self.logged = LogRecords()  # what the process would have logged (WARNING and up)
 
     @property
     def base_url(self) -> str:
@@ -75,24 +94,34 @@ class LiveNode:
         return f"{scheme}://127.0.0.1:{self.settings.port}"
 
     @property
+    def port(self) -> int:
+        return self.settings.port
+
+    @property
     def running(self) -> app.Node:
         assert self.node is not None, "the node is not started"
         return self.node
 
     async def start(self) -> LiveNode:
-        if engine.is_sqlite(self.settings.database_url):
+        if self._sqlite_file_missing():  # the backends' files come migrated
             await asyncio.to_thread(engine.upgrade, self.settings.database_url)
+        logging.getLogger().addHandler(self.logged)
         self.node = app.Node(self.settings, **({"clock": self.clock} if self.clock else {}))
         await self.node.start()
         if self.node.created is not None:
             self.key = self.node.created.key
         return self
 
+    def _sqlite_file_missing(self) -> bool:
+        url = self.settings.database_url
+        return engine.is_sqlite(url) and not Path(url.partition(":///")[2]).exists()
+
     async def stop(self) -> None:
         if self.node is not None:
             await self.node.stop()
             self.node = None
         self.client.close()
+        logging.getLogger().removeHandler(self.logged)
 
     async def __aenter__(self) -> LiveNode:
         try:
@@ -121,10 +150,15 @@ class LiveNode:
 
     # -- applications ------------------------------------------------------------
 
+    @property
+    def apps(self) -> Applications:
+        """What the command line's application commands use."""
+        return Applications(self.running.store.apps)
+
     async def create_app(self, name: str = "", *, admin: bool = False) -> tuple[str, str]:
         """A new application (a unique name unless given) and its API key."""
         name = name or f"app-{uuid.uuid4().hex[:10]}"
-        created = await Applications(self.running.store.apps).create(name, admin=admin)
+        created = await self.apps.create(name, admin=admin)
         return name, created.key
 
     # -- HTTP ----------------------------------------------------------------------

@@ -19,6 +19,7 @@ from urllib.parse import urlencode
 
 KEY_LINE = re.compile(r"its API key: (\S+)")
 FINAL = ("completed", "failed")
+REPOSITORY = Path(__file__).resolve().parents[1]
 
 
 def free_port() -> int:
@@ -78,6 +79,7 @@ class NtorqueServer:
         kept = ("PATH", "HOME", "LANG", "CI")
         env = {name: value for name, value in os.environ.items() if name in kept}
         env.update({"PYTHONUNBUFFERED": "1", "NTORQUE_SHUTDOWN_GRACE": "10"})
+        env["PYTHONPATH"] = str(REPOSITORY)  # this checkout's code, whatever is installed
         env.update(self.environ)
         return env
 

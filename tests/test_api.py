@@ -1,35 +1,35 @@
 """The JSON API, as a client sees it: enqueue, task status, push, auth and errors.
 
 The original nTorque's test cases serve as a conformance list; every case runs
-against a real `python -m ntorque` on both backends. One server per backend is
-shared by the module (auth cache off, small body limit, short maximum delay).
+against a node in the test's own event loop, on both backends, over HTTP. One
+node per backend is shared by the module (auth cache off, small body limit,
+short maximum delay).
 """
 
 from __future__ import annotations
 
+import asyncio
 import http.client
-import re
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode, urlsplit
 
 import pytest
+import pytest_asyncio
 
-from tests.conftest import Backend, server_for
+from tests.conftest import Backend, live_for
 from tests.hookserver import HookServer
-from tests.server import NtorqueServer, Response
+from tests.inprocess import Clock, LiveNode
+from tests.server import Response
+
+pytestmark = pytest.mark.asyncio(loop_scope="module")
 
 MAX_BODY = 1000
 MAX_DUE_DELAY = 600
-SETTINGS = {
-    "NTORQUE_AUTH_CACHE": "0",
-    "NTORQUE_MAX_BODY_SIZE": str(MAX_BODY),
-    "NTORQUE_MAX_DUE_DELAY": str(MAX_DUE_DELAY),
-}
+SETTINGS = {"auth_cache_s": 0, "max_body_bytes": MAX_BODY, "max_due_delay_s": MAX_DUE_DELAY}
 TASK_KEYS = {
     "id",
     "url",
@@ -43,17 +43,12 @@ TASK_KEYS = {
     "last_status_code",
     "last_error",
 }
-KEY_LINE = re.compile(r"its API key: (\S+)")
-NEW_KEY_LINE = re.compile(r"new API key of .*: (\S+)")
 
 
-@pytest.fixture(scope="module")
-def server(
-    module_backend: Backend, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[NtorqueServer]:
-    workdir = tmp_path_factory.mktemp(f"api-{module_backend.name}")
-    with server_for(module_backend, workdir, (), **SETTINGS) as running:
-        assert running.key, running.logs()
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def server(module_backend: Backend) -> AsyncIterator[LiveNode]:
+    async with live_for(module_backend, **SETTINGS) as running:
+        assert running.key
         yield running
 
 
@@ -61,23 +56,19 @@ def hook_path(prefix: str = "/status/200") -> str:
     return f"{prefix}/{uuid.uuid4().hex}"
 
 
-def post(
-    server: NtorqueServer,
+async def post(
+    server: LiveNode,
     query: dict[str, str],
     body: bytes = b"",
     headers: dict[str, str] | None = None,
     key: str | None = None,
 ) -> Response:
-    return server.request("POST", "/?" + urlencode(query), body, headers, key)
+    return await server.request("POST", "/?" + urlencode(query), body, headers, key)
 
 
-def create_app(server: NtorqueServer) -> tuple[str, str]:
-    """A new application (unique name) and its key, made with the command line."""
-    name = f"app-{uuid.uuid4().hex[:10]}"
-    done = server.command("create-app", "--name", name)
-    match = KEY_LINE.search(done.stdout)
-    assert match, done.stdout
-    return name, match.group(1)
+async def create_app(server: LiveNode) -> tuple[str, str]:
+    """A new application (unique name) and its key, made as the command line does."""
+    return await server.create_app()
 
 
 def assert_json_error(response: Response, status: int) -> dict[str, Any]:
@@ -96,31 +87,31 @@ def parse_time(text: str) -> datetime:
     return moment
 
 
-def quiesce(server: NtorqueServer, hooks: HookServer) -> None:
+async def quiesce(server: LiveNode, hooks: HookServer) -> None:
     """Let the consumer work through everything notified so far.
 
     The channel is FIFO: once a task enqueued now has completed, every id
     pushed before it has been popped and (if it was due) acquired.
     """
     path = hook_path()
-    sentinel = server.enqueue(hooks.url(path))
-    assert server.wait_for(sentinel["id"])["status"] == "completed"
+    sentinel = await server.enqueue(hooks.url(path))
+    assert (await server.wait_for(sentinel["id"]))["status"] == "completed"
 
 
 # -- banner, enqueue, status ---------------------------------------------------
 
 
-def test_banner(server: NtorqueServer) -> None:
-    response = server.request("GET", "/", key="")
+async def test_banner(server: LiveNode) -> None:
+    response = await server.request("GET", "/", key="")
     assert response.status == 200
     assert response.headers["Content-Type"].startswith("application/json")
     assert "installed" in response.json["message"]
 
 
-def test_enqueue_answers_location_and_task(server: NtorqueServer, hooks: HookServer) -> None:
+async def test_enqueue_answers_location_and_task(server: LiveNode, hooks: HookServer) -> None:
     path = hook_path()
     before = datetime.now(UTC)
-    response = post(server, {"url": hooks.url(path)}, b"user_id=1234")
+    response = await post(server, {"url": hooks.url(path)}, b"user_id=1234")
     assert response.status == 201, response.body
     created = response.json
     location = response.headers["Location"]
@@ -128,7 +119,7 @@ def test_enqueue_answers_location_and_task(server: NtorqueServer, hooks: HookSer
     assert urlsplit(location).scheme == "http" and urlsplit(location).netloc
 
     for task_path in (urlsplit(location).path, f"/tasks/{created['id']}"):
-        answer = server.request("GET", task_path)
+        answer = await server.request("GET", task_path)
         assert answer.status == 200, answer.body
         assert answer.headers["Content-Type"].startswith("application/json")
         task = answer.json
@@ -145,69 +136,67 @@ def test_enqueue_answers_location_and_task(server: NtorqueServer, hooks: HookSer
     assert created["status"] == "pending"
     assert created["retry_count"] == 0
     assert created["last_status_code"] is None and created["last_error"] is None
-    done = server.wait_for(created["id"])
+    done = await server.wait_for(created["id"])
     assert done["status"] == "completed"
     assert done["retry_count"] == 1
     assert done["last_status_code"] == 200
-    (call,) = hooks.wait_for_calls(path, 1)
+    (call,) = await hooks.wait_for_calls_async(path, 1)
     assert call.method == "POST"
     assert call.body == b"user_id=1234"
 
 
-def test_missing_task_is_404(server: NtorqueServer) -> None:
-    data = assert_json_error(server.request("GET", "/task/987654321"), 404)
+async def test_missing_task_is_404(server: LiveNode) -> None:
+    data = assert_json_error(await server.request("GET", "/task/987654321"), 404)
     assert "987654321" in data["error"]
-    assert_json_error(server.request("POST", "/task/987654321/push"), 404)
+    assert_json_error(await server.request("POST", "/task/987654321/push"), 404)
 
 
-def test_post_without_url_is_400(server: NtorqueServer) -> None:
-    data = assert_json_error(server.request("POST", "/", b"a=1"), 400)
+async def test_post_without_url_is_400(server: LiveNode) -> None:
+    data = assert_json_error(await server.request("POST", "/", b"a=1"), 400)
     assert "url" in data["error"]
 
 
-def test_not_a_url_is_400(server: NtorqueServer) -> None:
-    data = assert_json_error(post(server, {"url": "not a url"}), 400)
+async def test_not_a_url_is_400(server: LiveNode) -> None:
+    data = assert_json_error(await post(server, {"url": "not a url"}), 400)
     assert "url" in data["error"]
 
 
-def test_without_authentication_no_key_is_needed(
-    backend: Backend, hooks: HookServer, tmp_path: Path
-) -> None:
-    with server_for(backend, tmp_path, NTORQUE_AUTHENTICATE="false") as server:
+async def test_without_authentication_no_key_is_needed(backend: Backend, hooks: HookServer) -> None:
+    async with live_for(backend, authenticate=False) as server:
         assert server.key == ""
-        data = assert_json_error(server.request("POST", "/", b"a=1", key=""), 400)
+        data = assert_json_error(await server.request("POST", "/", b"a=1", key=""), 400)
         assert "url" in data["error"]
         path = hook_path()
-        task = server.enqueue(hooks.url(path), b"a=1", key="")
-        assert server.wait_for(task["id"])["status"] == "completed"
-        assert len(hooks.wait_for_calls(path, 1)) == 1
+        task = await server.enqueue(hooks.url(path), b"a=1", key="")
+        assert (await server.wait_for(task["id"]))["status"] == "completed"
+        assert len(await hooks.wait_for_calls_async(path, 1)) == 1
 
 
 # -- bodies, content types, methods ----------------------------------------------
 
 
-def test_form_body_keeps_its_charset(server: NtorqueServer, hooks: HookServer) -> None:
+async def test_form_body_keeps_its_charset(server: LiveNode, hooks: HookServer) -> None:
     path = hook_path()
     content_type = "application/x-www-form-urlencoded; charset=latin1"
     body = "name=café".encode("latin1")
-    task = server.enqueue(hooks.url(path), body, {"Content-Type": content_type})
+    task = await server.enqueue(hooks.url(path), body, {"Content-Type": content_type})
     assert task["content_type"] == "application/x-www-form-urlencoded"
     assert task["charset"] == "latin1"
     assert task["body_size"] == len(body)
-    assert server.wait_for(task["id"])["status"] == "completed"
-    (call,) = hooks.wait_for_calls(path, 1)
+    assert (await server.wait_for(task["id"]))["status"] == "completed"
+    (call,) = await hooks.wait_for_calls_async(path, 1)
     assert call.body == body
     assert call.headers["content-type"] == content_type
 
 
-def test_json_body_defaults_to_utf8(server: NtorqueServer, hooks: HookServer) -> None:
+async def test_json_body_defaults_to_utf8(server: LiveNode, hooks: HookServer) -> None:
     path = hook_path()
     body = '{"name": "café"}'.encode()
-    task = server.enqueue(hooks.url(path), body, {"Content-Type": "application/json"})
+    task = await server.enqueue(hooks.url(path), body, {"Content-Type": "application/json"})
     assert task["content_type"] == "application/json"
     assert task["charset"] == "utf-8"
-    assert server.wait_for(task["id"])["status"] == "completed"
-    (call,) = hooks.wait_for_calls(path, 1)
+    assert (await server.wait_for(task["id"]))["status"] == "completed"
+    (call,) = await hooks.wait_for_calls_async(path, 1)
     assert call.body == body
     assert call.headers["content-type"] == "application/json; charset=utf-8"
 
@@ -216,84 +205,83 @@ def test_json_body_defaults_to_utf8(server: NtorqueServer, hooks: HookServer) ->
     ("given", "stored"),
     [("PUT", "PUT"), ("put", "PUT"), ("PATCH", "PATCH"), ("DELETE", "DELETE")],
 )
-def test_method_is_stored_and_used(
-    server: NtorqueServer, hooks: HookServer, given: str, stored: str
+async def test_method_is_stored_and_used(
+    server: LiveNode, hooks: HookServer, given: str, stored: str
 ) -> None:
     path = hook_path()
-    task = server.enqueue(hooks.url(path), b"a=1", method=given)
+    task = await server.enqueue(hooks.url(path), b"a=1", method=given)
     assert task["method"] == stored
-    assert server.task(task["id"])["method"] == stored
-    assert server.wait_for(task["id"])["status"] == "completed"
-    (call,) = hooks.wait_for_calls(path, 1)
+    assert (await server.task(task["id"]))["method"] == stored
+    assert (await server.wait_for(task["id"]))["status"] == "completed"
+    (call,) = await hooks.wait_for_calls_async(path, 1)
     assert call.method == stored
 
 
-def test_method_get_is_400(server: NtorqueServer, hooks: HookServer) -> None:
-    data = assert_json_error(post(server, {"url": hooks.url(hook_path()), "method": "GET"}), 400)
+async def test_method_get_is_400(server: LiveNode, hooks: HookServer) -> None:
+    data = assert_json_error(
+        await post(server, {"url": hooks.url(hook_path()), "method": "GET"}), 400
+    )
     assert "method" in data["error"]
 
 
 # -- authentication and ownership ------------------------------------------------
 
 
-def test_no_key_or_bad_key_is_401(server: NtorqueServer, hooks: HookServer) -> None:
+async def test_no_key_or_bad_key_is_401(server: LiveNode, hooks: HookServer) -> None:
     query = {"url": hooks.url(hook_path())}
     for key in ("", "not-a-key", "x" * 500):
-        data = assert_json_error(post(server, query, key=key), 401)
+        data = assert_json_error(await post(server, query, key=key), 401)
         assert "NTORQUE_API_KEY" in data["error"]
-    task = server.enqueue(hooks.url(hook_path()))
+    task = await server.enqueue(hooks.url(hook_path()))
     for key in ("", "not-a-key"):
-        assert_json_error(server.request("GET", f"/task/{task['id']}", key=key), 401)
-        assert_json_error(server.request("POST", f"/task/{task['id']}/push", key=key), 401)
+        assert_json_error(await server.request("GET", f"/task/{task['id']}", key=key), 401)
+        assert_json_error(await server.request("POST", f"/task/{task['id']}/push", key=key), 401)
 
 
-def test_hyphenated_key_header_works(server: NtorqueServer, hooks: HookServer) -> None:
+async def test_hyphenated_key_header_works(server: LiveNode, hooks: HookServer) -> None:
     header = {"NTORQUE-API-KEY": server.key}
-    response = post(server, {"url": hooks.url(hook_path())}, headers=header, key="")
+    response = await post(server, {"url": hooks.url(hook_path())}, headers=header, key="")
     assert response.status == 201, response.body
     task_id = response.json["id"]
-    assert server.request("GET", f"/task/{task_id}", headers=header, key="").status == 200
+    assert (await server.request("GET", f"/task/{task_id}", headers=header, key="")).status == 200
 
 
-def test_another_applications_task_is_not_found(server: NtorqueServer, hooks: HookServer) -> None:
-    _, other_key = create_app(server)
-    mine = server.enqueue(hooks.url(hook_path()))
+async def test_another_applications_task_is_not_found(server: LiveNode, hooks: HookServer) -> None:
+    _, other_key = await create_app(server)
+    mine = await server.enqueue(hooks.url(hook_path()))
     missing_id = mine["id"] + 10**9
-    missing = assert_json_error(server.request("GET", f"/task/{missing_id}"), 404)
+    missing = assert_json_error(await server.request("GET", f"/task/{missing_id}"), 404)
 
     def as_missing(data: dict[str, Any], task_id: int) -> dict[str, Any]:
         return {**data, "error": data["error"].replace(str(task_id), str(missing_id))}
 
     for method, suffix in (("GET", ""), ("POST", "/push")):
-        response = server.request(method, f"/task/{mine['id']}{suffix}", key=other_key)
+        response = await server.request(method, f"/task/{mine['id']}{suffix}", key=other_key)
         assert as_missing(assert_json_error(response, 404), mine["id"]) == missing
 
-    theirs = server.enqueue(hooks.url(hook_path()), key=other_key)
-    assert server.task(theirs["id"], key=other_key)["id"] == theirs["id"]
-    assert_json_error(server.request("GET", f"/task/{theirs['id']}"), 404)
-    assert server.task(mine["id"])["id"] == mine["id"]
+    theirs = await server.enqueue(hooks.url(hook_path()), key=other_key)
+    assert (await server.task(theirs["id"], key=other_key))["id"] == theirs["id"]
+    assert_json_error(await server.request("GET", f"/task/{theirs['id']}"), 404)
+    assert (await server.task(mine["id"]))["id"] == mine["id"]
 
 
-def test_deactivated_application_is_401(server: NtorqueServer, hooks: HookServer) -> None:
-    name, key = create_app(server)
-    task = server.enqueue(hooks.url(hook_path()), key=key)
-    server.command("deactivate-app", "--name", name)
-    assert_json_error(post(server, {"url": hooks.url(hook_path())}, key=key), 401)
-    assert_json_error(server.request("GET", f"/task/{task['id']}", key=key), 401)
-    server.enqueue(hooks.url(hook_path()))  # the other applications go on
+async def test_deactivated_application_is_401(server: LiveNode, hooks: HookServer) -> None:
+    name, key = await create_app(server)
+    task = await server.enqueue(hooks.url(hook_path()), key=key)
+    await server.apps.set_active(name, False)  # as `deactivate-app` does
+    assert_json_error(await post(server, {"url": hooks.url(hook_path())}, key=key), 401)
+    assert_json_error(await server.request("GET", f"/task/{task['id']}", key=key), 401)
+    await server.enqueue(hooks.url(hook_path()))  # the other applications go on
 
 
-def test_rotated_key_replaces_the_old_one(server: NtorqueServer, hooks: HookServer) -> None:
-    name, old_key = create_app(server)
-    server.enqueue(hooks.url(hook_path()), key=old_key)
-    done = server.command("rotate-key", "--name", name)
-    match = NEW_KEY_LINE.search(done.stdout)
-    assert match, done.stdout
-    new_key = match.group(1)
+async def test_rotated_key_replaces_the_old_one(server: LiveNode, hooks: HookServer) -> None:
+    name, old_key = await create_app(server)
+    await server.enqueue(hooks.url(hook_path()), key=old_key)
+    new_key = await server.apps.rotate_key(name)  # as `rotate-key` does
     assert new_key != old_key
-    assert_json_error(post(server, {"url": hooks.url(hook_path())}, key=old_key), 401)
-    task = server.enqueue(hooks.url(hook_path()), key=new_key)
-    assert server.task(task["id"], key=new_key)["id"] == task["id"]
+    assert_json_error(await post(server, {"url": hooks.url(hook_path())}, key=old_key), 401)
+    task = await server.enqueue(hooks.url(hook_path()), key=new_key)
+    assert (await server.task(task["id"], key=new_key))["id"] == task["id"]
 
 
 # -- every 4xx answer: JSON, a clear message, nothing stored ---------------------
@@ -357,96 +345,126 @@ BAD_REQUESTS = [
 ]
 
 
-def send(server: NtorqueServer, bad: Bad, hook: str) -> Response:
+async def send(server: LiveNode, bad: Bad, hook: str) -> Response:
     query = {name: hook if value == HOOK else value for name, value in bad.query.items()}
     path = bad.path or "/?" + urlencode(query)
     if bad.path and query:
         path += "?" + urlencode(query)
-    return server.request(bad.method, path, bad.body or None, bad.headers, bad.key)
+    return await server.request(bad.method, path, bad.body or None, bad.headers, bad.key)
 
 
 @pytest.mark.parametrize("bad", BAD_REQUESTS, ids=[bad.name for bad in BAD_REQUESTS])
-def test_bad_request_is_json_and_stores_nothing(
-    server: NtorqueServer, hooks: HookServer, bad: Bad
+async def test_bad_request_is_json_and_stores_nothing(
+    server: LiveNode, hooks: HookServer, bad: Bad
 ) -> None:
-    logged = len(server.log_path.read_bytes())
+    logged = len(server.logged.text)
     path = hook_path()
-    before = server.enqueue(hooks.url(hook_path()))
-    data = assert_json_error(send(server, bad, hooks.url(path)), bad.status)
+    before = await server.enqueue(hooks.url(hook_path()))
+    data = assert_json_error(await send(server, bad, hooks.url(path)), bad.status)
     assert any(word.lower() in data["error"].lower() for word in bad.words), data
-    after = server.enqueue(hooks.url(hook_path()))
+    after = await server.enqueue(hooks.url(hook_path()))
     assert after["id"] == before["id"] + 1
-    assert server.wait_for(after["id"])["status"] == "completed"
+    assert (await server.wait_for(after["id"]))["status"] == "completed"
     assert hooks.calls(path) == []
-    assert b"Traceback" not in server.log_path.read_bytes()[logged:]
+    assert "Traceback" not in server.logged.text[logged:]
 
 
-def test_body_at_the_limit_is_accepted(server: NtorqueServer, hooks: HookServer) -> None:
+async def test_body_at_the_limit_is_accepted(server: LiveNode, hooks: HookServer) -> None:
     path = hook_path()
-    task = server.enqueue(hooks.url(path), b"x" * MAX_BODY)
+    task = await server.enqueue(hooks.url(path), b"x" * MAX_BODY)
     assert task["body_size"] == MAX_BODY
-    assert server.wait_for(task["id"])["status"] == "completed"
-    assert hooks.wait_for_calls(path, 1)[0].body == b"x" * MAX_BODY
+    assert (await server.wait_for(task["id"]))["status"] == "completed"
+    assert (await hooks.wait_for_calls_async(path, 1))[0].body == b"x" * MAX_BODY
 
 
-def test_chunked_body_too_large_is_413(server: NtorqueServer, hooks: HookServer) -> None:
-    """Without a Content-Length the limit holds all the same."""
-    logged = len(server.log_path.read_bytes())
-    before = server.enqueue(hooks.url(hook_path()))
+def post_chunked(server: LiveNode, path: str, chunks: list[bytes]) -> Response:
+    """A POST whose body comes in chunks, with no Content-Length (a blocking
+    client: call it in a thread, off the node's loop)."""
     connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
     try:
-        chunks = iter([b"x" * 600, b"y" * 600])
-        connection.request(
-            "POST",
-            "/?" + urlencode({"url": hooks.url(hook_path())}),
-            body=chunks,
-            headers={"NTORQUE_API_KEY": server.key},
-            encode_chunked=True,
-        )
+        headers = {"NTORQUE_API_KEY": server.key}
+        connection.request("POST", path, body=iter(chunks), headers=headers, encode_chunked=True)
         answer = connection.getresponse()
-        response = Response(answer.status, dict(answer.getheaders()), answer.read())
+        return Response(answer.status, dict(answer.getheaders()), answer.read())
     finally:
         connection.close()
+
+
+async def test_chunked_body_too_large_is_413(server: LiveNode, hooks: HookServer) -> None:
+    """Without a Content-Length the limit holds all the same."""
+    logged = len(server.logged.text)
+    before = await server.enqueue(hooks.url(hook_path()))
+    path = "/?" + urlencode({"url": hooks.url(hook_path())})
+    response = await asyncio.to_thread(post_chunked, server, path, [b"x" * 600, b"y" * 600])
     data = assert_json_error(response, 413)
     assert str(MAX_BODY) in data["error"]
-    after = server.enqueue(hooks.url(hook_path()))
+    after = await server.enqueue(hooks.url(hook_path()))
     assert after["id"] == before["id"] + 1
-    assert b"Traceback" not in server.log_path.read_bytes()[logged:]
+    assert "Traceback" not in server.logged.text[logged:]
 
 
 # -- push (re-notify) ------------------------------------------------------------
 
 
-def test_push_answers_201_and_the_task_runs_once(server: NtorqueServer, hooks: HookServer) -> None:
+async def test_push_answers_201_and_the_task_runs_once(server: LiveNode, hooks: HookServer) -> None:
     path = hook_path()
-    task = server.enqueue(hooks.url(path), b"a=1")
-    response = server.request("POST", f"/task/{task['id']}/push")
+    task = await server.enqueue(hooks.url(path), b"a=1")
+    response = await server.request("POST", f"/task/{task['id']}/push")
     assert response.status == 201, response.body
     assert response.json["id"] == task["id"]
-    done = server.wait_for(task["id"])
+    done = await server.wait_for(task["id"])
     assert done["status"] == "completed"
-    quiesce(server, hooks)
+    await quiesce(server, hooks)
     assert len(hooks.calls(path)) == 1
-    assert server.task(task["id"])["retry_count"] == 1
+    assert (await server.task(task["id"]))["retry_count"] == 1
 
 
 @pytest.mark.parametrize(("code", "status"), [(200, "completed"), (404, "failed")])
-def test_push_of_a_finished_task_does_not_run_it_again(
-    server: NtorqueServer, hooks: HookServer, code: int, status: str
+async def test_push_of_a_finished_task_does_not_run_it_again(
+    server: LiveNode, hooks: HookServer, code: int, status: str
 ) -> None:
     """Original bug W3: pushing a completed task performed it again."""
     path = hook_path(f"/status/{code}")
-    task = server.enqueue(hooks.url(path))
-    finished = server.wait_for(task["id"])
+    task = await server.enqueue(hooks.url(path))
+    finished = await server.wait_for(task["id"])
     assert finished["status"] == status
-    assert len(hooks.wait_for_calls(path, 1)) == 1
+    assert len(await hooks.wait_for_calls_async(path, 1)) == 1
     for suffix in ("/task", "/tasks"):
-        response = server.request("POST", f"{suffix}/{task['id']}/push")
+        response = await server.request("POST", f"{suffix}/{task['id']}/push")
         assert response.status == 201, response.body
         assert response.json["status"] == status
-    quiesce(server, hooks)
-    after = server.task(task["id"])
+    await quiesce(server, hooks)
+    after = await server.task(task["id"])
     assert after["status"] == status
     assert after["retry_count"] == finished["retry_count"] == 1
     assert after["modified"] == finished["modified"]
     assert len(hooks.calls(path)) == 1
+
+
+# -- attempts --------------------------------------------------------------------
+
+
+async def test_attempts_list_every_call(backend: Backend, hooks: HookServer) -> None:
+    hook = f"/flaky/2/attempts-{uuid.uuid4().hex}"
+    clock = Clock()
+    async with live_for(backend, loops=False, clock=clock) as server:
+        task = await server.enqueue(hooks.url(hook), b"x")
+        for _ in range(3):  # 500, 500, 200: each retry falls due once the clock has moved
+            await server.requeue()
+            assert [t.id for t in await server.consume()] == [task["id"]]
+            clock.advance(server.settings.max_due_delay_s)
+        assert (await server.task(task["id"]))["status"] == "completed"
+        answer = await server.request("GET", f"/task/{task['id']}/attempts")
+        assert answer.status == 200
+        attempts = answer.json["attempts"]
+        assert [a["number"] for a in attempts] == [1, 2, 3]
+        assert [a["status_code"] for a in attempts] == [500, 500, 200]
+        assert attempts[0]["error"].startswith("HTTP 500")
+        assert attempts[2]["error"] is None
+        starts = [datetime.fromisoformat(a["started"]) for a in attempts]
+        assert starts == sorted(starts)
+        calls = hooks.calls(hook)
+        assert len(calls) == len(attempts)
+        _, other = await server.create_app()
+        stranger = await server.request("GET", f"/task/{task['id']}/attempts", key=other)
+        assert stranger.status == 404

@@ -129,9 +129,7 @@ def test_no_secret_is_compared_with_equality() -> None:
 
 def test_the_equality_scan_finds_a_secret_compared_with_equality() -> None:
     planted = "def check(tag, row):\n    return tag == row['key_hash']\n"
-    assert equality_on_secrets(planted, "planted.py") == [
-        "planted.py:2: tag == row['key_hash']"
-    ]
+    assert equality_on_secrets(planted, "planted.py") == ["planted.py:2: tag == row['key_hash']"]
 
 
 # -- the failure limiter -------------------------------------------------------------

@@ -122,7 +122,7 @@ def test_names_are_not_resolved_at_enqueue() -> None:
 
 @pytest.mark.parametrize("scheme", ["ftp", "file", "gopher", "dict", "ldap"])
 def test_only_http_and_https(scheme: str) -> None:
-    with pytest.raises(InvalidRequest, match="^url must be an absolute http or https url$"):
+    with pytest.raises(InvalidRequest, match=r"^url must be an absolute http or https url$"):
         DEFAULT.check_url(f"{scheme}://example.com/x")
 
 
