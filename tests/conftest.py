@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ntorque.config import Settings
 from ntorque.store import Store
@@ -86,18 +87,28 @@ def make_backend(request: pytest.FixtureRequest, name: str, directory: Path) -> 
     return Backend("postgres", databases.new(), request.getfixturevalue("redis_url"))
 
 
+def give_back(request: pytest.FixtureRequest, backend: Backend) -> None:
+    """A PostgreSQL database goes back to the pool once its test is done."""
+    if backend.name == "postgres":
+        request.getfixturevalue("postgres_databases").give_back(backend.database_url)
+
+
 @pytest.fixture(params=BACKENDS)
-def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Backend:
+def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]:
     """A fresh, migrated backend for one test: SQLite + in-process, or PostgreSQL + Redis."""
-    return make_backend(request, request.param, tmp_path)
+    made = make_backend(request, request.param, tmp_path)
+    yield made
+    give_back(request, made)
 
 
 @pytest.fixture(scope="module", params=BACKENDS)
 def module_backend(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> Backend:
+) -> Iterator[Backend]:
     """Like `backend`, shared by a module's tests (one server per backend)."""
-    return make_backend(request, request.param, tmp_path_factory.mktemp(request.param))
+    made = make_backend(request, request.param, tmp_path_factory.mktemp(request.param))
+    yield made
+    give_back(request, made)
 
 
 @pytest.fixture(scope="session")
@@ -115,13 +126,19 @@ def server_for(
 
 
 @pytest.fixture
-async def store(backend: Backend) -> AsyncIterator[Store]:
-    """A Store on this test's backend (both come migrated)."""
-    engine = database.make_engine(Settings(database_url=backend.database_url))
+async def engine(backend: Backend) -> AsyncIterator[AsyncEngine]:
+    """An engine on this test's (migrated) backend."""
+    made = database.make_engine(Settings(database_url=backend.database_url))
     try:
-        yield Store(engine)
+        yield made
     finally:
-        await engine.dispose()
+        await made.dispose()
+
+
+@pytest.fixture
+def store(engine: AsyncEngine) -> Store:
+    """The store on this test's backend."""
+    return Store(engine)
 
 
 def live_for(backend: Backend, **settings: Any) -> LiveNode:

@@ -1,5 +1,5 @@
-"""The Store contract (every guarded SQL statement) on SQLite and PostgreSQL,
-and the Queue on top of a real Store and an in-process channel.
+"""The task statements on SQLite and PostgreSQL: insert, acquire, settle,
+due ids, expire, cleanup, batches; every hot and periodic query uses an index.
 
 Times are passed explicitly, so these tests move the clock instead of sleeping.
 """
@@ -8,94 +8,28 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import socket
-import threading
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable
-from pathlib import Path
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
-import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from ntorque.channel import LocalChannel
-from ntorque.config import Settings
-from ntorque.errors import StorageUnavailable
-from ntorque.events import Events
-from ntorque.queue import Queue
-from ntorque.requeuer import Requeuer
-from ntorque.store import Leadership, Settlement, Store
-from ntorque.store import engine as database
-from ntorque.tasks import NewTask, Outcome, Status, Task, Verdict
-from tests.conftest import Backend
-
-NOW = 1_700_000_000.0
-LEASE_EXTRA_S = 2.0
-MAX_RETRIES = 5
-BINARY_BODY = bytes(range(256)) + b"\x00\r\n\xff end"
-HASH_A = "a" * 64
-HASH_B = "b" * 64
-HASH_C = "c" * 64
-
-
-def spec(**changes: Any) -> NewTask:
-    values: dict[str, Any] = {
-        "app_id": None,
-        "url": "http://127.0.0.1:9/hook",
-        "method": "POST",
-        "timeout_s": 10,
-        "body": b"user_id=1234",
-        "content_type": "application/x-www-form-urlencoded",
-        "charset": "utf-8",
-        "headers": (),
-    }
-    values.update(changes)
-    return NewTask(**values)
-
-
-def outcome(verdict: Verdict, code: int | None = None, error: str | None = None) -> Outcome:
-    return Outcome(verdict, started=NOW, duration_s=0.25, status_code=code, error=error)
-
-
-DONE = outcome(Verdict.COMPLETED, 200)
-BUSY = outcome(Verdict.RETRY, 503, "HTTP 503 Service Unavailable")
-GONE = outcome(Verdict.FAILED, 404, "HTTP 404 Not Found")
-
-
-async def migrated(backend: Backend) -> None:
-    """PostgreSQL test databases come migrated; the SQLite file does not."""
-    if backend.name == "sqlite":
-        await asyncio.to_thread(database.upgrade, backend.database_url)
-
-
-@pytest.fixture
-async def engine(backend: Backend) -> AsyncIterator[AsyncEngine]:
-    await migrated(backend)
-    engine = database.make_engine(Settings(database_url=backend.database_url))
-    try:
-        yield engine
-    finally:
-        await engine.dispose()
-
-
-@pytest.fixture
-def store(engine: AsyncEngine) -> Store:
-    return Store(engine)
-
-
-async def acquire_one(store: Store, task: Task, now: float, max_retries: int = MAX_RETRIES) -> Task:
-    (acquired,) = await store.tasks.acquire([task.id], now, LEASE_EXTRA_S, max_retries)
-    return acquired
-
-
-async def finish(store: Store, task: Task, result: Outcome, status: Status, now: float) -> Task:
-    """Acquire the task at `now` and settle it with `status` at `now`."""
-    acquired = await acquire_one(store, task, now)
-    settled = await store.tasks.settle(acquired, result, status, acquired.due, now)
-    assert settled is not None
-    return settled
-
+from ntorque.store import Settlement, Store
+from ntorque.tasks import Outcome, Status, Verdict
+from tests.factories import (
+    BINARY_BODY,
+    BUSY,
+    DONE,
+    GONE,
+    LEASE_EXTRA_S,
+    MAX_RETRIES,
+    NOW,
+    acquire_one,
+    all_statements,
+    finish,
+    outcome,
+    spec,
+)
 
 # -- tasks ---------------------------------------------------------------------
 
@@ -360,124 +294,6 @@ async def test_cleanup_never_deletes_unfinished_tasks_however_old(store: Store) 
     assert await store.tasks.get(running.id) == running
 
 
-# -- applications ------------------------------------------------------------
-
-
-async def test_applications(store: Store) -> None:
-    assert await store.apps.count() == 0
-    assert await store.apps.list() == []
-
-    alpha = await store.apps.create("alpha", HASH_A, NOW)
-    assert alpha["id"] > 0
-    assert {k: v for k, v in alpha.items() if k != "id"} == {
-        "name": "alpha",
-        "key_hash": HASH_A,
-        "active": True,
-        "created": NOW,
-        "admin": False,
-        "signing_secret": None,
-        "previous_signing_secret": None,
-        "target_policy": None,
-    }
-    beta = await store.apps.create("beta", HASH_B, NOW + 1)
-    assert await store.apps.count() == 2
-    assert await store.apps.list() == [alpha, beta]
-    assert await store.apps.by_key_hash(HASH_A) == alpha
-    assert await store.apps.by_key_hash(HASH_C) is None
-    assert await store.apps.by_name("beta") == beta
-    assert await store.apps.by_name("gamma") is None
-
-    assert await store.apps.update("alpha", active=False) is True
-    assert await store.apps.by_key_hash(HASH_A) == {**alpha, "active": False}
-    assert await store.apps.update("beta", key_hash=HASH_C) is True  # a rotated key
-    assert await store.apps.by_key_hash(HASH_B) is None
-    assert await store.apps.by_key_hash(HASH_C) == {**beta, "key_hash": HASH_C}
-    assert await store.apps.update("gamma", active=False) is False
-    assert await store.apps.count() == 2
-
-    task = await store.tasks.insert(spec(app_id=beta["id"]), NOW)
-    assert task.app_id == beta["id"]
-
-
-async def test_application_secrets(store: Store) -> None:
-    made = iter(["whsec_made1", "whsec_made2"])
-    alpha = await store.apps.create("alpha", HASH_A, NOW, "whsec_first")
-    assert alpha["signing_secret"] == "whsec_first"
-    assert await store.apps.signing_secrets(alpha["id"], lambda: next(made)) == ("whsec_first",)
-    assert await store.apps.rotate_signing_secret("alpha", "whsec_second") is True
-    assert await store.apps.signing_secrets(alpha["id"], lambda: next(made)) == (
-        "whsec_second",
-        "whsec_first",
-    )
-    assert await store.apps.finish_rotation("alpha") is True
-    assert await store.apps.signing_secrets(alpha["id"], lambda: next(made)) == ("whsec_second",)
-    assert await store.apps.rotate_signing_secret("gamma", "whsec_x") is False
-    assert await store.apps.finish_rotation("gamma") is False
-
-    beta = await store.apps.create("beta", HASH_B, NOW)  # no secret: one is made, once
-    assert await store.apps.signing_secrets(beta["id"], lambda: next(made)) == ("whsec_made1",)
-    assert await store.apps.signing_secrets(beta["id"], lambda: next(made)) == ("whsec_made1",)
-    assert await store.apps.signing_secrets(999_999, lambda: next(made)) == ()
-
-    assert await store.apps.replace_key_hash(HASH_B, HASH_C) is True
-    assert await store.apps.by_key_hash(HASH_C) == {**beta, "key_hash": HASH_C,
-                                                   "signing_secret": "whsec_made1"}  # fmt: skip
-    assert await store.apps.replace_key_hash(HASH_B, HASH_C) is False
-
-
-async def test_application_names_are_unique(store: Store) -> None:
-    await store.apps.create("alpha", HASH_A, NOW)
-    with pytest.raises(sa.exc.IntegrityError):
-        await store.apps.create("alpha", HASH_B, NOW)
-    assert await store.apps.count() == 1
-
-
-# -- an unreachable database ---------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-@pytest.mark.parametrize("kind", ["postgres", "sqlite"])
-async def test_unreachable_database_raises_storage_unavailable(kind: str, tmp_path: Path) -> None:
-    if kind == "postgres":
-        url = f"postgresql://postgres@127.0.0.1:{free_port()}/x"
-    else:
-        url = f"sqlite:///{tmp_path / 'no-such-directory' / 'ntorque.db'}"
-    threads = set(threading.enumerate())
-    engine = database.make_engine(Settings(database_url=url, db_timeout_s=1))
-    store = Store(engine)
-    calls: list[Callable[[], Awaitable[object]]] = [
-        lambda: store.tasks.insert(spec(), NOW),
-        lambda: store.tasks.get(1),
-        lambda: store.tasks.acquire([1], NOW, LEASE_EXTRA_S, MAX_RETRIES),
-        lambda: store.tasks.due_ids(NOW, 10, MAX_RETRIES),
-        lambda: store.apps.count(),
-    ]
-    try:
-        for call in calls:
-            with pytest.raises(StorageUnavailable) as caught:
-                await call()
-            assert caught.value.status == 503
-    finally:
-        await engine.dispose()
-        await threads_ended(threads)
-
-
-async def threads_ended(before: set[threading.Thread], timeout_s: float = 10.0) -> None:
-    """Let aiosqlite's worker threads of failed connections hand back their
-    last result while this test's event loop still runs."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if not any(t.is_alive() for t in set(threading.enumerate()) - before):
-            return
-        await asyncio.sleep(0.01)
-
-
 # -- query plans ---------------------------------------------------------------
 
 
@@ -523,193 +339,6 @@ async def test_periodic_queries_use_their_partial_index(
     assert index in plan, f"{statement}\n{parameters}\n{plan}"
 
 
-# -- the queue over a real store ----------------------------------------------
-
-
-class Clock:
-    def __init__(self, now: float = NOW) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-
-class QueueUnderTest:
-    def __init__(self, store: Store, clock: Callable[[], float], **options: Any) -> None:
-        self.clock = clock
-        self.channel = LocalChannel()
-        self.events: list[tuple[int, Status, int]] = []
-        events = Events()
-        events.subscribe(lambda task: self.events.append((task.id, task.status, task.retry_count)))
-        settings: dict[str, Any] = {
-            "min_due_delay_s": 2.0,
-            "max_due_delay_s": 7200.0,
-            "max_retries": MAX_RETRIES,
-            "backoff_kind": "exponential",
-        }
-        self.queue = Queue(
-            store.tasks, self.channel, events, clock=clock, **{**settings, **options}
-        )
-
-    async def popped(self) -> list[int]:
-        return await self.channel.pop(100, 0.05)
-
-    async def attempt(self, task: Task, result: Outcome) -> Task | None:
-        (acquired,) = await self.queue.acquire([task.id])
-        return await self.queue.settle(acquired, result)
-
-
-async def test_queue_enqueue_commits_notifies_and_publishes(store: Store) -> None:
-    q = QueueUnderTest(store, Clock())
-    task = await q.queue.enqueue(spec(body=BINARY_BODY))
-    assert task.status is Status.PENDING and task.due == NOW
-    assert await store.tasks.get(task.id) == task
-    assert await q.popped() == [task.id]
-    assert q.events == [(task.id, Status.PENDING, 0)]
-    assert await q.queue.get(task.id) == task
-
-    await q.queue.notify(task)  # the client's /push
-    assert await q.popped() == [task.id]
-
-
-async def test_queue_retry_backs_off_and_requeue_renotifies_when_due(store: Store) -> None:
-    clock = Clock()
-    q = QueueUnderTest(store, clock)
-    task = await q.queue.enqueue(spec())
-    assert await q.popped() == [task.id]
-
-    retry = await q.attempt(task, BUSY)
-    assert retry is not None
-    assert (retry.status, retry.retry_count, retry.due) == (Status.PENDING, 1, NOW + 2)
-    assert retry.last_status_code == 503
-
-    assert await q.queue.requeue(100) == 0  # not due yet
-    assert await q.popped() == []
-    clock.now = NOW + 2
-    assert await q.queue.requeue(100) == 1
-    assert await q.popped() == [task.id]
-
-    retry = await q.attempt(task, BUSY)  # second failure: twice the wait
-    assert retry is not None
-    assert (retry.status, retry.retry_count, retry.due) == (Status.PENDING, 2, NOW + 2 + 4)
-    assert q.events == [
-        (task.id, Status.PENDING, 0),
-        (task.id, Status.IN_PROGRESS, 1),
-        (task.id, Status.PENDING, 1),
-        (task.id, Status.IN_PROGRESS, 2),
-        (task.id, Status.PENDING, 2),
-    ]
-
-
-async def test_queue_linear_backoff(store: Store) -> None:
-    clock = Clock()
-    q = QueueUnderTest(store, clock, backoff_kind="linear", min_due_delay_s=3.0)
-    task = await q.queue.enqueue(spec())
-    for attempt in (1, 2, 3):
-        retry = await q.attempt(task, BUSY)
-        assert retry is not None and retry.due == clock.now + 3.0 * attempt
-        clock.now = retry.due
-
-
-async def test_queue_retry_is_renotified_by_its_timer(store: Store) -> None:
-    q = QueueUnderTest(store, time.time, min_due_delay_s=0.05)  # the timer runs on real time
-    task = await q.queue.enqueue(spec())
-    assert await q.popped() == [task.id]
-    retry = await q.attempt(task, BUSY)
-    assert retry is not None and retry.status is Status.PENDING
-    assert await q.channel.pop(100, 10) == [task.id]
-
-
-async def test_queue_fails_a_task_after_max_retries(store: Store) -> None:
-    clock = Clock()
-    q = QueueUnderTest(store, clock, max_retries=2)
-    task = await q.queue.enqueue(spec())
-    retry = await q.attempt(task, BUSY)
-    assert retry is not None and retry.status is Status.PENDING
-    clock.now = retry.due
-
-    failed = await q.attempt(task, BUSY)
-
-    assert failed is not None
-    assert (failed.status, failed.retry_count, failed.last_status_code) == (Status.FAILED, 2, 503)
-    assert failed.last_error == BUSY.error
-    await q.popped()
-    clock.now += 100_000
-    assert await q.queue.requeue(100) == 0
-    assert await q.popped() == []
-    assert q.events[-1] == (task.id, Status.FAILED, 2)
-
-
-async def test_queue_completed_and_failed_are_final(store: Store) -> None:
-    clock = Clock()
-    q = QueueUnderTest(store, clock)
-    done_task = await q.queue.enqueue(spec())
-    gone_task = await q.queue.enqueue(spec())
-    (done_lease,) = await q.queue.acquire([done_task.id])
-    done = await q.queue.settle(done_lease, DONE)
-    gone = await q.attempt(gone_task, GONE)  # 404: not retried however many attempts are left
-
-    assert done is not None and done.status is Status.COMPLETED
-    assert done.last_status_code == 200
-    assert gone is not None and gone.status is Status.FAILED
-    assert gone.last_error == GONE.error
-    assert await q.queue.settle(done_lease, BUSY) is None  # a duplicate late answer
-    assert await store.tasks.get(done_task.id) == done
-    clock.now += 100_000
-    assert await q.queue.requeue(100) == 0
-    assert await q.queue.acquire([done_task.id, gone_task.id]) == []
-
-
-async def test_queue_requeue_fails_tasks_whose_final_lease_ran_out(store: Store) -> None:
-    clock = Clock()
-    q = QueueUnderTest(store, clock, max_retries=1)
-    task = await q.queue.enqueue(spec(timeout_s=10))
-    (lease,) = await q.queue.acquire([task.id])
-    assert lease.due == NOW + 10 + 2.0
-    await q.popped()
-
-    clock.now = lease.due
-    assert await q.queue.requeue(100) == 0
-
-    stored = await store.tasks.get(task.id)
-    assert stored is not None and stored.status is Status.FAILED
-    assert q.events[-1] == (task.id, Status.FAILED, 1)
-    assert await q.popped() == []
-
-
-async def test_queue_requeue_renotifies_orphans_oldest_first_up_to_the_limit(
-    store: Store,
-) -> None:
-    clock = Clock()
-    q = QueueUnderTest(store, clock)
-    tasks = []
-    for offset in range(3):
-        clock.now = NOW + offset
-        tasks.append(await q.queue.enqueue(spec()))
-    await q.popped()  # the notifications were lost
-    assert await q.queue.requeue(2) == 2
-    assert await q.popped() == [tasks[0].id, tasks[1].id]
-
-
-async def test_queue_cleanup(store: Store) -> None:
-    clock = Clock()
-    q = QueueUnderTest(store, clock)
-    task = await q.queue.enqueue(spec())
-    await q.attempt(task, DONE)
-    clock.now = NOW + 50
-    assert await q.queue.cleanup(100, 10) == 0
-    clock.now = NOW + 101
-    assert await q.queue.cleanup(100, 10) == 1
-    assert await store.tasks.get(task.id) is None
-
-
-async def test_a_server_secret_is_made_once_and_shared(store: Store) -> None:
-    first = await store.apps.server_secret("cookie_secret", lambda: "one", NOW)
-    second = await store.apps.server_secret("cookie_secret", lambda: "two", NOW + 1)
-    assert first == second == "one"
-    assert await store.apps.server_secret("other", lambda: "three", NOW) == "three"
-
-
 # -- batches -----------------------------------------------------------------
 
 
@@ -747,24 +376,6 @@ async def test_settle_many_settles_held_attempts_and_skips_stale_ones(store: Sto
     assert [a["number"] for a in await store.tasks.attempts(held[2].id)] == [1]
 
 
-async def all_statements(
-    engine: AsyncEngine, run: Callable[[], Awaitable[object]]
-) -> list[tuple[str, Any]]:
-    """Every SQL statement (with its parameters) that `run` sends."""
-    seen: list[tuple[str, Any]] = []
-
-    def capture(*args: Any) -> None:
-        _conn, _cursor, statement, parameters, _context, _many = args
-        seen.append((statement, parameters))
-
-    sa.event.listen(engine.sync_engine, "before_cursor_execute", capture)
-    try:
-        await run()
-    finally:
-        sa.event.remove(engine.sync_engine, "before_cursor_execute", capture)
-    return seen
-
-
 async def test_hot_statements_find_their_rows_by_primary_key(
     engine: AsyncEngine, store: Store
 ) -> None:
@@ -789,57 +400,3 @@ async def test_hot_statements_find_their_rows_by_primary_key(
         assert uses_index and "Seq Scan" not in plan and "SCAN tasks" not in plan, (
             f"{statement}\n{plan}"
         )
-
-
-async def test_concurrent_enqueues_share_commits_and_each_gets_its_own_task(
-    engine: AsyncEngine, store: Store
-) -> None:
-    subject = QueueUnderTest(store, Clock())
-    specs = [spec(url=f"http://127.0.0.1:9/hook/{n}") for n in range(20)]
-
-    async def enqueue_all() -> list[Task]:
-        return list(await asyncio.gather(*(subject.queue.enqueue(s) for s in specs)))
-
-    statements = await all_statements(engine, enqueue_all)
-    commits = [s for s, _ in statements if "INSERT INTO tasks" in s]
-    stored = [await store.tasks.get(task_id) for task_id in await subject.popped()]
-    assert sorted(task.url for task in stored if task) == sorted(s.url for s in specs)
-    assert len(stored) == 20
-    if engine.dialect.name == "postgresql":
-        assert len(commits) <= 2  # the first alone, the other 19 together
-
-
-async def test_concurrent_settles_share_a_transaction_and_each_gets_its_own_result(
-    store: Store,
-) -> None:
-    subject = QueueUnderTest(store, Clock())
-    created = [await store.tasks.insert(spec(), NOW) for _ in range(6)]
-    held = await subject.queue.acquire([task.id for task in created])
-    results = [outcome(Verdict.COMPLETED, 200), outcome(Verdict.FAILED, 410, "HTTP 410")] * 3
-    settled = await asyncio.gather(
-        *(subject.queue.settle(task, result) for task, result in zip(held, results, strict=True))
-    )
-    assert [task.status if task else None for task in settled] == [
-        Status.COMPLETED, Status.FAILED] * 3  # fmt: skip
-    for task in settled:
-        assert task is not None and await store.tasks.get(task.id) == task
-
-
-async def test_a_requeue_round_cleans_up_batch_after_batch_until_caught_up(store: Store) -> None:
-    clock = Clock()
-    q = QueueUnderTest(store, clock)
-    for _ in range(25):
-        await q.attempt(await q.queue.enqueue(spec()), DONE)
-    clock.now = NOW + 10 * 86400
-    requeuer = Requeuer(
-        q.queue,
-        Leadership(store.engine),
-        batch=100,
-        cleanup_after_s=86400,
-        cleanup_interval_s=3600,
-        cleanup_batch=10,
-    )
-    assert await requeuer.run_once() == (0, 25)  # batches of 10, 10 and 5
-    await q.attempt(await q.queue.enqueue(spec()), DONE)
-    clock.now += 2 * 86400
-    assert await requeuer.run_once() == (0, 0)  # caught up: the next round is an interval away
