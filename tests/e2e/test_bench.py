@@ -19,7 +19,7 @@ from bench.loadgen import Sent
 from bench.receiver import Record
 from tests import services
 
-REPOSITORY = Path(__file__).resolve().parent.parent
+REPOSITORY = Path(__file__).resolve().parents[2]
 TOP_KEYS = {"date", "commit", "cpu_count", "options", "scenarios", "targets", "explain"}
 FIGURES = {"tasks", "enqueue_per_s", "end_to_end_per_s", "latency_ms", "duplicates", "lost"}
 

@@ -21,9 +21,13 @@ def test_web_and_worker_roles_share_the_work(
     shared: Backend, hooks: HookServer, tmp_path: Path
 ) -> None:
     web = server_for(shared, tmp_path / "web", ("--role", "web"))
-    # The worker also shows that SQLALCHEMY_POOL_CLASS=NullPool (pgbouncer) works.
+    # The worker also shows that SQLALCHEMY_POOL_CLASS=sqlalchemy.pool.NullPool
+    # (for pgbouncer, as the original nTorque spells it) works.
     worker = server_for(
-        shared, tmp_path / "worker", ("--role", "worker"), SQLALCHEMY_POOL_CLASS="NullPool"
+        shared,
+        tmp_path / "worker",
+        ("--role", "worker"),
+        SQLALCHEMY_POOL_CLASS="sqlalchemy.pool.NullPool",
     )
     hook = f"/status/200/roles-{uuid.uuid4().hex}"
     with web:

@@ -17,7 +17,7 @@ from tests.conftest import Backend, server_for
 from tests.hookserver import HookServer
 
 CHROMIUM = Path("/usr/bin/chromium")
-ARTIFACTS = Path(__file__).parent.parent / "test-artifacts"
+ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 
 
 def browser_or_missing() -> None:
