@@ -10,8 +10,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import redis.asyncio as redis
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from ntorque.channel import Channel, LocalChannel, RedisChannel
 from ntorque.config import Settings
 from ntorque.store import Store
 from ntorque.store import engine as database
@@ -146,3 +148,23 @@ def live_for(backend: Backend, **settings: Any) -> LiveNode:
     """An in-process node on this backend (`async with live_for(...) as node`);
     settings are Settings fields (loops=False and clock= drive it by hand)."""
     return LiveNode(backend.database_url, backend.redis_url, backend.redis_channel, **settings)
+
+
+@pytest.fixture(params=["local", "redis"])
+async def channel(request: pytest.FixtureRequest) -> AsyncIterator[Channel]:
+    """A notification channel: in-process, or a Redis list of its own."""
+    if request.param == "local":
+        local = LocalChannel()
+        yield local
+        await local.close()
+        return
+    url: str = request.getfixturevalue("redis_url")
+    name = services.unique_name("ntorque_test_channel")
+    remote = RedisChannel(url, name)
+    try:
+        yield remote
+    finally:
+        await remote.close()
+        client = redis.from_url(url)
+        await client.delete(name)
+        await client.aclose()
