@@ -8,8 +8,6 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Any, NamedTuple
 
-import sqlalchemy as sa
-
 from .auth import App, KeyHasher
 from .errors import InvalidRequest, UnknownApplication
 from .keys import new_key
@@ -42,10 +40,9 @@ class Applications:
             raise InvalidRequest(f"an application name has 1 to {MAX_NAME_LENGTH} characters")
         key, secret = new_key(), new_signing_secret()
         key_hash = await self.hasher.hash(key)
-        try:
-            row = await self.apps.create(name, key_hash, self.clock(), secret)
-        except sa.exc.IntegrityError:
-            raise InvalidRequest(f"an application named {name!r} exists already") from None
+        row = await self.apps.create(name, key_hash, self.clock(), secret)
+        if row is None:
+            raise InvalidRequest(f"an application named {name!r} exists already")
         if admin:
             await self._update(name, admin=True)
             row["admin"] = True

@@ -20,15 +20,18 @@ class AppStore:
 
     async def create(
         self, name: str, key_hash: str, now: float, signing_secret: str | None = None
-    ) -> dict[str, Any]:
-        """A new active application; IntegrityError when the name or key is taken."""
+    ) -> dict[str, Any] | None:
+        """A new active application; None when the name (or key) is taken."""
         values = {
             "name": name, "key_hash": key_hash, "active": True, "created": now,
             "signing_secret": signing_secret,
         }  # fmt: skip
         statement = applications.insert().values(values).returning(*applications.c)
-        async with self.db.begin() as conn:
-            row = (await conn.execute(statement)).one()
+        try:
+            async with self.db.begin() as conn:
+                row = (await conn.execute(statement)).one()
+        except sa.exc.IntegrityError:
+            return None
         return dict(row._mapping)
 
     async def by_key_hash(self, key_hash: str) -> dict[str, Any] | None:
