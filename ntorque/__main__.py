@@ -104,7 +104,7 @@ def run(options: argparse.Namespace, environ: Mapping[str, str] | None = None) -
     }  # fmt: skip
     settings = load(options.config, environ, overrides)
     app.setup_logging(settings.development)
-    # Alembic says "Context impl ..." on every start: a user asks for it.
+    # Alembic says "Context impl ..." at every start: only when the user asks (--verbose).
     logging.getLogger("alembic").setLevel(logging.INFO if options.verbose else logging.WARNING)
     if options.command == "migrate":
         return migrate_schema(settings.database_url)
