@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 
 from alembic import context
+from alembic.runtime.migration import MigrationInfo
 from sqlalchemy import text
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
@@ -18,11 +19,22 @@ from ntorque.tables import metadata
 MIGRATION_LOCK = 0x6E746F72  # "ntor"
 
 
+def applied(*, step: MigrationInfo, **_: object) -> None:
+    """Tell the caller (ntorque.store.engine.upgrade) which revisions ran."""
+    if step.is_upgrade and not step.is_stamp and step.up_revision_id is not None:
+        context.config.attributes.setdefault("applied", []).append(step.up_revision_id)
+
+
 def run_with(connection: Connection) -> None:
     sqlite = connection.dialect.name == "sqlite"
     if not sqlite:
         connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK})
-    context.configure(connection=connection, target_metadata=metadata, render_as_batch=sqlite)
+    context.configure(
+        connection=connection,
+        target_metadata=metadata,
+        render_as_batch=sqlite,
+        on_version_apply=[applied],
+    )
     with context.begin_transaction():
         context.run_migrations()
 

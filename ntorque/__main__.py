@@ -9,8 +9,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import logging
 import sys
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import TypeVar
 
 from . import app
@@ -26,6 +27,7 @@ from .errors import (
 from .store import Store, engine
 
 T = TypeVar("T")
+log = logging.getLogger("ntorque.__main__")  # not "__main__" under python -m
 COMMANDS = (
     "serve", "migrate", "create-app", "list-apps", "deactivate-app", "rotate-key", "set-targets",
     "rotate-secret", "show-secret",
@@ -35,6 +37,9 @@ COMMANDS = (
 def parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--config", help="YAML configuration file (or NTORQUE_CONFIG)")
+    common.add_argument(
+        "--verbose", action="store_true", help="also log each migration step (Alembic's lines)"
+    )
     main = argparse.ArgumentParser(prog="ntorque", description="A durable web-hook task queue.")
     commands = main.add_subparsers(dest="command", required=True)
     serve = commands.add_parser("serve", parents=[common], help="run the queue (the default)")
@@ -79,29 +84,30 @@ def parser() -> argparse.ArgumentParser:
     return main
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> int:
+    """Run one command; environ replaces os.environ (tests run commands in-process)."""
     args = list(sys.argv[1:] if argv is None else argv)
     if not args or (args[0] not in COMMANDS and args[0] not in ("-h", "--help")):
         args.insert(0, "serve")
     options = parser().parse_args(args)
     try:
-        return run(options)
+        return run(options, environ)
     except NtorqueError as error:
         print(f"ntorque: {error.message}", file=sys.stderr)
         return 2
 
 
-def run(options: argparse.Namespace) -> int:
+def run(options: argparse.Namespace, environ: Mapping[str, str] | None = None) -> int:
     overrides = {
         key: getattr(options, key, None)
         for key in ("host", "port", "role", "certfile", "keyfile")
     }  # fmt: skip
-    settings = load(options.config, overrides=overrides)
+    settings = load(options.config, environ, overrides)
     app.setup_logging(settings.development)
+    # Alembic says "Context impl ..." at every start: only when the user asks (--verbose).
+    logging.getLogger("alembic").setLevel(logging.INFO if options.verbose else logging.WARNING)
     if options.command == "migrate":
-        engine.upgrade(settings.database_url)
-        print("ntorque: the database schema is up to date")
-        return 0
+        return migrate_schema(settings.database_url)
     prepare_database(settings, migrate=getattr(options, "migrate", False))
     if options.command == "serve":
         return asyncio.run(app.serve(settings))
@@ -112,10 +118,21 @@ def run(options: argparse.Namespace) -> int:
     return asyncio.run(with_store(settings, lambda store: manage(options, store)))
 
 
+def migrate_schema(database_url: str) -> int:
+    """`migrate`: say what it applied, or where the schema already was."""
+    applied = engine.upgrade(database_url)
+    for revision in applied:
+        print(f"ntorque: applied {revision}")
+    if not applied:
+        print(f"ntorque: already up to date at {engine.head_revision(database_url)}")
+    return 0
+
+
 def prepare_database(settings: Settings, *, migrate: bool) -> None:
     """The embedded SQLite file migrates itself; PostgreSQL only when asked."""
     if migrate or engine.is_sqlite(settings.database_url):
-        engine.upgrade(settings.database_url)
+        for applied in engine.upgrade(settings.database_url):
+            log.info("applied the schema revision %s", applied)
         return
     head = engine.head_revision(settings.database_url)
 

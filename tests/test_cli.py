@@ -1,12 +1,18 @@
 """The command line: managing applications, migrations, settings, start and stop.
 
-Everything runs `python -m ntorque ...` (or the `ntorque` script) as a user
-would, on both backends.
+Every command runs at least once as a user would run it, `python -m ntorque ...`
+(or the `ntorque` script) in a process of its own. Where a check is about what
+a command says and does, not about the process (refusals, the other backend),
+it calls `ntorque.__main__.main(argv, environ)` in this process instead: the
+same code and output, without starting an interpreter (see `in_process`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import importlib.metadata
+import io
+import logging
 import os
 import re
 import shutil
@@ -16,21 +22,72 @@ import subprocess
 import sys
 import sysconfig
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import asyncpg
 import pytest
+from alembic.script import ScriptDirectory
 
+from ntorque.__main__ import main
+from ntorque.store import engine as database
 from tests import services
-from tests.conftest import BACKENDS, Backend, server_for
+from tests.conftest import BACKENDS, Backend, make_backend, server_for
 from tests.hookserver import HookServer
 from tests.server import NtorqueServer, free_port
 
 CREATED = re.compile(r"its API key: (\S+)")
 ROTATED = re.compile(r"new API key of .*: (\S+)")
 URL_SAFE_KEY = re.compile(r"[A-Za-z0-9_-]{40}")
+APPLIED = re.compile(r"^ntorque: applied (\w+) \((.+)\)$", re.MULTILINE)
+
+
+@dataclass(frozen=True)
+class Done:
+    """What one command printed, and its exit status (as a process reports them)."""
+
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+def launched(done: subprocess.CompletedProcess[str]) -> Done:
+    return Done(done.returncode, done.stdout, done.stderr)
+
+
+def in_process(backend: Backend, *argv: str, **settings: str) -> Done:
+    """`python -m ntorque argv...` run by `main` in this process, with the backend's
+    settings as its environment (from a sync test: main runs its own event loop)."""
+    out, err = io.StringIO(), io.StringIO()
+    with kept_logging(), contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            code = main(list(argv), {**backend.environ(), **settings})
+        except SystemExit as exit_:  # argparse's own exits: --help, a bad option
+            code = exit_.code if isinstance(exit_.code, int) else 1
+    return Done(code, out.getvalue(), err.getvalue())
+
+
+@contextlib.contextmanager
+def kept_logging() -> Iterator[None]:
+    """Undo what a command does to logging (levels, a root handler), so that
+    running one in this process changes nothing for the tests after it."""
+    loggers = [logging.getLogger(), *logging.getLogger().manager.loggerDict.values()]
+    levels = {log: log.level for log in loggers if isinstance(log, logging.Logger)}
+    handlers = list(logging.getLogger().handlers)
+    try:
+        yield
+    finally:
+        for log, level in levels.items():
+            log.setLevel(level)
+        logging.getLogger().handlers[:] = handlers
+
+
+def revisions(database_url: str) -> list[str]:
+    """Every schema revision, oldest first."""
+    scripts = ScriptDirectory.from_config(database.alembic_config(database_url))
+    return [script.revision for script in reversed(list(scripts.walk_revisions()))]
 
 
 class CliServer(NtorqueServer):
@@ -72,13 +129,13 @@ def unique(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:10]}"
 
 
-def created_key(done: subprocess.CompletedProcess[str]) -> str:
+def created_key(done: Done | subprocess.CompletedProcess[str]) -> str:
     match = CREATED.search(done.stdout)
     assert match, (done.stdout, done.stderr)
     return match.group(1)
 
 
-def refused(done: subprocess.CompletedProcess[str], *words: str) -> None:
+def refused(done: Done | subprocess.CompletedProcess[str], *words: str) -> None:
     """A command that failed with a one-line message naming words, no traceback."""
     assert done.returncode != 0, (done.stdout, done.stderr)
     assert "Traceback" not in done.stderr, done.stderr
@@ -88,6 +145,11 @@ def refused(done: subprocess.CompletedProcess[str], *words: str) -> None:
 
 def try_serve(cli: NtorqueServer, *args: str) -> subprocess.CompletedProcess[str]:
     return cli.command("serve", "--port", str(free_port()), *args, check=False)
+
+
+def try_serve_in_process(backend: Backend, *args: str, **settings: str) -> Done:
+    """A serve that must refuse to start (one that starts holds the test to its timeout)."""
+    return in_process(backend, "serve", "--port", str(free_port()), *args, **settings)
 
 
 def port_is_closed(port: int) -> bool:
@@ -114,13 +176,13 @@ def assert_serves(server: NtorqueServer, hooks: HookServer, key: str = "") -> di
 class Managed:
     """The outputs of one session of application management on a backend."""
 
-    cli: NtorqueServer
+    backend: Backend
     first: str
     second: str
-    created: list[subprocess.CompletedProcess[str]]
-    deactivated: subprocess.CompletedProcess[str]
-    rotated: subprocess.CompletedProcess[str]
-    listed: subprocess.CompletedProcess[str]
+    created: list[Done]
+    deactivated: Done
+    rotated: Done
+    listed: Done
 
     @property
     def keys(self) -> list[str]:
@@ -135,13 +197,21 @@ class Managed:
 
 @pytest.fixture(scope="module")
 def managed(module_backend: Backend, tmp_path_factory: pytest.TempPathFactory) -> Managed:
-    """create-app first and second, deactivate-app first, rotate-key second, list-apps."""
+    """create-app first and second, deactivate-app first, rotate-key second, list-apps:
+    each a process of its own on SQLite, in this process on PostgreSQL."""
     cli = server_for(module_backend, tmp_path_factory.mktemp("cli-apps"))
+
+    def command(*args: str) -> Done:
+        if module_backend.name == "sqlite":
+            return launched(cli.command(*args))
+        return in_process(module_backend, *args)
+
     first, second = unique("first"), unique("second")
-    created = [cli.command("create-app", "--name", name) for name in (first, second)]
-    deactivated = cli.command("deactivate-app", "--name", first)
-    rotated = cli.command("rotate-key", "--name", second)
-    return Managed(cli, first, second, created, deactivated, rotated, cli.command("list-apps"))
+    created = [command("create-app", "--name", name) for name in (first, second)]
+    deactivated = command("deactivate-app", "--name", first)
+    rotated = command("rotate-key", "--name", second)
+    listed = command("list-apps")
+    return Managed(module_backend, first, second, created, deactivated, rotated, listed)
 
 
 @pytest.fixture(scope="module")
@@ -159,6 +229,7 @@ def test_create_app_prints_a_key(managed: Managed) -> None:
         assert name in done.stdout
         assert URL_SAFE_KEY.fullmatch(key), key
         assert re.search(r"^its signing secret: whsec_\S{44}$", done.stdout, re.MULTILINE)
+        assert " INFO " not in done.stderr  # no migration chatter unless --verbose
     assert first_key != second_key
 
 
@@ -180,10 +251,10 @@ def test_deactivate_app_and_rotate_key(managed: Managed) -> None:
 
 
 def test_application_errors(managed: Managed) -> None:
-    cli, taken, missing = managed.cli, managed.first, unique("missing")
-    refused(cli.command("create-app", "--name", taken, check=False), taken, "exists")
+    backend, taken, missing = managed.backend, managed.first, unique("missing")
+    refused(in_process(backend, "create-app", "--name", taken), taken, "exists")
     for command in ("deactivate-app", "rotate-key"):
-        refused(cli.command(command, "--name", missing, check=False), missing)
+        refused(in_process(backend, command, "--name", missing), missing)
 
 
 def test_keys_are_not_stored_in_clear(module_backend: Backend, managed: Managed) -> None:
@@ -219,21 +290,43 @@ def test_serve_refuses_an_unmigrated_postgres_database(
     backend = Backend("postgres", postgres_databases.new(migrated=False), redis_url)
     cli = server_for(backend, tmp_path)
     refused(try_serve(cli), "migrate")
-    refused(cli.command("create-app", "--name", "early", check=False), "migrate")
+    refused(in_process(backend, "create-app", "--name", "early"), "migrate")
 
 
 def test_serve_with_migrate_starts(
     fresh_backend: Backend, hooks: HookServer, tmp_path: Path
 ) -> None:
-    with server_for(fresh_backend, tmp_path, args=("--migrate",)) as server:
+    """The first start migrates (Alembic's steps logged: --verbose), creates the
+    default application and prints its key and signing secret."""
+    with server_for(fresh_backend, tmp_path, args=("--migrate", "--verbose")) as server:
         assert_serves(server, hooks)
+    first = revisions(fresh_backend.database_url)[0]
+    assert f"Running upgrade  -> {first}" in server.logs()
+    assert f"applied the schema revision {first} (" in server.logs()
+    printed = server.stdout_path.read_text().splitlines()
+    assert re.fullmatch(r"ntorque: created application 'default'; its API key: \S{40}", printed[0])
+    assert re.fullmatch(r"ntorque: its signing secret .*: whsec_\S{44}", printed[1])
 
 
-def test_migrate_then_serve(fresh_backend: Backend, hooks: HookServer, tmp_path: Path) -> None:
-    server = server_for(fresh_backend, tmp_path)
-    assert "up to date" in server.command("migrate").stdout
+def test_migrate_then_serve(
+    fresh_backend: Backend, hooks: HookServer, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """migrate names what it applied, then says there was nothing to apply;
+    Alembic's own lines only with --verbose."""
+    server, url = server_for(fresh_backend, tmp_path), fresh_backend.database_url
+    migrated = launched(server.command("migrate"))
+    assert [revision for revision, _ in APPLIED.findall(migrated.stdout)] == revisions(url)
+    assert all(message.strip() for _, message in APPLIED.findall(migrated.stdout))
+    assert " INFO " not in migrated.stderr, migrated.stderr
+    caplog.set_level(logging.DEBUG)
+    again = in_process(fresh_backend, "migrate")
+    assert again.stdout == f"ntorque: already up to date at {revisions(url)[-1]}\n"
+    assert not [record for record in caplog.records if record.name.startswith("alembic")]
+    assert in_process(fresh_backend, "migrate", "--verbose").returncode == 0
+    assert any(record.name.startswith("alembic") for record in caplog.records)
     with server:
         assert_serves(server, hooks)
+    assert "alembic" not in server.logs()  # SQLite checks its schema at every start
 
 
 # -- settings --------------------------------------------------------------------
@@ -260,22 +353,21 @@ def test_migrate_then_serve(fresh_backend: Backend, hooks: HookServer, tmp_path:
 def test_bad_setting_refuses_to_start(
     module_backend: Backend, tmp_path: Path, settings: dict[str, str], named: str
 ) -> None:
-    cli = server_for(module_backend, tmp_path, (), **settings)
-    refused(try_serve(cli), named)
+    refused(try_serve_in_process(module_backend, **settings), named)
 
 
 def test_config_file_with_unknown_key_is_refused(module_backend: Backend, tmp_path: Path) -> None:
     config = tmp_path / "ntorque.yaml"
     config.write_text("port: 8123\nbogus_setting: 1\n")
-    cli = server_for(module_backend, tmp_path)
-    refused(try_serve(cli, "--config", str(config)), "bogus_setting")
+    refused(try_serve_in_process(module_backend, "--config", str(config)), "bogus_setting")
 
 
 def test_config_file_with_bad_value_is_refused(module_backend: Backend, tmp_path: Path) -> None:
     config = tmp_path / "ntorque.yaml"
     config.write_text("max_retries: many\n")
-    cli = server_for(module_backend, tmp_path)
-    refused(try_serve(cli, "--config", str(config)), "max_retries", str(config))
+    refused(
+        try_serve_in_process(module_backend, "--config", str(config)), "max_retries", str(config)
+    )
 
 
 def test_config_file_values_are_used(
@@ -339,21 +431,21 @@ def test_sigterm_exits_zero(
     assert len(hooks.calls(path)) == 1
 
 
-def test_console_script(module_backend: Backend, tmp_path: Path) -> None:
+def test_console_script(request: pytest.FixtureRequest, tmp_path: Path) -> None:
+    """The installed `ntorque` script runs main (the help it prints is main's)."""
     (entry,) = importlib.metadata.entry_points(group="console_scripts", name="ntorque")
     assert entry.value == "ntorque.__main__:main"
     search = os.pathsep.join([sysconfig.get_path("scripts"), os.environ.get("PATH", "")])
     script = shutil.which("ntorque", path=search)
     assert script, "the ntorque script is not installed"
-    cli = server_for(module_backend, tmp_path)
-    done = subprocess.run(
-        [script, "--help"], capture_output=True, text=True, timeout=60, check=False
-    )
+    backend = make_backend(request, "sqlite", tmp_path)
+    cli = server_for(backend, tmp_path)
+    done = in_process(backend, "--help")
     assert done.returncode == 0, done.stderr
     for command in ("serve", "migrate", "create-app", "list-apps"):
         assert command in done.stdout
     name = unique("script")
-    done = subprocess.run(
+    created = subprocess.run(
         [script, "create-app", "--name", name],
         env=cli.full_environ(),
         cwd=tmp_path,
@@ -362,8 +454,8 @@ def test_console_script(module_backend: Backend, tmp_path: Path) -> None:
         timeout=60,
         check=False,
     )
-    assert done.returncode == 0, done.stderr
-    assert URL_SAFE_KEY.fullmatch(created_key(done))
+    assert created.returncode == 0, created.stderr
+    assert URL_SAFE_KEY.fullmatch(created_key(created))
 
 
 def test_sigint_exits_zero(module_backend: Backend, tmp_path: Path, app_key: str) -> None:

@@ -7,6 +7,7 @@ PostgreSQL, aiosqlite for the embedded SQLite file.
 from __future__ import annotations
 
 import importlib.resources
+from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
@@ -83,9 +84,31 @@ def alembic_config(database_url: str) -> Config:
     return config
 
 
-def upgrade(database_url: str) -> None:
-    """Migrate the schema to the newest version (call outside a running loop)."""
-    command.upgrade(alembic_config(database_url), "head")
+@dataclass(frozen=True)
+class Revision:
+    """One schema version: its id and the first paragraph of its docstring."""
+
+    id: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.id} ({self.message})"
+
+
+def upgrade(database_url: str) -> list[Revision]:
+    """Migrate the schema to the newest version (call outside a running loop);
+    the revisions this call applied, oldest first (none: it was up to date)."""
+    config = alembic_config(database_url)
+    applied: list[str] = []
+    config.attributes["applied"] = applied  # migrations/env.py appends to it
+    command.upgrade(config, "head")
+    scripts = ScriptDirectory.from_config(config)
+    return [Revision(rev, _message(scripts, rev)) for rev in applied]
+
+
+def _message(scripts: ScriptDirectory, revision: str) -> str:
+    script = scripts.get_revision(revision)
+    return " ".join(script.doc.split()) if script is not None else ""
 
 
 def head_revision(database_url: str) -> str | None:
