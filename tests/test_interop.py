@@ -6,9 +6,9 @@ The Standard Webhooks libraries decode the body as UTF-8 before checking its
 signature, so they verify UTF-8 bodies only: the README says so. Any body
 verifies with ntorque.client.verify or an HMAC over the raw bytes.
 
-Node and the package come from tests/interop (`npm ci` there, from its lock
-file; .ci/run does it): without them the test fails under CI, and is skipped
-elsewhere.
+Node and the package come from tests/interop: the test runs `npm ci` there
+(from its lock file) when the package is missing, as .ci/run does. Without
+Node or the package it fails under CI, and is skipped elsewhere.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ import hmac
 import inspect
 import json
 import shutil
+import subprocess
 import textwrap
 import time
 from collections import Counter
@@ -99,6 +100,10 @@ def node_executable() -> str:
     if node is None:
         services.missing("Node", FileNotFoundError("no `node` on PATH"))
     installed = INTEROP / "node_modules" / "standardwebhooks" / "package.json"
+    npm = shutil.which("npm")
+    if not installed.exists() and npm:  # the README's test line alone installs it too
+        command = [npm, "ci", "--no-audit", "--no-fund", "--loglevel=error"]
+        subprocess.run(command, cwd=INTEROP, capture_output=True, timeout=300, check=False)
     if not installed.exists():
         services.missing(
             "The npm standardwebhooks package", FileNotFoundError(f"run `npm ci` in {INTEROP}")
