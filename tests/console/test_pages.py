@@ -19,9 +19,10 @@ from typing import Any
 
 import pytest
 import pytest_asyncio
+import tornado.httpclient
 
 from tests.conftest import Backend, live_for
-from tests.console_session import Session, logged_in
+from tests.console_session import Session, close, connected, logged_in, open_socket
 from tests.hookserver import HookServer
 from tests.inprocess import LiveNode
 from tests.server import FINAL
@@ -150,6 +151,40 @@ async def test_logout_ends_the_session(apps: Apps) -> None:
     out = await session.post("/console/logout")
     assert out.status == 303
     assert (await session.get("/console")).status == 302
+
+
+async def assert_logged_out(session: Session, cookie: str) -> None:
+    """The page sends the session to the login, an action is refused, the socket too."""
+    page = await session.get("/console")
+    assert page.status == 302 and page.location == "/console/login"
+    assert (await session.post("/console/task/1/retry")).status == 403
+    with pytest.raises(tornado.httpclient.HTTPClientError) as refused:
+        await open_socket(session.node, cookie)
+    assert refused.value.code == 403
+
+
+async def test_a_new_key_ends_the_applications_console_logins(apps: Apps) -> None:
+    name, key = await apps.node.create_app()
+    session = await logged_in(apps.node, key)
+    cookie = session.cookie_header
+    sock, _ = await connected(apps.node, cookie)  # the login works, socket included
+    await close(sock)
+    new_key = await apps.node.apps.rotate_key(name)  # as `rotate-key` does
+    await assert_logged_out(session, cookie)
+    assert (await Session(apps.node).post("/console/login", {"key": key})).status == 403
+    again = await logged_in(apps.node, new_key)
+    assert (await again.get("/console")).status == 200
+
+
+async def test_deactivating_the_application_ends_its_console_logins(apps: Apps) -> None:
+    name, key = await apps.node.create_app()
+    session = await logged_in(apps.node, key)
+    cookie = session.cookie_header
+    sock, _ = await connected(apps.node, cookie)
+    await close(sock)
+    await apps.node.apps.set_active(name, False)  # as `deactivate-app` does
+    await assert_logged_out(session, cookie)
+    assert (await Session(apps.node).post("/console/login", {"key": key})).status == 403
 
 
 async def test_pages_set_a_strict_content_security_policy_and_have_no_inline_code(
