@@ -107,7 +107,7 @@ class Node:
         self.cookie_secret = settings.cookie_secret
         self.consuming: asyncio.Task[None] | None = None
         self.requeuing: PeriodicCallback | None = None
-        self.first_requeue: asyncio.Future[None] | None = None
+        self.requeue_round: asyncio.Future[None] | None = None  # stop waits for it
         self.stopped = asyncio.Event()
         self.failed = False
         self.created: Created | None = None  # the default application, made at first start
@@ -191,11 +191,16 @@ class Node:
             self.consuming = asyncio.ensure_future(self.consumer.run())
             self.consuming.add_done_callback(self._loop_ended)
             self.requeuing = PeriodicCallback(
-                self.requeuer.tick, self.settings.requeue_interval_s * 1000
+                self._requeue, self.settings.requeue_interval_s * 1000
             )
             self.requeuing.start()
-            self.first_requeue = asyncio.ensure_future(self.requeuer.tick())  # recover at once
+            self._requeue()  # recover at once
             log.info("consuming with concurrency %s", self.settings.concurrency)
+
+    def _requeue(self) -> None:
+        """Start a requeuer round unless one still runs (kept: stop waits for it)."""
+        if self.requeue_round is None or self.requeue_round.done():
+            self.requeue_round = asyncio.ensure_future(self.requeuer.tick())
 
     def signalled(self) -> None:
         """SIGTERM or SIGINT: stop at once, so no call starts after the signal."""
@@ -216,6 +221,8 @@ class Node:
         if self.requeuing:
             self.requeuing.stop()
         self.consumer.stop()
+        if self.requeue_round:  # its queries need the engine and the leader's connection
+            await asyncio.wait([self.requeue_round], timeout=self.settings.shutdown_grace_s)
         if self.consuming:
             await asyncio.wait([self.consuming], timeout=5)
         cut = await self.consumer.drain(self.settings.shutdown_grace_s)

@@ -1,81 +1,103 @@
-"""A console visitor for tests: keeps cookies, follows no redirects, reads forms."""
+"""A console visitor for tests, on the test's own event loop: a session that
+keeps cookies, follows no redirects and reads forms, and the live socket.
+
+Every read of the socket has a deadline, and waiting for a message means
+waiting for a known one: a stream that stays empty fails the test.
+"""
 
 from __future__ import annotations
 
-import http.client
+import asyncio
+import json
 import re
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.cookies import SimpleCookie
 from typing import Any
 from urllib.parse import urlencode
 
-from tests.server import NtorqueServer
+import tornado.httpclient
+import tornado.httputil
+import tornado.websocket
+
+from tests.inprocess import LiveNode
 
 XSRF_FIELD = re.compile(r'name="_xsrf" value="([^"]+)"')
-KEY_LINE = re.compile(r"its API key: (\S+)")
+
+Socket = tornado.websocket.WebSocketClientConnection
+Message = dict[str, Any]
 
 
 @dataclass
 class Page:
     status: int
-    headers: http.client.HTTPMessage
+    headers: tornado.httputil.HTTPHeaders
     text: str
 
     @property
     def location(self) -> str:
-        return self.headers.get("Location", "")
+        return str(self.headers.get("Location", ""))
 
     def cookies(self) -> list[str]:
-        return self.headers.get_all("Set-Cookie") or []
+        return self.headers.get_list("Set-Cookie")
 
 
 @dataclass
 class Session:
-    server: NtorqueServer
+    node: LiveNode
     cookies: dict[str, str] = field(default_factory=dict)
 
-    def request(
+    async def request(
         self, method: str, path: str, form: dict[str, str] | None = None, **headers: str
     ) -> Page:
-        connection = http.client.HTTPConnection("127.0.0.1", self.server.port, timeout=30)
         sent = {"Accept": "text/html", **{k.replace("_", "-"): v for k, v in headers.items()}}
         if self.cookies:
-            sent["Cookie"] = "; ".join(f"{k}={v}" for k, v in self.cookies.items())
+            sent["Cookie"] = self.cookie_header
         body = urlencode(form).encode() if form is not None else None
         if body is not None:
             sent["Content-Type"] = "application/x-www-form-urlencoded"
-        try:
-            connection.request(method, path, body, sent)
-            answer = connection.getresponse()
-            page = Page(answer.status, answer.headers, answer.read().decode())
-        finally:
-            connection.close()
+        elif method == "POST":
+            body = b""
+        answer = await self.node.client.fetch(
+            self.node.base_url + path,
+            method=method,
+            body=body,
+            headers=sent,
+            raise_error=False,
+            follow_redirects=False,
+            allow_nonstandard_methods=True,
+            request_timeout=30,
+        )
+        if answer.code == 599:
+            raise OSError(f"{method} {path}: {answer.error}")
+        page = Page(answer.code, answer.headers, (answer.body or b"").decode())
         for line in page.cookies():
             for name, morsel in SimpleCookie(line).items():
                 self.cookies[name] = morsel.value
         return page
 
-    def get(self, path: str, **headers: str) -> Page:
-        return self.request("GET", path, None, **headers)
+    async def get(self, path: str, **headers: str) -> Page:
+        return await self.request("GET", path, None, **headers)
 
-    def post(self, path: str, form: dict[str, str] | None = None, xsrf: bool = True) -> Page:
+    async def post(self, path: str, form: dict[str, str] | None = None, xsrf: bool = True) -> Page:
         """A form POST carrying the XSRF token of the page it came from (unless told not to)."""
         data = dict(form or {})
         if xsrf:
-            data["_xsrf"] = self.xsrf_token()
-        return self.request("POST", path, data)
+            data["_xsrf"] = await self.xsrf_token()
+        return await self.request("POST", path, data)
 
-    def xsrf_token(self) -> str:
+    async def xsrf_token(self) -> str:
         """The token a page's forms carry (the XSRF cookie's value will do once set)."""
         if "_xsrf" in self.cookies:
             return self.cookies["_xsrf"]
-        page = self.get("/console/login")
+        page = await self.get("/console/login")
         match = XSRF_FIELD.search(page.text)
         assert match, page.text
         return match.group(1)
 
-    def login(self, key: str) -> Page:
-        page = self.post("/console/login", {"key": key})
+    async def login(self, key: str) -> Page:
+        page = await self.post("/console/login", {"key": key})
         assert page.status == 303 and page.location == "/console", (page.status, page.text)
         return page
 
@@ -84,13 +106,81 @@ class Session:
         return "; ".join(f"{k}={v}" for k, v in self.cookies.items())
 
 
-def create_app(server: NtorqueServer, name: str, *extra: str) -> str:
-    """A new application made with the command line; its API key."""
-    done = server.command("create-app", "--name", name, *extra)
-    match = KEY_LINE.search(done.stdout)
-    assert match, done.stdout
-    return match.group(1)
+async def logged_in(node: LiveNode, key: str) -> Session:
+    session = Session(node)
+    await session.login(key)
+    return session
 
 
-def enqueue(server: NtorqueServer, key: str, url: str, **options: Any) -> dict[str, Any]:
-    return server.enqueue(url, key=key, **options)
+async def login_cookie(node: LiveNode, key: str) -> str:
+    return (await logged_in(node, key)).cookie_header
+
+
+# -- the live socket -------------------------------------------------------------
+
+
+async def open_socket(node: LiveNode, cookie: str = "", origin: str | None = None) -> Socket:
+    headers = {"Cookie": cookie} if cookie else {}
+    headers["Origin"] = origin or node.base_url
+    request = tornado.httpclient.HTTPRequest(
+        f"ws://127.0.0.1:{node.port}/console/socket", headers=headers
+    )
+    return await tornado.websocket.websocket_connect(request)
+
+
+async def connected(node: LiveNode, cookie: str) -> tuple[Socket, Message]:
+    """A socket that has joined the hub, and its first message (the counts)."""
+    sock = await open_socket(node, cookie)
+    first = await read(sock, time.monotonic() + 10)
+    assert first["type"] == "stats", first
+    return sock, first
+
+
+async def read(sock: Socket, deadline: float) -> Message:
+    """The next message, before the deadline (monotonic), or the test fails."""
+    try:
+        text = await asyncio.wait_for(sock.read_message(), deadline - time.monotonic())
+    except TimeoutError:
+        raise AssertionError("no message from the console socket in time") from None
+    assert text is not None, "the server closed the socket"
+    message: Message = json.loads(text)
+    return message
+
+
+async def read_until(
+    sock: Socket, wanted: Callable[[Message], bool], timeout_s: float = 15
+) -> list[Message]:
+    """Every message up to and including the first wanted one; fails when
+    none comes within timeout_s (an empty stream fails too)."""
+    deadline = time.monotonic() + timeout_s
+    got: list[Message] = []
+    while not got or not wanted(got[-1]):
+        got.append(await read(sock, deadline))
+    return got
+
+
+def shows(task_id: int, status: str) -> Callable[[Message], bool]:
+    """A message that carries the task in that status."""
+    return lambda message: any(
+        task["id"] == task_id and task["status"] == status for task in message.get("tasks", [])
+    )
+
+
+def task_ids(messages: list[Message]) -> set[int]:
+    return {task["id"] for message in messages for task in message.get("tasks", [])}
+
+
+async def wait_for_task(
+    sock: Socket, task_id: int, status: str, timeout_s: float = 15
+) -> dict[str, Any]:
+    """The task as the socket shows it once it reaches status."""
+    last = (await read_until(sock, shows(task_id, status), timeout_s))[-1]
+    (task,) = [t for t in last["tasks"] if t["id"] == task_id and t["status"] == status]
+    return dict(task)
+
+
+async def close(sock: Socket) -> None:
+    """Close and wait for the server's answer, so no socket outlives the test."""
+    sock.close()
+    while await asyncio.wait_for(sock.read_message(), 10) is not None:
+        pass

@@ -90,6 +90,28 @@ async def test_rotated_keys_are_keyed_too(store: Store) -> None:
     assert (found := await auth.app_for_key(new)) and found.name == "rotating"
 
 
+async def test_key_changes_apply_within_the_auth_cache(store: Store) -> None:
+    """A deactivated application's key, and a rotated one, still work until
+    their cached lookup runs out (auth_cache_s), and not after."""
+    clock = Clock()
+    apps = Applications(store.apps)
+    deactivated = (await apps.create("deactivated")).key
+    rotated = (await apps.create("rotated")).key
+    auth = Authenticator(store.apps, cache_s=5, clock=clock)
+    for key in (deactivated, rotated):
+        assert await auth.app_for_key(key)  # looked up, and now cached
+    await apps.set_active("deactivated", False)
+    new = await apps.rotate_key("rotated")
+    clock.now += 4.9
+    assert (found := await auth.app_for_key(deactivated)) and found.name == "deactivated"
+    assert (found := await auth.app_for_key(rotated)) and found.name == "rotated"
+    assert (found := await auth.app_for_key(new)) and found.name == "rotated"  # new: at once
+    clock.now += 0.2  # the cache ran out
+    assert await auth.app_for_key(deactivated) is None
+    assert await auth.app_for_key(rotated) is None
+    assert (found := await auth.app_for_key(new)) and found.name == "rotated"
+
+
 SECRET_WORDS = ("key", "secret", "signature", "digest", "hash", "token", "password")
 
 

@@ -9,14 +9,12 @@ later without a place here fails this test.
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any
 
 from ntorque import api, console
-from tests.conftest import Backend, server_for
-from tests.console_session import Session, create_app
-from tests.server import NtorqueServer
-from tests.test_console_live import close, login_cookie, messages, open_socket
+from tests.conftest import Backend, live_for
+from tests.console_session import Session, close, connected, read_until, shows, task_ids
+from tests.inprocess import LiveNode
 
 # Every route pattern, and how this test visits it with B's task id.
 API_WALK = {
@@ -48,52 +46,57 @@ def test_the_walk_covers_every_route() -> None:
     assert route_patterns() == set(API_WALK) | set(CONSOLE_WALK) | NO_TASK_ID
 
 
-def snapshot(server: NtorqueServer, task_id: int, key: str) -> dict[str, Any]:
-    return server.task(task_id, key=key)
+async def snapshot(node: LiveNode, task_id: int, key: str) -> dict[str, Any]:
+    return await node.task(task_id, key=key)
 
 
 async def test_application_a_sees_and_changes_nothing_of_application_b(
-    backend: Backend, tmp_path: Path
+    backend: Backend,
 ) -> None:
     # A web-only node performs nothing, so B's task stays exactly as it was
     # unless a request of A's changes it.
-    with server_for(backend, tmp_path, ("--role", "web"), NTORQUE_AUTH_CACHE="0") as server:
-        key_a, key_b = create_app(server, "a"), create_app(server, "b")
+    async with live_for(backend, loops=False, auth_cache_s=0) as node:
+        _, key_a = await node.create_app("a")
+        _, key_b = await node.create_app("b")
         secret_url = "http://127.0.0.1:9/b-only-hook"
-        task = server.enqueue(secret_url, b"b's body", key=key_b)
-        before = snapshot(server, task["id"], key_b)
+        task = await node.enqueue(secret_url, b"b's body", key=key_b)
+        before = await snapshot(node, task["id"], key_b)
 
         for walk in API_WALK.values():
             for method, path in walk:
                 body = b"" if method == "POST" else None
-                answer = server.request(method, path.format(id=task["id"]), body, None, key_a)
+                answer = await node.request(method, path.format(id=task["id"]), body, None, key_a)
                 assert answer.status == 404, (method, path, answer.status)
                 assert json.loads(answer.body)["status"] == 404
                 assert secret_url.encode() not in answer.body
 
-        session = Session(server)
-        session.login(key_a)
+        session = Session(node)
+        await session.login(key_a)
         for walk in CONSOLE_WALK.values():
             for method, path in walk:
-                page = session.request(
-                    method, path.format(id=task["id"]), session_form(session, method)
-                )
+                form = await session_form(session, method)
+                page = await session.request(method, path.format(id=task["id"]), form)
                 assert page.status == 404, (method, path, page.status)
                 assert secret_url not in page.text
         for listing in ("/console", f"/console?q={task['id']}", "/console?q=b-only-hook",
                         "/console?status=pending"):  # fmt: skip
-            page = session.get(listing)
+            page = await session.get(listing)
             assert page.status == 200 and secret_url not in page.text, listing
 
-        sock = await open_socket(server, login_cookie(server, key_a))
-        another = server.enqueue(secret_url, b"more", key=key_b)
-        for message in await messages(sock, 2.0):
+        sock, first = await connected(node, session.cookie_header)
+        another = await node.enqueue(secret_url, b"more", key=key_b)
+        # A's own task, enqueued after B's, reaches A's socket after B's change
+        # was sent: A has then seen everything it could have seen of B's.
+        own = await node.enqueue("http://127.0.0.1:9/a-hook", b"a's", key=key_a)
+        messages = [first, *await read_until(sock, shows(own["id"], "pending"))]
+        for message in messages:
             assert secret_url not in json.dumps(message)
+        assert another["id"] not in task_ids(messages)
         await close(sock)
 
-        assert snapshot(server, task["id"], key_b) == before
-        assert snapshot(server, another["id"], key_b)["status"] == "pending"
+        assert await snapshot(node, task["id"], key_b) == before
+        assert (await snapshot(node, another["id"], key_b))["status"] == "pending"
 
 
-def session_form(session: Session, method: str) -> dict[str, str] | None:
-    return {"_xsrf": session.xsrf_token()} if method == "POST" else None
+async def session_form(session: Session, method: str) -> dict[str, str] | None:
+    return {"_xsrf": await session.xsrf_token()} if method == "POST" else None
