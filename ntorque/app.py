@@ -26,7 +26,7 @@ from .config import Settings
 from .consumer import Consumer
 from .errors import ConfigError
 from .events import Events, RedisBridge
-from .handlers import Guard
+from .handlers import Guard, log_request
 from .keys import new_server_secret
 from .queue import Queue
 from .ratelimit import FailureLimiter
@@ -147,6 +147,7 @@ class Node:
             default_handler_args=dependencies,
             autoreload=self.settings.development,
             serve_traceback=False,
+            log_function=log_request,  # never a query value: urls carry credentials
         )
 
     def limiter(self) -> FailureLimiter | None:
