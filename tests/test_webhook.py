@@ -5,6 +5,7 @@ event loop) and the recording hook server.
 
 from __future__ import annotations
 
+import asyncio
 import random
 import uuid
 from collections.abc import AsyncIterator
@@ -15,6 +16,7 @@ import pytest_asyncio
 from ntorque.tasks import Status, Task
 from ntorque.webhook import Webhook, make_client
 from tests.conftest import Backend, live_for
+from tests.console_session import Session
 from tests.hookserver import HookServer
 from tests.inprocess import LiveNode
 
@@ -101,6 +103,19 @@ async def test_each_kind_of_body_gets_a_true_label(
     (call,) = await hooks.wait_for_calls_async(path, 1)
     assert call.body == body
     assert call.headers["content-type"] == arriving_type
+
+
+async def test_the_console_shows_the_label_the_hook_gets(node: LiveNode, hooks: HookServer) -> None:
+    """No charset is known: none is shown (not "charset=None")."""
+    session = Session(node)  # type: ignore[arg-type]  # a server with a port will do
+    await asyncio.to_thread(session.login, node.key)
+    for kind in ("binary", "latin1-declared", "json"):
+        sent_type, body, arriving_type, _ = LABELS[kind]
+        task = await node.enqueue(hooks.url(hook_path()), body, {"Content-Type": sent_type})
+        page = await asyncio.to_thread(session.get, f"/console/task/{task['id']}")
+        assert page.status == 200
+        heading = next(line for line in page.text.splitlines() if "<h2>Body" in line)
+        assert f"bytes · {arriving_type}</small>" in heading, heading
 
 
 async def test_a_declared_charset_the_body_breaks_is_refused(node: LiveNode) -> None:
