@@ -21,7 +21,9 @@ from tornado.httpserver import HTTPServer
 
 
 class BoundedHTTPServer(HTTPServer):
-    def initialize(  # type: ignore[override]  # the bounds are required
+    """tornado's HTTPServer with three bounds on slow clients, all required."""
+
+    def initialize(  # type: ignore[override]  # required bounds
         self,
         request_callback: httputil.HTTPServerConnectionDelegate,
         *,
