@@ -26,11 +26,12 @@ from .config import Settings
 from .consumer import Consumer
 from .errors import ConfigError
 from .events import Events, RedisBridge
-from .handlers import Guard
+from .handlers import Guard, log_request
 from .keys import new_server_secret
 from .queue import Queue
 from .ratelimit import FailureLimiter
 from .requeuer import Requeuer
+from .server import BoundedHTTPServer
 from .signing import Signer
 from .store import Store
 from .store.engine import make_engine
@@ -147,6 +148,7 @@ class Node:
             default_handler_args=dependencies,
             autoreload=self.settings.development,
             serve_traceback=False,
+            log_function=log_request,  # never a query value: urls carry credentials
         )
 
     def limiter(self) -> FailureLimiter | None:
@@ -164,11 +166,14 @@ class Node:
                 tls.load_cert_chain(self.settings.certfile, self.settings.keyfile)
             except (OSError, ssl.SSLError) as error:
                 raise ConfigError(f"cannot load certfile/keyfile: {error}") from error
-        return HTTPServer(
+        return BoundedHTTPServer(
             self.web_app(),
             max_body_size=SERVER_MAX_BODY_BYTES,
             xheaders=self.settings.trust_proxy_headers,
             ssl_options=tls,
+            header_timeout_s=self.settings.header_timeout_s,
+            body_timeout_s=self.settings.body_timeout_s,
+            idle_timeout_s=self.settings.idle_timeout_s,
         )
 
     async def start(self) -> None:

@@ -61,6 +61,9 @@ class Settings:
     certfile: str = ""
     keyfile: str = ""
     max_body_bytes: int = 1024 * 1024
+    header_timeout_s: float = 20.0  # a new connection sends its request's headers within
+    body_timeout_s: float = 60.0  # a request's body arrives within, once its headers are in
+    idle_timeout_s: float = 60.0  # a kept-alive connection sends its next request's headers within
     ca_certs: str = ""
     allow_private_targets: bool = True
     target_allow: tuple[str, ...] = ()
@@ -109,6 +112,9 @@ ENVIRONMENT: dict[str, tuple[str, ...]] = {
     "certfile": ("NTORQUE_CERTFILE",),
     "keyfile": ("NTORQUE_KEYFILE",),
     "max_body_bytes": ("NTORQUE_MAX_BODY_SIZE",),
+    "header_timeout_s": ("NTORQUE_HEADER_TIMEOUT",),
+    "body_timeout_s": ("NTORQUE_BODY_TIMEOUT",),
+    "idle_timeout_s": ("NTORQUE_IDLE_TIMEOUT",),
     "ca_certs": ("NTORQUE_CA_CERTS",),
     "allow_private_targets": ("NTORQUE_ALLOW_PRIVATE_TARGETS",),
     "target_allow": ("NTORQUE_TARGET_ALLOW",),
@@ -243,7 +249,7 @@ def _check(settings: Settings, labels: Mapping[str, str]) -> None:
         "port", "concurrency", "default_timeout_s", "min_due_delay_s", "max_due_delay_s",
         "max_retries", "requeue_interval_s", "requeue_batch", "cleanup_after_days",
         "cleanup_interval_s", "cleanup_batch", "max_body_bytes", "db_timeout_s", "pool_size",
-        "auth_failure_window_s",
+        "auth_failure_window_s", "header_timeout_s", "body_timeout_s", "idle_timeout_s",
     )  # fmt: skip
     for key in positive:
         if getattr(settings, key) <= 0:

@@ -1,12 +1,14 @@
 """What JSON and HTML handlers share: HTTPS and HSTS, failed-login limiting,
-error answers (with Retry-After where it helps) and quiet logging of expected
-errors. Subclasses say how an error is written (JSON or a page).
+error answers (with Retry-After where it helps), quiet logging of expected
+errors, and the request line every log shows (never a query value).
+Subclasses say how an error is written (JSON or a page).
 """
 
 from __future__ import annotations
 
 import http.client
 import logging
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,9 +18,15 @@ from .errors import InvalidRequest, NtorqueError, StorageUnavailable
 from .ratelimit import FailureLimiter
 
 log = logging.getLogger(__name__)
+access_log = logging.getLogger("tornado.access")
+app_log = logging.getLogger("tornado.application")
 
 HSTS_VALUE = "max-age=31536000"
 RETRY_AFTER_UNAVAILABLE_S = 5
+# A query parameter's name shown in logs: the API's own names are short
+# snake_case; anything else may be a value sent without a name.
+LOGGED_NAME = re.compile(r"[a-z][a-z0-9_]{0,31}")
+HIDDEN = "***"
 
 
 @dataclass(frozen=True)
@@ -96,7 +104,34 @@ class BaseHandler(tornado.web.RequestHandler):
     def log_exception(self, typ: Any, value: Any, tb: Any) -> None:
         """Log unexpected errors; an HTTPError is an expected answer, not an event."""
         if not isinstance(value, tornado.web.HTTPError):
-            super().log_exception(typ, value, tb)
+            line = request_line(self.request)
+            app_log.error("uncaught exception %s", line, exc_info=(typ, value, tb))
+
+
+def request_line(request: tornado.httputil.HTTPServerRequest) -> str:
+    """`METHOD path?name=***&... (address)`: a request as logs may show it.
+
+    Query values are never shown (a task's url carries credentials and
+    tokens, a key may be sent by mistake as `?key=`); nor are names that
+    are not plain snake_case words.
+    """
+    shown = [_shown_parameter(part) for part in request.query.split("&") if part]
+    query = "?" + "&".join(shown) if shown else ""
+    return f"{request.method} {request.path}{query} ({request.remote_ip})"
+
+
+def _shown_parameter(part: str) -> str:
+    name, equals, _ = part.partition("=")
+    return f"{name}={HIDDEN}" if equals and LOGGED_NAME.fullmatch(name) else HIDDEN
+
+
+def log_request(handler: tornado.web.RequestHandler) -> None:
+    """The access log's line for every answer (the application's `log_function`):
+    tornado's levels (2xx/3xx info, 4xx warning, 5xx error), no query value."""
+    status = handler.get_status()
+    level = logging.INFO if status < 400 else logging.WARNING if status < 500 else logging.ERROR
+    elapsed_ms = 1000.0 * handler.request.request_time()
+    access_log.log(level, "%d %s %.2fms", status, request_line(handler.request), elapsed_ms)
 
 
 def error_message(status_code: int, error: BaseException | None) -> str:

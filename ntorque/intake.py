@@ -14,7 +14,13 @@ from .tasks import NewTask
 
 METHODS = ("POST", "PUT", "PATCH", "DELETE")
 DEFAULT_CONTENT_TYPE = "application/x-www-form-urlencoded"
-DEFAULT_CHARSET = "utf-8"
+DEFAULT_CHARSET = "utf-8"  # of a textual body that declares none, when it is valid UTF-8
+NO_CHARSET = ""  # stored when none is known (the task's JSON shows null)
+# Types whose bodies are text: they get a charset even when none is declared.
+TEXTUAL_TYPES = frozenset(
+    {"application/json", "application/x-www-form-urlencoded", "application/xml"}
+)
+TEXTUAL_SUFFIXES = ("+json", "+xml")
 MAX_HEADERS = 50  # pass-through headers per task
 MAX_HEADER_NAME = 256
 MAX_HEADER_VALUE = 8192
@@ -23,7 +29,8 @@ MAX_CHARSET_NAME = 40
 TOKEN = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
 # Control characters other than HTAB: refused in header values.
 CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
-PASSTHROUGH_PREFIXES = ("ntorque-passthrough-", "ntorque_passthrough_")
+HYPHEN_PREFIX = "ntorque-passthrough-"
+UNDERSCORE_PREFIX = "ntorque_passthrough_"
 # Headers a client may not set on the outgoing call: the transport owns them.
 RESERVED_HEADERS = frozenset(
     {
@@ -51,9 +58,7 @@ def new_task(
     A url the target policy refuses on sight is refused here (400); host
     names are only checked against it at call time, once resolved.
     """
-    content_type, charset, explicit_charset = parse_content_type(headers.get("Content-Type", ""))
-    if explicit_charset:
-        _check_decodes(body, charset)
+    content_type, declared = parse_content_type(headers.get("Content-Type", ""))
     return NewTask(
         app_id=app_id,
         url=policy.check_url(query.get("url", "")),
@@ -61,7 +66,7 @@ def new_task(
         timeout_s=check_timeout(query.get("timeout"), default_timeout_s, max_timeout_s),
         body=body,
         content_type=content_type,
-        charset=charset,
+        charset=body_charset(content_type, declared, body),
         headers=passthrough_headers(headers),
     )
 
@@ -85,8 +90,9 @@ def check_timeout(value: str | None, default_s: int, max_s: float) -> int:
     return timeout
 
 
-def parse_content_type(header: str) -> tuple[str, str, bool]:
-    """(type, charset, whether the charset was given) of a Content-Type header."""
+def parse_content_type(header: str) -> tuple[str, str]:
+    """(type, charset given or "") of a Content-Type header; the type in
+    lower case, up to `;` (application/x-www-form-urlencoded when none)."""
     kind, _, params = header.partition(";")
     charset = ""
     for param in params.split(";"):
@@ -97,34 +103,70 @@ def parse_content_type(header: str) -> tuple[str, str, bool]:
     if len(kind) > 255 or any(not 33 <= ord(char) <= 126 for char in kind):
         raise InvalidRequest("Content-Type is not valid")
     if not charset:
-        return kind, DEFAULT_CHARSET, False
+        return kind, NO_CHARSET
     if len(charset) > MAX_CHARSET_NAME or not TOKEN.match(charset):
         raise InvalidRequest(f"unknown charset {charset[:MAX_CHARSET_NAME]!r}")
     try:
         codecs.lookup(charset)
     except LookupError:
         raise InvalidRequest(f"unknown charset {charset[:40]!r}") from None
-    return kind, charset, True
+    return kind, charset
 
 
-def _check_decodes(body: bytes, charset: str) -> None:
+def body_charset(content_type: str, declared: str, body: bytes) -> str:
+    """The charset the hook will be told: the declared one (the body must
+    decode in it); else UTF-8 for a textual type whose body is valid UTF-8;
+    else none, rather than a false one."""
+    if declared:
+        if not _decodes(body, declared):
+            raise InvalidRequest(f"the body is not valid {declared[:MAX_CHARSET_NAME]}")
+        return declared
+    if is_textual(content_type) and _decodes(body, DEFAULT_CHARSET):
+        return DEFAULT_CHARSET
+    return NO_CHARSET
+
+
+def is_textual(content_type: str) -> bool:
+    """text/*, JSON, form and XML types (with their +json and +xml kin)."""
+    return (
+        content_type.startswith("text/")
+        or content_type in TEXTUAL_TYPES
+        or content_type.endswith(TEXTUAL_SUFFIXES)
+    )
+
+
+def _decodes(body: bytes, charset: str) -> bool:
     try:
         body.decode(charset)
     except (UnicodeDecodeError, LookupError):
-        raise InvalidRequest(f"the body is not valid {charset[:40]}") from None
+        return False
+    return True
 
 
 def passthrough_headers(headers: Mapping[str, str]) -> tuple[tuple[str, str], ...]:
-    """The NTORQUE-PASSTHROUGH-* headers, without their prefix, each checked."""
+    """The NTORQUE-PASSTHROUGH-* headers, without their prefix, each checked.
+
+    Names given as NTORQUE_PASSTHROUGH_X_Trace go out as X-Trace (as in the
+    original, where WSGI folded them so); the hyphen form keeps names as given.
+    """
     kept = []
     for name, value in headers.items():
         lower = name.lower()
-        prefix = next((p for p in PASSTHROUGH_PREFIXES if lower.startswith(p)), None)
-        if prefix is not None:
-            kept.append(_passthrough(name[len(prefix) :], name, value))
+        if lower.startswith(HYPHEN_PREFIX):
+            kept.append(_passthrough(name[len(HYPHEN_PREFIX) :], name, value))
+        elif lower.startswith(UNDERSCORE_PREFIX):
+            kept.append(_passthrough(hyphenated(name[len(UNDERSCORE_PREFIX) :]), name, value))
     if len(kept) > MAX_HEADERS:
         raise InvalidRequest(f"at most {MAX_HEADERS} pass-through headers are allowed")
     return tuple(kept)
+
+
+def hyphenated(name: str) -> str:
+    """x_request_id -> X-Request-Id: underscores to hyphens, words capitalised
+    (an ASCII name only: anything else stays as it is, to be refused)."""
+    if not name.isascii():
+        return name
+    return "-".join(word.capitalize() for word in re.split(r"[_-]", name))
 
 
 def _passthrough(bare: str, name: str, value: str) -> tuple[str, str]:

@@ -76,7 +76,7 @@ class Task:
             "last_status_code": self.last_status_code,
             "last_error": self.last_error,
             "content_type": self.content_type,
-            "charset": self.charset,
+            "charset": self.charset or None,  # stored "": no charset is known
             "headers": dict(self.headers),
             "body_size": len(self.body),
         }

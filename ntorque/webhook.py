@@ -98,6 +98,11 @@ def next_hop(hop: Hop, response: HTTPResponse) -> Hop | None:
     return replace(hop, url=url, headers=headers)
 
 
+def content_type_header(task: Task) -> str:
+    """The stored type, with the charset when one is known (never a guessed one)."""
+    return f"{task.content_type}; charset={task.charset}" if task.charset else task.content_type
+
+
 def _origin(url: str) -> tuple[str, str, int | None]:
     parts = urlsplit(url)
     return parts.scheme.lower(), (parts.hostname or ""), parts.port
@@ -166,7 +171,7 @@ class Webhook:
         headers.update(extra or {})
         headers.update(
             {
-                "Content-Type": f"{task.content_type}; charset={task.charset}",
+                "Content-Type": content_type_header(task),
                 "NTorque-Task-Id": str(task.id),
                 "NTorque-Task-Retry-Count": str(task.retry_count - 1),
                 "NTorque-Task-Retry-Limit": str(self.max_retries),

@@ -22,6 +22,9 @@ ENV_CASES: list[tuple[str, str, Any, str, Any]] = [
     ("NTORQUE_CLEANUP_AFTER_DAYS", "cleanup_after_days", 7.0, "0.5", 0.5),
     ("NTORQUE_DEFAULT_TIMEOUT", "default_timeout_s", 60, "30", 30),
     ("NTORQUE_MIN_DUE_DELAY", "min_due_delay_s", 2.0, "0.25", 0.25),
+    ("NTORQUE_HEADER_TIMEOUT", "header_timeout_s", 20.0, "2.5", 2.5),
+    ("NTORQUE_BODY_TIMEOUT", "body_timeout_s", 60.0, "30", 30.0),
+    ("NTORQUE_IDLE_TIMEOUT", "idle_timeout_s", 60.0, "15", 15.0),
     ("NTORQUE_MAX_DUE_DELAY", "max_due_delay_s", 7200.0, "600", 600.0),
     ("NTORQUE_MAX_RETRIES", "max_retries", 36, "5", 5),
     ("NTORQUE_REQUEUE_INTERVAL", "requeue_interval_s", 5.0, "0.5", 0.5),
@@ -281,3 +284,25 @@ def test_example_names_each_environment_variable() -> None:
     for names in config.ENVIRONMENT.values():
         for name in names:
             assert f"env: {name}" in text or f", {name}" in text or f"then {name}" in text
+
+
+# -- the server's time limits --------------------------------------------------
+
+BOUNDS = {
+    "header_timeout_s": "NTORQUE_HEADER_TIMEOUT",
+    "body_timeout_s": "NTORQUE_BODY_TIMEOUT",
+    "idle_timeout_s": "NTORQUE_IDLE_TIMEOUT",
+}
+
+
+@pytest.mark.parametrize(("key", "name"), BOUNDS.items())
+def test_slow_client_bounds_come_from_the_environment(key: str, name: str) -> None:
+    assert 10 <= getattr(config.Settings(), key) <= 120  # tens of seconds, not an hour
+    assert getattr(config.load(environ={name: "2.5"}), key) == 2.5
+
+
+@pytest.mark.parametrize("key", BOUNDS)
+@pytest.mark.parametrize("value", ["0", "-1", "nan", "soon"])
+def test_slow_client_bounds_must_be_positive(key: str, value: str) -> None:
+    with pytest.raises(ConfigError, match=BOUNDS[key]):
+        config.load(environ={BOUNDS[key]: value})

@@ -1,5 +1,6 @@
 """Nothing secret reaches the logs: a full run (debug logs on) with bodies,
-pass-through headers, failing and retried hooks, redirects, bad keys and a
+pass-through headers, failing and retried hooks, redirects, bad keys, requests
+refused with secrets in their query string (logged by the access log) and a
 signing-secret rotation, then a grep of everything the process wrote.
 
 By design the `default` application's key is printed once, at the first
@@ -27,8 +28,11 @@ def marks() -> dict[str, str]:
     """Distinctive, secret-looking values; none may show up in the logs."""
     return {
         name: f"{name}-{uuid.uuid4().hex}"
-        for name in ("body", "header", "authorization", "badkey", "query")
-    }
+        for name in (
+            "body", "header", "authorization", "badkey", "query",
+            "password", "token", "encoded", "querykey", "notfound",
+        )
+    }  # fmt: skip
 
 
 def enqueue_everything(
@@ -66,6 +70,25 @@ def finished(server: NtorqueServer, task_id: int, key: str) -> str:
     return str(status)
 
 
+def rejected_requests(
+    server: NtorqueServer, hooks: HookServer, key: str, secret: dict[str, str]
+) -> None:
+    """Refused requests with secrets in their query string: each one is
+    logged by the access log (4xx: a warning), which must not show them."""
+    port = hooks.url("/").split(":")[2].split("/")[0]
+    hook = f"http://user:{secret['password']}@127.0.0.1:{port}/hooks/s?token={secret['token']}"
+    plain = server.request("POST", f"/?url={hook}&method=GET", b"x", None, key)
+    assert plain.status == 400, plain.body  # GET is not a task's method
+    encoded_hook = hook.replace(secret["token"], secret["encoded"])
+    encoded = "/?" + urlencode({"url": encoded_hook, "method": "GET"})
+    assert server.request("POST", encoded, b"x", None, key).status == 400
+    assert secret["encoded"] in encoded  # urlencode keeps it whole: only the rest is escaped
+    in_query = "/?" + urlencode({"url": hooks.url("/status/200"), "key": secret["querykey"]})
+    assert server.request("POST", in_query, b"x", None, "").status == 401
+    missing = server.request("GET", f"/nowhere?token={secret['notfound']}", None, None, key)
+    assert missing.status == 404
+
+
 def bad_keys(server: NtorqueServer, secret: dict[str, str]) -> None:
     path = "/?" + urlencode({"url": "http://127.0.0.1:9/"})
     for number in range(5):  # 401s, then 429s
@@ -95,6 +118,7 @@ def test_no_body_header_value_key_or_secret_is_logged(
         assert key and len(secrets) == 3, (created, rotated)
         ids = enqueue_everything(server, hooks, key.group(1), secret)
         statuses = [finished(server, task_id, key.group(1)) for task_id in ids]
+        rejected_requests(server, hooks, key.group(1), secret)
         bad_keys(server, secret)  # last: the address is limited afterwards
         assert statuses == [
             "completed", "failed", "failed", "completed", "completed", "failed", "failed",
@@ -103,6 +127,9 @@ def test_no_body_header_value_key_or_secret_is_logged(
     log = server.log_path.read_text(errors="replace")
     stdout = server.stdout_path.read_text(errors="replace")
     assert "task " in log and "DEBUG" in log, log[-3000:]  # the right stream was read
+    access = [line for line in log.splitlines() if "tornado.access" in line]
+    for logged in ("WARNING tornado.access 400 POST /?url=", "401 POST /?url=", "404 GET /nowhere"):
+        assert any(logged in line for line in access), (logged, access)
     forbidden = [*secret.values(), key.group(1), server.key, *secrets]
     for value in forbidden:
         assert value not in log, f"{value!r} is in the log"

@@ -1,0 +1,145 @@
+"""What every handler shares, checked in-process: the access log's request
+line (never a query value: url credentials, tokens, keys sent by mistake)
+at tornado's levels, and the log line of an uncaught exception.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from typing import cast
+
+import pytest
+import pytest_asyncio
+import tornado.httpclient
+import tornado.web
+from tornado.httpserver import HTTPServer
+from tornado.httputil import HTTPHeaders, HTTPServerRequest, RequestStartLine
+
+from ntorque import handlers
+from tests.server import free_port
+
+SECRETS = ("PASSW0RD", "TOKEN", "S3CRETKEY", "hunter2")
+
+
+class Answered:
+    """What the log function reads of a finished handler."""
+
+    def __init__(self, status: int, method: str, uri: str) -> None:
+        self.status = status
+        start = RequestStartLine(method, uri, "HTTP/1.1")
+        self.request = HTTPServerRequest(start_line=start, headers=HTTPHeaders(Host="h"))
+        self.request.remote_ip = "127.0.0.1"
+
+    def get_status(self) -> int:
+        return self.status
+
+
+def logged(caplog: pytest.LogCaptureFixture, status: int, method: str, uri: str) -> tuple[int, str]:
+    """(level, message) of the access log's line for one answered request."""
+    caplog.clear()
+    with caplog.at_level(logging.DEBUG, logger="tornado.access"):
+        handlers.log_request(cast(tornado.web.RequestHandler, Answered(status, method, uri)))
+    (record,) = caplog.records
+    assert record.name == "tornado.access"
+    return record.levelno, record.getMessage()
+
+
+@pytest.mark.parametrize(
+    ("method", "uri", "shown"),
+    [
+        (
+            "POST",
+            "/?url=http://user:PASSW0RD@127.0.0.1:9101/hooks/s?token=TOKEN&method=GET",
+            "POST /?url=***&method=***",
+        ),
+        (
+            "POST",
+            "/?url=http%3A%2F%2Fuser%3APASSW0RD%40127.0.0.1%2Fs%3Ftoken%3DTOKEN&method=GET",
+            "POST /?url=***&method=***",
+        ),
+        ("POST", "/?url=http%3A%2F%2Fh%2F&key=S3CRETKEY", "POST /?url=***&key=***"),
+        ("GET", "/nowhere?token=TOKEN", "GET /nowhere?token=***"),
+        ("GET", "/tasks?limit=10&cursor=TOKEN", "GET /tasks?limit=***&cursor=***"),
+        # Only short snake_case names are shown: anything else may be a value.
+        ("GET", "/?hunter2&Bad-Name=TOKEN&%6Bey=S3CRETKEY&=TOKEN", "GET /?***&***&***&***"),
+        ("GET", "/?" + "a" * 40 + "=x", "GET /?***"),
+        ("GET", "/task/7", "GET /task/7"),
+        ("GET", "/task/7?", "GET /task/7"),
+    ],
+)
+def test_the_request_line_shows_no_query_value(
+    caplog: pytest.LogCaptureFixture, method: str, uri: str, shown: str
+) -> None:
+    _, message = logged(caplog, 400, method, uri)
+    assert message.startswith(f"400 {shown} (127.0.0.1) "), message
+    assert message.endswith("ms")
+    for secret in SECRETS:
+        assert secret not in message
+
+
+@pytest.mark.parametrize(
+    ("status", "level"),
+    [
+        (200, logging.INFO),
+        (201, logging.INFO),
+        (302, logging.INFO),
+        (304, logging.INFO),
+        (400, logging.WARNING),
+        (401, logging.WARNING),
+        (404, logging.WARNING),
+        (429, logging.WARNING),
+        (499, logging.WARNING),
+        (500, logging.ERROR),
+        (503, logging.ERROR),
+    ],
+)
+def test_levels_are_tornados(caplog: pytest.LogCaptureFixture, status: int, level: int) -> None:
+    """2xx and 3xx info, 4xx warning, 5xx error: as tornado's own access log."""
+    logged_level, message = logged(caplog, status, "GET", "/?key=S3CRETKEY")
+    assert logged_level == level
+    assert message.startswith(f"{status} GET /?key=*** (127.0.0.1) ")
+    assert "S3CRETKEY" not in message
+
+
+class Boom(handlers.BaseHandler):
+    def get(self) -> None:
+        raise RuntimeError("boom")
+
+    def write_error_message(self, status_code: int, message: str) -> None:
+        self.finish({"status": status_code, "error": message})
+
+
+@pytest_asyncio.fixture
+async def boom_url() -> AsyncIterator[str]:
+    """An application with ntorque's log function and a handler that raises."""
+    app = tornado.web.Application(
+        [(r"/boom", Boom)], log_function=handlers.log_request, serve_traceback=False
+    )
+    server = HTTPServer(app)
+    port = free_port()
+    server.listen(port, "127.0.0.1")
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.stop()
+        await server.close_all_connections()
+
+
+async def test_an_uncaught_exception_is_logged_without_the_query(
+    caplog: pytest.LogCaptureFixture, boom_url: str
+) -> None:
+    client = tornado.httpclient.AsyncHTTPClient(force_instance=True)
+    try:
+        with caplog.at_level(logging.INFO):
+            answer = await client.fetch(f"{boom_url}/boom?token=TOKEN", raise_error=False)
+    finally:
+        client.close()
+    assert answer.code == 500
+    lines = [(record.name, record.levelno, record.getMessage()) for record in caplog.records]
+    assert ("tornado.access", logging.ERROR) in {line[:2] for line in lines}, lines
+    uncaught = [record for record in caplog.records if record.exc_info]
+    assert len(uncaught) == 1, lines
+    assert "GET /boom?token=*** (127.0.0.1)" in uncaught[0].getMessage()
+    assert "TOKEN" not in caplog.text
+    assert "RuntimeError: boom" in caplog.text  # the traceback is still logged
