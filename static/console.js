@@ -10,6 +10,13 @@
 
   function when(iso) { return iso ? iso.slice(0, 19).replace("T", " ") : ""; }
 
+  // A finished task is due no more: its due date is its last lease.
+  function due(task) {
+    return task.status === "pending" || task.status === "in_progress" ? when(task.due) : "-";
+  }
+
+  function clock(epoch) { return new Date(epoch * 1000).toISOString().slice(11, 19); }
+
   function age(seconds) {
     if (seconds === null || seconds === undefined) { return "-"; }
     if (seconds < 120) { return Math.round(seconds) + " s"; }
@@ -25,6 +32,15 @@
       el.textContent = numbers.format(stats[key]) + plus;
     });
     drawChart(stats.throughput);
+    drawAxis(stats.ticks);
+  }
+
+  function drawAxis(ticks) {
+    var axis = document.getElementById("chart-axis");
+    if (!axis || !ticks) { return; }
+    axis.querySelectorAll(".tick").forEach(function (el, i) {
+      if (i < ticks.length) { el.textContent = clock(ticks[i]); }
+    });
   }
 
   function drawChart(bars) {
@@ -72,6 +88,8 @@
   var CLASSES = { url: "url", retry_count: "num", last_status_code: "num", due: "time", modified: "time" };
 
   function fill(row, task) {
+    var changed = row.dataset.modified !== task.modified;
+    row.dataset.modified = task.modified;
     row.querySelectorAll("[data-field]").forEach(function (cell) {
       var field = cell.dataset.field;
       cell.textContent = "";
@@ -85,13 +103,19 @@
       } else if (field === "last_status_code") {
         cell.textContent = code(task);
         cell.title = task.last_error || "";
-      } else if (field === "due" || field === "modified") {
-        cell.textContent = when(task[field]);
+      } else if (field === "due") {
+        cell.textContent = due(task);
+      } else if (field === "modified") {
+        cell.textContent = when(task.modified);
       } else {
         cell.textContent = task[field] === null ? "" : String(task[field]);
         if (field === "url") { cell.title = task.url; }
       }
     });
+    if (changed) { flash(row); }
+  }
+
+  function flash(row) {
     row.classList.remove("flash");
     void row.offsetWidth; // restart the highlight
     row.classList.add("flash");
@@ -116,20 +140,50 @@
     return !search || task.url.toLowerCase().indexOf(search) >= 0;
   }
 
+  // Changes as they happen: rows shown are updated; a live page gains new ones.
   function showTasks(tasks) {
     var rows = document.getElementById("task-rows");
+    if (!rows) { return; }
     tasks.forEach(function (task) {
       var row = document.getElementById("task-" + task.id);
       if (row) {
-        if (rows && !matches(task) && body.dataset.status) { row.remove(); return; }
+        if (!matches(task) && body.dataset.status) { row.remove(); return; }
         fill(row, task);
-      } else if (rows && body.dataset.live === "yes" && matches(task)) {
-        insert(rows, newRow(task), task.id);
-        fill(document.getElementById("task-" + task.id), task);
+      } else if (body.dataset.live === "yes" && matches(task)) {
+        row = newRow(task);
+        insert(rows, row, task.id);
+        fill(row, task);
       }
-      if (page === "task" && String(task.id) === body.dataset.taskId) { showTask(task); }
     });
-    if (rows) { trim(rows); }
+    trim(rows);
+    if (!rows.children.length) { rows.appendChild(noTasks()); }
+  }
+
+  // The page as of the socket's subscription: exactly these rows, in this order.
+  function showPage(tasks) {
+    var rows = document.getElementById("task-rows");
+    if (!rows) { return; }
+    var shown = {};
+    tasks.forEach(function (task) { shown[task.id] = true; });
+    Array.prototype.slice.call(rows.children).forEach(function (row) {
+      if (!row.dataset.id || !shown[row.dataset.id]) { row.remove(); }
+    });
+    tasks.forEach(function (task) {
+      var row = document.getElementById("task-" + task.id);
+      if (!row) { row = newRow(task); insert(rows, row, task.id); }
+      fill(row, task);
+    });
+    if (!rows.children.length) { rows.appendChild(noTasks()); }
+  }
+
+  function noTasks() {
+    var row = document.createElement("tr"), cell = document.createElement("td");
+    row.id = "no-tasks";
+    cell.colSpan = FIELDS.length;
+    cell.className = "muted";
+    cell.textContent = body.dataset.status || body.dataset.search ? "No tasks match." : "No tasks.";
+    row.appendChild(cell);
+    return row;
   }
 
   function insert(rows, row, id) {
@@ -147,18 +201,61 @@
     while (rows.children.length > size) { rows.removeChild(rows.lastElementChild); }
   }
 
-  function showTask(task) {
+  // A task page: its facts, the actions its status allows, its attempts.
+  function showTask(task, attempts) {
     document.querySelectorAll("[data-field]").forEach(function (el) {
-      var field = el.dataset.field;
+      var field = el.dataset.field, value = task[field];
       if (field === "status") { el.textContent = ""; el.appendChild(badge(task.status)); }
       else if (field === "last_status_code") { el.textContent = code(task) || "-"; }
-      else if (field === "due" || field === "modified") { el.textContent = when(task[field]); }
-      else if (field in task) { el.textContent = task[field] === null ? "-" : String(task[field]); }
+      else if (field === "due") { el.textContent = due(task); }
+      else if (field === "modified") { el.textContent = when(task.modified); }
+      else if (field in task) { el.textContent = value === null || value === "" ? "-" : String(value); }
     });
-    if (String(task.retry_count) !== body.dataset.retryCount || task.status !== body.dataset.status) {
-      document.getElementById("changed").classList.remove("hidden");
+    document.querySelectorAll("form[data-when]").forEach(function (form) {
+      form.classList.toggle("hidden", form.dataset.when.split(" ").indexOf(task.status) < 0);
+    });
+    showAttempts(attempts);
+  }
+
+  function showAttempts(attempts) {
+    var rows = document.getElementById("attempt-rows");
+    if (!rows) { return; }
+    var before = rows.querySelectorAll("tr:not(#no-attempts)").length;
+    while (rows.firstChild) { rows.removeChild(rows.firstChild); }
+    attempts.forEach(function (a, i) {
+      var row = document.createElement("tr");
+      [
+        [String(a.number), "num"],
+        [when(a.started), "time"],
+        [a.duration_s.toFixed(3) + " s", "num"],
+        [a.status_code === null ? "-" : String(a.status_code), "num"],
+        [a.error || "", ""]
+      ].forEach(function (cell) {
+        var td = document.createElement("td");
+        td.textContent = cell[0];
+        if (cell[1]) { td.className = cell[1]; }
+        row.appendChild(td);
+      });
+      rows.appendChild(row);
+      if (i >= before) { flash(row); }
+    });
+    if (!attempts.length) {
+      var row = document.createElement("tr"), cell = document.createElement("td");
+      row.id = "no-attempts";
+      cell.colSpan = 5;
+      cell.className = "muted";
+      cell.textContent = "Not attempted yet.";
+      row.appendChild(cell);
+      rows.appendChild(row);
     }
   }
+
+  // Cancel and the like ask first: a handler here, as the CSP allows no inline script.
+  document.querySelectorAll("form[data-confirm]").forEach(function (form) {
+    form.addEventListener("submit", function (event) {
+      if (!window.confirm(form.dataset.confirm)) { event.preventDefault(); }
+    });
+  });
 
   function indicator(on) {
     var el = document.getElementById("live");
@@ -169,14 +266,24 @@
 
   var delay = 500;
 
+  // The socket is told what this page shows: its task, or the dashboard's own query.
+  function watched() {
+    if (page === "task") { return "?task=" + encodeURIComponent(body.dataset.taskId); }
+    return location.search;
+  }
+
   function connect() {
     var scheme = location.protocol === "https:" ? "wss://" : "ws://";
-    var socket = new WebSocket(scheme + location.host + "/console/socket");
+    var socket = new WebSocket(scheme + location.host + "/console/socket" + watched());
     socket.onopen = function () { indicator(true); delay = 500; };
     socket.onmessage = function (event) {
       var message = JSON.parse(event.data);
       if (message.type === "stats") { showStats(message.stats); }
       else if (message.type === "tasks") { showTasks(message.tasks); }
+      else if (message.type === "page") { showPage(message.tasks); }
+      else if (message.type === "task" && String(message.task.id) === body.dataset.taskId) {
+        showTask(message.task, message.attempts);
+      }
     };
     socket.onclose = function () {
       indicator(false);

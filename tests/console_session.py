@@ -22,6 +22,7 @@ import tornado.httputil
 import tornado.websocket
 
 from tests.inprocess import LiveNode
+from tests.server import FINAL
 
 XSRF_FIELD = re.compile(r'name="_xsrf" value="([^"]+)"')
 
@@ -119,18 +120,23 @@ async def login_cookie(node: LiveNode, key: str) -> str:
 # -- the live socket -------------------------------------------------------------
 
 
-async def open_socket(node: LiveNode, cookie: str = "", origin: str | None = None) -> Socket:
+async def open_socket(
+    node: LiveNode, cookie: str = "", origin: str | None = None, watch: str = ""
+) -> Socket:
+    """The live socket; `watch` is what the page tells it it shows: "task=<id>"
+    for a task page, the dashboard's query ("status=failed&q=x") otherwise."""
     headers = {"Cookie": cookie} if cookie else {}
     headers["Origin"] = origin or node.base_url
+    query = f"?{watch}" if watch else ""
     request = tornado.httpclient.HTTPRequest(
-        f"ws://127.0.0.1:{node.port}/console/socket", headers=headers
+        f"ws://127.0.0.1:{node.port}/console/socket{query}", headers=headers
     )
     return await tornado.websocket.websocket_connect(request)
 
 
-async def connected(node: LiveNode, cookie: str) -> tuple[Socket, Message]:
+async def connected(node: LiveNode, cookie: str, watch: str = "") -> tuple[Socket, Message]:
     """A socket that has joined the hub, and its first message (the counts)."""
-    sock = await open_socket(node, cookie)
+    sock = await open_socket(node, cookie, watch=watch)
     first = await read(sock, time.monotonic() + 10)
     assert first["type"] == "stats", first
     return sock, first
@@ -166,8 +172,51 @@ def shows(task_id: int, status: str) -> Callable[[Message], bool]:
     )
 
 
+# -- a task as the API shows it ----------------------------------------------------
+
+Check = Callable[[dict[str, Any]], bool]
+
+
+def finished(task: dict[str, Any]) -> bool:
+    return bool(task["status"] in FINAL)
+
+
+def retrying(task: dict[str, Any]) -> bool:
+    """The first attempt failed and was settled: pending again, due later."""
+    return bool(task["status"] == "pending" and task["retry_count"] >= 1)
+
+
+def retried(task: dict[str, Any]) -> bool:
+    """Finished again after a second attempt."""
+    return finished(task) and bool(task["retry_count"] >= 2)
+
+
+async def settled(
+    node: LiveNode, task_id: int, key: str, done: Check = finished, timeout_s: float = 30
+) -> dict[str, Any]:
+    """The task (as `key` sees it over the API) once done(task) holds."""
+    deadline = time.monotonic() + timeout_s
+    task = await node.task(task_id, key=key)
+    while not done(task):
+        assert time.monotonic() < deadline, task
+        await asyncio.sleep(0.02)
+        task = await node.task(task_id, key=key)
+    return task
+
+
+def of_type(kind: str) -> Callable[[Message], bool]:
+    return lambda message: bool(message["type"] == kind)
+
+
+async def first_of(sock: Socket, kind: str, timeout_s: float = 15) -> Message:
+    """The next message of that type (a dashboard's "page", a task page's "task")."""
+    return (await read_until(sock, of_type(kind), timeout_s))[-1]
+
+
 def task_ids(messages: list[Message]) -> set[int]:
-    return {task["id"] for message in messages for task in message.get("tasks", [])}
+    """Every task id the messages carry (changes, a dashboard's page, a task page's task)."""
+    listed = {task["id"] for message in messages for task in message.get("tasks", [])}
+    return listed | {message["task"]["id"] for message in messages if "task" in message}
 
 
 async def wait_for_task(

@@ -11,9 +11,21 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import pytest
+import tornado.httpclient
+
 from ntorque import api, console
 from tests.conftest import Backend, live_for
-from tests.console_session import Session, close, connected, read_until, shows, task_ids
+from tests.console_session import (
+    Session,
+    close,
+    connected,
+    first_of,
+    open_socket,
+    read_until,
+    shows,
+    task_ids,
+)
 from tests.inprocess import LiveNode
 
 # Every route pattern, and how this test visits it with B's task id.
@@ -29,10 +41,10 @@ CONSOLE_WALK = {
         ("POST", "/console/task/{id}/cancel"),
     ],
 }
+# The live socket: what a page tells it it watches (a task page: its task).
+SOCKET_WALK = {r"/console/socket": ["task={id}"]}
 # Routes that take no task id: what they show is checked below.
-NO_TASK_ID = {
-    r"/", r"/console/?", r"/console/login", r"/console/logout", r"/console/socket",
-}  # fmt: skip
+NO_TASK_ID = {r"/", r"/console/?", r"/console/login", r"/console/logout"}
 
 
 def route_patterns() -> set[str]:
@@ -43,7 +55,7 @@ def route_patterns() -> set[str]:
 
 
 def test_the_walk_covers_every_route() -> None:
-    assert route_patterns() == set(API_WALK) | set(CONSOLE_WALK) | NO_TASK_ID
+    assert route_patterns() == set(API_WALK) | set(CONSOLE_WALK) | set(SOCKET_WALK) | NO_TASK_ID
 
 
 async def snapshot(node: LiveNode, task_id: int, key: str) -> dict[str, Any]:
@@ -78,12 +90,22 @@ async def test_application_a_sees_and_changes_nothing_of_application_b(
                 page = await session.request(method, path.format(id=task["id"]), form)
                 assert page.status == 404, (method, path, page.status)
                 assert secret_url not in page.text
-        for listing in ("/console", f"/console?q={task['id']}", "/console?q=b-only-hook",
-                        "/console?status=pending"):  # fmt: skip
-            page = await session.get(listing)
-            assert page.status == 200 and secret_url not in page.text, listing
+        cookie = session.cookie_header
+        for walk in SOCKET_WALK.values():
+            for watch in walk:
+                with pytest.raises(tornado.httpclient.HTTPClientError) as refused:
+                    await open_socket(node, cookie, watch=watch.format(id=task["id"]))
+                assert refused.value.code == 404, watch
+        for query in ("", f"q={task['id']}", "q=b-only-hook", "status=pending"):
+            page = await session.get(f"/console?{query}")
+            assert page.status == 200 and secret_url not in page.text, query
+            # The socket of that page starts with what the page shows: none of B's.
+            sock, _ = await connected(node, cookie, query)
+            rows = await first_of(sock, "page")
+            assert task["id"] not in task_ids([rows]) and secret_url not in json.dumps(rows)
+            await close(sock)
 
-        sock, first = await connected(node, session.cookie_header)
+        sock, first = await connected(node, cookie)
         another = await node.enqueue(secret_url, b"more", key=key_b)
         # A's own task, enqueued after B's, reaches A's socket after B's change
         # was sent: A has then seen everything it could have seen of B's.

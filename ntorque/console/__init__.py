@@ -8,6 +8,7 @@ the package as ntorque.templates and ntorque.static (see setup.py).
 from __future__ import annotations
 
 import importlib.resources
+import time
 from pathlib import Path
 from typing import Any
 
@@ -63,6 +64,9 @@ def make_console(
     )
     templates.filters["number"] = lambda n: f"{n:,}" if isinstance(n, int) else "-"
     templates.filters["when"] = lambda iso: (iso or "")[:19].replace("T", " ")
+    templates.filters["clock"] = lambda epoch: time.strftime("%H:%M:%S", time.gmtime(epoch))
+    # A finished task is due no more: its due date is its last lease, shown as "-".
+    templates.tests["unfinished"] = lambda status: status in ("pending", "in_progress")
     settings = {"static_path": static, "static_url_prefix": STATIC_PREFIX}
     return Console(
         queue=queue,

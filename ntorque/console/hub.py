@@ -1,9 +1,10 @@
 """The console's hub: task changes and counts, pushed to every open socket.
 
 One Hub per process watches the events only while a socket is open; each
-tick it sends every socket the latest state of the tasks that changed (only
-its viewer's own, unless it sees all), and the counts once per second.
-A socket whose write fails, or that closes, leaves the hub at once.
+tick it gives every socket the latest state of the tasks that changed (only
+its viewer's own, unless it sees all; a task page's socket, only its task),
+and the counts once per second. A socket whose write fails, or that closes,
+leaves the hub at once.
 """
 
 from __future__ import annotations
@@ -23,7 +24,10 @@ MAX_PENDING = 2000  # changes kept per tick; the oldest go first (a page shows 5
 
 
 class Peer(Protocol):
-    scope: int | None
+    scope: int | None  # the application whose tasks it may see; None: all
+    task_id: int | None  # a task page's task: it hears of that one only
+
+    def show(self, changes: list[Summary]) -> None: ...
 
     def send(self, message: dict[str, Any]) -> None: ...
 
@@ -78,17 +82,23 @@ class Hub:
             await asyncio.sleep(TICK_S)
 
     def flush(self) -> None:
-        """Send each peer the changes it may see."""
+        """Give each peer the changes it may see and watches."""
         changes, self._pending = list(self._pending.values()), {}
         if not changes:
             return
         for peer in list(self.peers):
-            visible = [c for c in changes if peer.scope is None or c.get("app_id") == peer.scope]
+            visible = [change for change in changes if _concerns(peer, change)]
             if visible:
-                peer.send({"type": "tasks", "tasks": visible})
+                peer.show(visible)
 
     async def send_stats(self) -> None:
         for scope in {peer.scope for peer in self.peers}:
             snapshot = await self.stats.get(scope)
             for peer in [peer for peer in self.peers if peer.scope == scope]:
                 peer.send({"type": "stats", "stats": snapshot})
+
+
+def _concerns(peer: Peer, change: Summary) -> bool:
+    if peer.scope is not None and change.get("app_id") != peer.scope:
+        return False
+    return peer.task_id is None or change.get("id") == peer.task_id

@@ -1,8 +1,17 @@
 """The console's websocket: one per open page, fed by the Hub.
 
-The socket needs the login cookie (checked like a page's) and the page's own
-origin (tornado's check), or it answers 403. It leaves the hub on close and
-on a failed write.
+The page names what it shows in the socket's query: `?task=<id>` on a task
+page, the dashboard's own query (`?status= &q= &before=`) otherwise. The
+socket answers what that page would: 403 without the login cookie or from
+another origin (tornado's check), 404 for a task the viewer may not see, 400
+for a query the dashboard refuses.
+
+Once subscribed it sends the counts and the state as of its subscription (the
+dashboard's page of tasks, or the task and its attempts); changes that come
+meanwhile wait until that state is sent, so nothing older follows it. Task
+events carry no attempts: a task page's socket re-reads its task and attempts
+at each change of its task, one read at a time (changes during a read make
+one more). It leaves the hub on close and on a failed write.
 """
 
 from __future__ import annotations
@@ -15,23 +24,33 @@ from typing import Any
 import tornado.web
 import tornado.websocket
 
+from ..events import Summary, summary
+from ..store.console import ConsoleQuery
 from .context import Console
 from .viewer import Viewer
+from .views import dashboard_query, listing, number, task_view, visible_task
 
 log = logging.getLogger(__name__)
 
 PING_S = 10.0  # find vanished peers (a dropped network) within about this
 
+Message = dict[str, Any]
+
 
 class ConsoleSocket(tornado.websocket.WebSocketHandler):
-    """GET /console/socket: the login cookie and the page's own origin, or 403."""
+    """GET /console/socket?task=<id> or ?status= &q= &before= ."""
 
     console: Console
     viewer: Viewer | None = None
     scope: int | None = None
+    task_id: int | None = None
 
     def initialize(self, console: Console) -> None:
         self.console = console
+        self.listing_query: ConsoleQuery | None = None
+        self._held: list[Message] | None = None  # while the first state is read
+        self._stale = False
+        self._reading: asyncio.Future[None] | None = None
 
     @property
     def ping_interval(self) -> float:
@@ -40,17 +59,85 @@ class ConsoleSocket(tornado.websocket.WebSocketHandler):
     async def get(self, *args: Any, **kwargs: Any) -> None:
         self.viewer = await self.console.viewer(self)
         if self.viewer is None:
-            self.set_status(403)
-            self.finish("log in first")
+            self.refuse(403, "log in first")
             return
         self.scope = self.viewer.scope
+        try:
+            await self._watch(self.viewer)
+        except tornado.web.HTTPError as error:
+            self.refuse(error.status_code, error.log_message or "")
+            return
         await super().get(*args, **kwargs)
 
-    async def open(self, *args: str, **kwargs: str) -> None:
-        self.console.hub.join(self)
-        self.send({"type": "stats", "stats": await self.console.stats.get(self.scope)})
+    def refuse(self, status: int, reason: str) -> None:
+        self.set_status(status)
+        self.finish(reason)
 
-    def send(self, message: dict[str, Any]) -> None:
+    async def _watch(self, viewer: Viewer) -> None:
+        """What the page shows: its task (the viewer's to see), or its query."""
+        asked = self.get_query_argument("task", None)
+        if asked is None:
+            self.listing_query = dashboard_query(self, viewer)
+            return
+        task_id = number(asked)
+        if task_id is None:
+            raise tornado.web.HTTPError(400, "task must be a task id")
+        if await visible_task(self.console.queue, viewer, task_id) is None:
+            raise tornado.web.HTTPError(404, f"no task {task_id}")
+        self.task_id = task_id
+
+    async def open(self, *args: str, **kwargs: str) -> None:
+        self._held = []  # changes from now on wait until the state below is sent
+        self.console.hub.join(self)
+        try:
+            first = [{"type": "stats", "stats": await self.console.stats.get(self.scope)}]
+            first += await self._state()
+        except Exception:
+            log.exception("console socket could not read its state task=%s", self.task_id)
+            self._held = None
+            self.close(1011, "try again")
+            return
+        held, self._held = self._held, None
+        for message in first + held:
+            self.send(message)
+
+    async def _state(self) -> list[Message]:
+        if self.task_id is not None:
+            return [view] if (view := await self._task_view()) else []
+        assert self.listing_query is not None
+        shown = await listing(self.console.reads, self.listing_query)
+        return [{"type": "page", "tasks": [summary(task) for task in shown.tasks]}]
+
+    async def _task_view(self) -> Message | None:
+        assert self.task_id is not None
+        task = await self.console.queue.get(self.task_id)  # its application never changes
+        return await task_view(self.console.queue, task) if task is not None else None
+
+    def show(self, changes: list[Summary]) -> None:
+        """The hub's changes this page may see: a dashboard's as they are, a task
+        page's as its task and attempts read again."""
+        if self.task_id is None:
+            self.send({"type": "tasks", "tasks": changes})
+            return
+        self._stale = True
+        if self._reading is None:
+            self._reading = asyncio.ensure_future(self._reread())
+
+    async def _reread(self) -> None:
+        try:
+            while self._stale:
+                self._stale = False
+                if view := await self._task_view():
+                    self.send(view)
+        except Exception:
+            log.exception("console socket could not read task %s", self.task_id)
+        finally:
+            self._reading = None
+
+    def send(self, message: Message) -> None:
+        if self._held is not None:
+            self._held.append(message)
+            return
         try:
             self.write_message(json.dumps(message)).add_done_callback(self._written)
         except tornado.websocket.WebSocketClosedError:
@@ -65,3 +152,5 @@ class ConsoleSocket(tornado.websocket.WebSocketHandler):
 
     def on_close(self) -> None:
         self.console.hub.leave(self)
+        if self._reading is not None:
+            self._reading.cancel()

@@ -8,16 +8,13 @@ from typing import Any
 import tornado.web
 
 from ..events import summary
-from ..store.console import ConsoleQuery
 from ..tasks import Status, Task
 from .viewer import COOKIE, COOKIE_DAYS, login_cookie
+from .views import SEARCH_SPAN, dashboard_query, listing, visible_task
 from .web import ConsoleHandler
 
 log = logging.getLogger(__name__)
 
-PAGE_SIZE = 50
-SEARCH_SPAN = 100_000  # a filter or url search looks at this many ids per page
-MAX_SEARCH = 200
 BODY_PREVIEW = 4000  # characters of a body shown
 
 
@@ -26,50 +23,18 @@ class DashboardHandler(ConsoleHandler):
 
     async def get(self) -> None:
         assert self.viewer is not None
-        query = self._query()
-        low, high = await self.console.reads.id_range(query.app_id)
-        if (query.status or query.search) and query.before is None:
-            query = query._replace(before=high + 1)
-        found = await self.console.reads.tasks(query)
+        query = dashboard_query(self, self.viewer)
+        shown = await listing(self.console.reads, query)
         self.page(
             "dashboard.html",
             stats=await self.console.stats.get(self.viewer.scope),
-            tasks=[summary(task) for task in found],
-            query=query,
-            older=_older(query, found, low),
+            tasks=[summary(task) for task in shown.tasks],
+            query=shown.query,
+            asked_before=query.before,
+            older=shown.older,
             statuses=[s.value for s in Status],
             span=SEARCH_SPAN,
         )
-
-    def _query(self) -> ConsoleQuery:
-        assert self.viewer is not None
-        status = self.get_query_argument("status", "")
-        if status and status not in {s.value for s in Status}:
-            raise tornado.web.HTTPError(400, f"unknown status {status[:20]!r}")
-        search = self.get_query_argument("q", "").strip()[:MAX_SEARCH]
-        before = self.get_query_argument("before", "")
-        task_id = int(search) if search.isdigit() and len(search) <= 18 else None
-        return ConsoleQuery(
-            app_id=self.viewer.scope,
-            status=status,
-            search="" if task_id is not None else search,
-            task_id=task_id,
-            before=int(before) if before.isdigit() and len(before) <= 18 else None,
-            span=SEARCH_SPAN,
-            limit=PAGE_SIZE,
-        )
-
-
-def _older(query: ConsoleQuery, found: list[Task], low: int) -> int | None:
-    """The cursor of the next page, or None at the oldest task."""
-    if query.task_id is not None:
-        return None
-    if len(found) == query.limit:
-        return found[-1].id
-    if (query.status or query.search) and query.before is not None:
-        floor = query.before - query.span
-        return floor if floor > low else None
-    return None
 
 
 class TaskPageHandler(ConsoleHandler):
@@ -91,8 +56,8 @@ class TaskPageHandler(ConsoleHandler):
 async def owned(handler: ConsoleHandler, task_id: str) -> Task:
     """The task if the viewer may see it; anyone else's is 404, like a missing one."""
     assert handler.viewer is not None
-    task = await handler.console.queue.get(int(task_id))
-    if task is None or not handler.viewer.may_see(task):
+    task = await visible_task(handler.console.queue, handler.viewer, int(task_id))
+    if task is None:
         raise tornado.web.HTTPError(404, f"no task {task_id}")
     return task
 
@@ -141,7 +106,7 @@ class LoginHandler(ConsoleHandler):
         app = await self.console.authenticator.app_for_key(key)
         if app is None:
             self.login_failed()
-            self.set_status(403)
+            self.set_status(401)  # no valid key, as the API answers
             self.page("login.html", error="That API key is not valid.")
             return
         digest = await self.console.authenticator.hasher.hash(key)

@@ -19,6 +19,7 @@ from ..store.console import ConsoleReads
 REFRESH_S = 1.0
 BUCKET_S = 10  # one bar of the chart
 BUCKETS = 30  # the chart's window: five minutes
+TICKS = 6  # time labels under the chart: its start, its end, evenly between
 COUNT_CAP = 100_000  # unfinished counts stop here (shown as "100,000+")
 FORGET_S = 60.0  # a scope nobody asked about this long is dropped
 
@@ -83,12 +84,14 @@ class Stats:
 def snapshot(
     unfinished: dict[str, Any], buckets: dict[int, dict[str, int]], now: float
 ) -> dict[str, Any]:
-    """What pages and sockets show (JSON): counts, due work, the chart's bars."""
+    """What pages and sockets show (JSON): counts, due work, the chart's bars
+    and the times (epoch s) labelling its axis."""
     bars = [
         {"start": b * BUCKET_S, "completed": c.get("completed", 0), "failed": c.get("failed", 0)}
         for b, c in sorted(buckets.items())
     ]
     oldest = unfinished["oldest_due"]
+    start, end = bars[0]["start"], bars[-1]["start"] + BUCKET_S
     return {
         "pending": unfinished["pending"],
         "in_progress": unfinished["in_progress"],
@@ -100,5 +103,6 @@ def snapshot(
         "window_s": BUCKET_S * BUCKETS,
         "bucket_s": BUCKET_S,
         "throughput": bars,
+        "ticks": [start + (end - start) * i // (TICKS - 1) for i in range(TICKS)],
         "at": now,
     }

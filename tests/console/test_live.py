@@ -36,11 +36,17 @@ from ntorque.targets import Policy
 from ntorque.tasks import NewTask, Status, Task
 from tests.conftest import Backend, live_for
 from tests.console_session import (
+    Message,
+    Session,
     close,
     connected,
+    first_of,
+    logged_in,
     login_cookie,
     open_socket,
     read_until,
+    retried,
+    settled,
     shows,
     task_ids,
     wait_for_task,
@@ -115,6 +121,113 @@ async def test_socket_refuses_no_login_and_a_foreign_origin(node: LiveNode) -> N
     sock, first = await connected(node, cookie)
     assert first["type"] == "stats"
     await close(sock)
+
+
+# -- the state as of the subscription -----------------------------------------
+
+
+def failed_again(task_id: int, retry_count: int) -> Callable[[Message], bool]:
+    """A task page's message showing the task failed after that many attempts."""
+    return lambda m: bool(
+        m["type"] == "task"
+        and m["task"]["id"] == task_id
+        and m["task"]["status"] == "failed"
+        and m["task"]["retry_count"] == retry_count
+    )
+
+
+async def failed_task(node: LiveNode, hooks: HookServer) -> tuple[Session, str, dict[str, Any]]:
+    """A new application's console session, its key, and its task that failed
+    at once (its hook answers 400, fast)."""
+    _, key = await node.create_app()
+    session = await logged_in(node, key)
+    task = await node.enqueue(hooks.url(f"/status/400/{uuid.uuid4().hex}"), key=key)
+    return session, key, await settled(node, task["id"], key)
+
+
+async def test_a_task_page_socket_starts_with_the_task_as_it_is_now(
+    node: LiveNode, hooks: HookServer
+) -> None:
+    """Issue 10's stale page: "Retry now", and a fast hook answers between the
+    page's render and its socket's subscription. The socket's first word on
+    the task is its state as of the subscription, attempts included."""
+    session, key, task = await failed_task(node, hooks)
+    assert (await session.post(f"/console/task/{task['id']}/retry")).status == 303
+    page = await session.get(f"/console/task/{task['id']}")  # the page the browser renders
+    assert page.status == 200
+    now = await settled(node, task["id"], key, retried)
+    sock, _ = await connected(node, session.cookie_header, f"task={task['id']}")
+    view = await first_of(sock, "task", timeout_s=5)
+    shown = view["task"]
+    assert (shown["id"], shown["status"], shown["retry_count"]) == (task["id"], "failed", 2)
+    assert shown["last_status_code"] == 400 and shown["due"] == now["due"]
+    assert [(a["number"], a["status_code"]) for a in view["attempts"]] == [(1, 400), (2, 400)]
+    assert "body" not in view["task"] and "headers" not in view["task"]
+    await close(sock)
+
+
+async def test_a_task_page_socket_follows_its_task_and_attempts_only(
+    node: LiveNode, hooks: HookServer
+) -> None:
+    session, key, task = await failed_task(node, hooks)
+    sock, _ = await connected(node, session.cookie_header, f"task={task['id']}")
+    first = await first_of(sock, "task")
+    assert first["task"]["status"] == "failed" and len(first["attempts"]) == 1
+    other = await node.enqueue(hook(hooks), key=key)  # the same application's, changed first
+    assert (await session.post(f"/console/task/{task['id']}/retry")).status == 303
+    messages = await read_until(sock, failed_again(task["id"], 2))
+    assert [a["number"] for a in messages[-1]["attempts"]] == [1, 2]
+    assert messages[-1]["attempts"][1]["status_code"] == 400
+    # Every change is pushed in order, the other task's first: a task page
+    # that heard of it would have by now.
+    assert other["id"] not in task_ids(messages)
+    assert {m["type"] for m in messages} <= {"stats", "task"}
+    await close(sock)
+
+
+async def test_a_dashboard_socket_starts_with_the_page_as_it_is_now(
+    node: LiveNode, hooks: HookServer
+) -> None:
+    _, key = await node.create_app()
+    session = await logged_in(node, key)
+    marker = uuid.uuid4().hex
+    failed = await node.enqueue(hooks.url(f"/status/400/{marker}-f"), key=key)
+    done = await node.enqueue(hooks.url(f"/status/200/{marker}-c"), key=key)
+    assert (await session.get("/console")).status == 200  # rendered before they finish
+    for task in (failed, done):
+        await settled(node, task["id"], key)
+    cookie = session.cookie_header
+    sock, _ = await connected(node, cookie)  # the newest page, no filter
+    page = await first_of(sock, "page", timeout_s=5)
+    shown = {t["id"]: t["status"] for t in page["tasks"]}
+    assert shown == {done["id"]: "completed", failed["id"]: "failed"}
+    assert [t["id"] for t in page["tasks"]] == [done["id"], failed["id"]]  # newest first
+    await close(sock)
+    for watch, expected in (
+        (f"status=failed&q={marker}", [failed["id"]]),
+        (f"q={marker}-c", [done["id"]]),
+        (f"q={failed['id']}", [failed["id"]]),
+        (f"q={marker}&before={done['id']}", [failed["id"]]),
+        (f"status=pending&q={marker}", []),
+    ):
+        sock, _ = await connected(node, cookie, watch)
+        page = await first_of(sock, "page", timeout_s=5)
+        assert [t["id"] for t in page["tasks"]] == expected, watch
+        await close(sock)
+
+
+async def test_a_socket_refuses_what_its_page_would(node: LiveNode) -> None:
+    """A task that is not there is a 404, like its page; a query the
+    dashboard refuses is a 400. (Another application's task: tests/test_tenancy.py.)"""
+    cookie = await login_cookie(node, node.key)
+    for watch, code in (
+        ("task=999999999999", 404),
+        ("task=abc", 400),
+        ("status=nonsense", 400),
+    ):
+        with pytest.raises(tornado.httpclient.HTTPClientError) as refused:
+            await open_socket(node, cookie, watch=watch)
+        assert refused.value.code == code, watch
 
 
 async def test_page_reconnects_after_a_restart(backend: Backend) -> None:

@@ -10,22 +10,30 @@ and HSTS get a node of their own.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import re
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import Any
 
 import pytest
 import pytest_asyncio
 import tornado.httpclient
 
 from tests.conftest import Backend, live_for
-from tests.console_session import Session, close, connected, logged_in, open_socket
+from tests.console_session import (
+    Session,
+    close,
+    connected,
+    logged_in,
+    open_socket,
+    retried,
+    retrying,
+    settled,
+)
 from tests.hookserver import HookServer
 from tests.inprocess import LiveNode
-from tests.server import FINAL
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
@@ -57,40 +65,18 @@ def hook(hooks: HookServer, code: int = 200) -> str:
     return hooks.url(f"/status/{code}/console-{uuid.uuid4().hex}")
 
 
-Check = Callable[[dict[str, Any]], bool]
-
-
-def finished(task: dict[str, Any]) -> bool:
-    return bool(task["status"] in FINAL)
-
-
-def retrying(task: dict[str, Any]) -> bool:
-    """The first attempt failed and was settled: pending again, due later."""
-    return bool(task["status"] == "pending" and task["retry_count"] >= 1)
-
-
-def retried(task: dict[str, Any]) -> bool:
-    """Finished again after a second attempt."""
-    return finished(task) and bool(task["retry_count"] >= 2)
-
-
-async def settled(
-    node: LiveNode, task_id: int, key: str, done: Check = finished, timeout_s: float = 30
-) -> dict[str, Any]:
-    """The task (as `key` sees it over the API) once done(task) holds."""
-    deadline = time.monotonic() + timeout_s
-    task = await node.task(task_id, key=key)
-    while not done(task):
-        assert time.monotonic() < deadline, task
-        await asyncio.sleep(0.02)
-        task = await node.task(task_id, key=key)
-    return task
-
-
 def completed_count(page_text: str) -> int:
     found = re.search(r'data-stat="completed">([\d,]+)<', page_text)
     assert found, page_text
     return int(found.group(1).replace(",", ""))
+
+
+def due_cell(page_text: str, task_id: int) -> str:
+    row = re.search(rf'<tr id="task-{task_id}".*?</tr>', page_text, re.S)
+    assert row, page_text
+    cell = re.search(r'<td data-field="due"[^>]*>([^<]*)</td>', row.group(0))
+    assert cell, row.group(0)
+    return cell.group(1)
 
 
 def rows(page_text: str) -> set[int]:
@@ -120,7 +106,8 @@ async def test_pages_and_socket_need_a_login(apps: Apps) -> None:
 async def test_login_refuses_a_bad_key_and_a_missing_xsrf_token(apps: Apps) -> None:
     visitor = Session(apps.node)
     bad = await visitor.post("/console/login", {"key": "not-a-key"})
-    assert bad.status == 403 and "not valid" in bad.text
+    assert bad.status == 401 and "not valid" in bad.text  # no valid key: 401, like the API
+    assert 'name="key"' in bad.text  # the form again, to try another
     assert "ntorque_console" not in visitor.cookies
     forged = await Session(apps.node).post("/console/login", {"key": apps.a}, xsrf=False)
     assert forged.status == 403
@@ -171,7 +158,7 @@ async def test_a_new_key_ends_the_applications_console_logins(apps: Apps) -> Non
     await close(sock)
     new_key = await apps.node.apps.rotate_key(name)  # as `rotate-key` does
     await assert_logged_out(session, cookie)
-    assert (await Session(apps.node).post("/console/login", {"key": key})).status == 403
+    assert (await Session(apps.node).post("/console/login", {"key": key})).status == 401
     again = await logged_in(apps.node, new_key)
     assert (await again.get("/console")).status == 200
 
@@ -184,7 +171,7 @@ async def test_deactivating_the_application_ends_its_console_logins(apps: Apps) 
     await close(sock)
     await apps.node.apps.set_active(name, False)  # as `deactivate-app` does
     await assert_logged_out(session, cookie)
-    assert (await Session(apps.node).post("/console/login", {"key": key})).status == 403
+    assert (await Session(apps.node).post("/console/login", {"key": key})).status == 401
 
 
 async def test_pages_set_a_strict_content_security_policy_and_have_no_inline_code(
@@ -230,7 +217,9 @@ async def test_dashboard_shows_counts_throughput_and_recent_tasks(
     apps: Apps, hooks: HookServer
 ) -> None:
     task = await apps.node.enqueue(hook(hooks), key=apps.a)
+    waiting = await apps.node.enqueue(hook(hooks, 500), key=apps.a)
     await settled(apps.node, task["id"], apps.a)
+    waiting = await settled(apps.node, waiting["id"], apps.a, retrying)
     session = await logged_in(apps.node, apps.a)
     page = await session.get("/console")
     for stat in ("pending", "in_progress", "due_now", "oldest_due_age_s", "completed", "failed"):
@@ -243,6 +232,25 @@ async def test_dashboard_shows_counts_throughput_and_recent_tasks(
     assert page.text.count('<rect class="completed"') == 30
     row = re.search(rf'<tr id="task-{task["id"]}".*?</tr>', page.text, re.S)
     assert row and "st-completed" in row.group(0) and ">200<" in row.group(0)
+    # A finished task is due no more (its due date is its last lease): "-".
+    assert due_cell(page.text, task["id"]) == "-"
+    assert due_cell(page.text, waiting["id"]) == waiting["due"][:19].replace("T", " ")
+
+
+async def test_throughput_chart_has_a_time_axis(apps: Apps) -> None:
+    """Labels at the start and end of the chart's five minutes and every minute
+    between (UTC, like every time in the console)."""
+    page = await (await logged_in(apps.node, apps.a)).get("/console")
+    now = time.time()
+    axis = re.search(r'<div id="chart-axis".*?</div>', page.text, re.S)
+    assert axis and "UTC" in axis.group(0)
+    labels = re.findall(r'<span class="tick t\d">(\d\d):(\d\d):(\d\d)</span>', axis.group(0))
+    seconds = [int(h) * 3600 + int(m) * 60 + int(s) for h, m, s in labels]
+    assert len(seconds) == 6
+    assert [(b - a) % 86400 for a, b in itertools.pairwise(seconds)] == [60] * 5
+    assert seconds[0] % 10 == 0  # a bucket's start
+    end_offset = (seconds[-1] - now % 86400 + 43200) % 86400 - 43200
+    assert -3 <= end_offset <= 10, end_offset  # the end of the current 10 s bucket
 
 
 async def test_filter_by_status_search_by_url_or_id_and_page_through(
@@ -259,12 +267,16 @@ async def test_filter_by_status_search_by_url_or_id_and_page_through(
     session = await logged_in(apps.node, apps.a)
     failed = await session.get("/console?status=failed")
     assert set(made) <= rows(failed.text) and other not in rows(failed.text)
+    hint = "Filters look through the 100,000 most recent tasks at a time; Older looks further back."
+    assert hint in failed.text and "task ids per page" not in failed.text
+    assert "below id" not in failed.text
     found = await session.get(f"/console?q={marker.upper()}")  # case does not matter
     assert rows(found.text) == set(made)
     by_id = await session.get(f"/console?q={made[1]}")
     assert rows(by_id.text) == {made[1]}
     older = await session.get(f"/console?q={marker}&before={made[1]}")
     assert rows(older.text) == {made[0]}
+    assert "Filters look through 100,000 tasks at a time, older ones here;" in older.text
     assert (await session.get("/console?status=nonsense")).status == 400
 
 
@@ -297,7 +309,13 @@ async def test_cancel_a_pending_task(apps: Apps, hooks: HookServer) -> None:
     b = await logged_in(apps.node, apps.b)
     assert (await b.post(f"/console/task/{task['id']}/cancel")).status == 404
     a = await logged_in(apps.node, apps.a)
-    assert 'id="cancel"' in (await a.get(f"/console/task/{task['id']}")).text
+    page = await a.get(f"/console/task/{task['id']}")
+    form = re.search(r'<form[^>]*action="[^"]*/cancel"[^>]*>', page.text)
+    assert form and 'id="cancel"' in page.text
+    # console.js asks before it sends the form (CSP: no inline script, so no onsubmit=).
+    assert 'data-confirm="Cancel task ' in form.group(0)
+    script = await a.get("/console/static/console.js")
+    assert "data-confirm" in script.text and "confirm(" in script.text
     assert (await a.post(f"/console/task/{task['id']}/cancel", xsrf=False)).status == 403
     done = await a.post(f"/console/task/{task['id']}/cancel")
     assert done.status == 303 and done.location == f"/console/task/{task['id']}"
@@ -342,7 +360,7 @@ async def test_failed_logins_are_limited_per_address_like_the_api(backend: Backe
         for attempt in range(4):
             page = await session.post("/console/login", {"key": f"wrong-{attempt}"})
             statuses.append(page.status)
-        assert statuses == [403, 403, 403, 429]
+        assert statuses == [401, 401, 401, 429]
         assert int(page.headers["Retry-After"]) > 0
         # Even the right key waits now: guessing cannot go on meanwhile.
         assert (await session.post("/console/login", {"key": key})).status == 429
