@@ -1,59 +1,47 @@
-"""End-to-end delivery: `python -m ntorque` calls real web hooks, on both backends.
+"""Delivery end to end: a node calls real web hooks, on both backends.
 
 What each kind of answer comes to (completed, failed, retried), redirects,
 HTTPS with and without a trusted CA, pass-through and task headers, bodies
-byte for byte, every method, and the backoff schedule between retries.
+byte for byte, every method, and the attempt record.
 
-One module-scoped fleet of servers per backend, one server per distinct set
-of settings; each server has its own database (and Redis channel), so no
-server ever performs another's tasks.
+Each backend gets two nodes in the test's own event loop, one per set of
+settings, each on its own database (and Redis channel), so no node ever
+performs another's tasks. They run no loops of their own: `perform()` drives
+the consumer and requeuer by hand and moves the node's clock to each retry's
+due date, so retries cost no waiting.
 """
 
 from __future__ import annotations
 
+import asyncio
 import http.client
-import itertools
 import json
 import os
 import random
-import signal
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 from urllib.parse import urlencode
 from uuid import uuid4
 
 import pytest
+import pytest_asyncio
 
-from tests.conftest import BACKENDS, make_backend, server_for
+from tests.conftest import Backend, live_for, make_backend
 from tests.hookserver import Call, HookServer, TLSFiles, make_tls_files
-from tests.server import NtorqueServer, free_port
+from tests.inprocess import Clock, LiveNode
+from tests.server import FINAL, free_port
 
-# Small, fast backoff: retries 0.2 s then 0.4 s after a failed attempt; 3 attempts in all.
-FAST = {
-    "NTORQUE_MIN_DUE_DELAY": "0.2",
-    "NTORQUE_MAX_DUE_DELAY": "30",
-    "NTORQUE_MAX_RETRIES": "3",
-    "NTORQUE_REQUEUE_INTERVAL": "0.3",
-    "NTORQUE_DEFAULT_TIMEOUT": "5",
-}
+pytestmark = pytest.mark.asyncio(loop_scope="module")
+
+# Small backoff: retries 0.2 s then 0.4 s (of the node's clock) after a failed attempt.
 MAX_RETRIES = 3
-# The backoff schedule servers: 4 attempts, so 3 waits to measure.
-SCHEDULE = {**FAST, "NTORQUE_MIN_DUE_DELAY": "0.3", "NTORQUE_MAX_RETRIES": "4"}
-SCHEDULE_RETRIES = 4
-# Waits are bounded below exactly; above, generously (this is not a speed test).
-SCHEDULE_SLACK_S = 1.5
+FAST: dict[str, Any] = {
+    "min_due_delay_s": 0.2,
+    "max_due_delay_s": 30,
+    "max_retries": MAX_RETRIES,
+    "default_timeout_s": 5,
+}
 DEFAULT_CONTENT_TYPE = "application/x-www-form-urlencoded; charset=utf-8"
-
-
-@dataclass
-class Fleet:
-    """One backend's ntorque servers, each on its own database."""
-
-    fast: NtorqueServer
-    trusting: NtorqueServer  # FAST + NTORQUE_CA_CERTS + transient codes 400,408
-    exponential: NtorqueServer
-    linear: NtorqueServer
 
 
 @pytest.fixture(scope="module")
@@ -68,36 +56,24 @@ def tls_hooks(tls: TLSFiles) -> Iterator[HookServer]:
         yield server
 
 
-@pytest.fixture(scope="module", params=BACKENDS)
-def fleet(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, tls: TLSFiles
-) -> Iterator[Fleet]:
-    name: str = request.param
-    configs: dict[str, dict[str, str]] = {
-        "fast": FAST,
-        "trusting": {
-            **FAST,
-            "NTORQUE_CA_CERTS": str(tls.ca_pem),
-            "NTORQUE_TRANSIENT_REQUEST_ERRORS": "400,408",
-        },
-        "exponential": {**SCHEDULE, "NTORQUE_BACKOFF": "exponential"},
-        "linear": {**SCHEDULE, "NTORQUE_BACKOFF": "linear"},
-    }
-    servers: dict[str, NtorqueServer] = {}
-    try:
-        for label, settings in configs.items():  # start them all, then wait for them all
-            directory = tmp_path_factory.mktemp(f"{name}-{label}")
-            backend = make_backend(request, name, directory)
-            servers[label] = server_for(backend, directory, (), **settings).start(wait=False)
-        for server in servers.values():
-            server.wait_ready()
-        yield Fleet(**servers)
-    finally:
-        for server in servers.values():  # SIGTERM them all, then wait for each
-            if server.process is not None and server.process.poll() is None:
-                server.process.send_signal(signal.SIGTERM)
-        for server in servers.values():
-            server.stop()
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def fast(module_backend: Backend) -> AsyncIterator[LiveNode]:
+    async with live_for(module_backend, loops=False, clock=Clock(), **FAST) as node:
+        yield node
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def trusting(
+    request: pytest.FixtureRequest,
+    module_backend: Backend,
+    tmp_path_factory: pytest.TempPathFactory,
+    tls: TLSFiles,
+) -> AsyncIterator[LiveNode]:
+    """FAST, trusting our CA, and retrying 400 and 408 (only), on a database of its own."""
+    backend = make_backend(request, module_backend.name, tmp_path_factory.mktemp("trusting"))
+    settings = {**FAST, "ca_certs": str(tls.ca_pem), "transient_codes": (400, 408)}
+    async with live_for(backend, loops=False, clock=Clock(), **settings) as node:
+        yield node
 
 
 def unique(route: str) -> str:
@@ -105,35 +81,55 @@ def unique(route: str) -> str:
     return f"{route}/{uuid4().hex}"
 
 
-def deliver(
-    server: NtorqueServer,
+async def perform(node: LiveNode, *ids: int) -> list[dict[str, Any]]:
+    """Drive the tasks to a final state: each round performs every unfinished
+    one once, then the clock moves to the latest due date among them and the
+    requeuer notifies them again. The tasks as the API shows them at the end."""
+    assert node.clock is not None
+    unfinished = list(ids)
+    for _ in range(node.settings.max_retries):
+        acquired = {task.id for task in await node.consume()}
+        assert set(unfinished) <= acquired, (unfinished, acquired, node.logged.text)
+        tasks = [await node.task(task_id) for task_id in ids]
+        unfinished = [task["id"] for task in tasks if task["status"] not in FINAL]
+        if not unfinished:
+            return tasks
+        due = [(await node.running.queue.get(task_id)).due for task_id in unfinished]
+        node.clock.advance(max(due) - node.clock.now)
+        await node.requeue()
+    raise AssertionError(f"not final after {node.settings.max_retries} attempts: {tasks}")
+
+
+async def deliver(
+    node: LiveNode,
     hooks: HookServer,
     path: str,
     body: bytes = b"",
     headers: dict[str, str] | None = None,
     **query: Any,
 ) -> tuple[dict[str, Any], list[Call]]:
-    """Enqueue a task for hooks' path, wait until it is final; (task, calls of path).
+    """Enqueue a task for hooks' path and perform it until final; (task, calls of path).
 
     Every attempt is one call: the task's retry_count is the hook's call count.
     """
-    task = server.enqueue(hooks.url(path), body, headers, **query)
+    task = await node.enqueue(hooks.url(path), body, headers, **query)
     assert task["status"] == "pending"
-    done = server.wait_for(task["id"], timeout_s=40)
+    (done,) = await perform(node, task["id"])
     calls = hooks.calls(path)
-    assert done["retry_count"] == len(calls), (done, calls, server.logs())
+    assert done["retry_count"] == len(calls), (done, calls, node.logged.text)
     return done, calls
 
 
-def enqueue_raw(server: NtorqueServer, url: str, body: bytes, headers: dict[str, str]) -> Any:
-    """POST / with exactly these headers (urllib would add a Content-Type)."""
-    connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
+def enqueue_raw(node: LiveNode, url: str, body: bytes, headers: dict[str, str]) -> Any:
+    """POST / with exactly these headers (a client would add a Content-Type).
+    Blocking: call it in a thread, off the node's loop."""
+    connection = http.client.HTTPConnection("127.0.0.1", node.port, timeout=30)
     try:
         connection.request(
             "POST",
             "/?" + urlencode({"url": url}),
             body=body,
-            headers={"NTORQUE-API-KEY": server.key, **headers},
+            headers={"NTORQUE-API-KEY": node.key, **headers},
         )
         response = connection.getresponse()
         answer = response.read()
@@ -157,10 +153,10 @@ def enqueue_raw(server: NtorqueServer, url: str, body: bytes, headers: dict[str,
         (404, "failed"),
     ],
 )
-def test_final_answers_are_not_retried(
-    fleet: Fleet, hooks: HookServer, code: int, status: str
+async def test_final_answers_are_not_retried(
+    fast: LiveNode, hooks: HookServer, code: int, status: str
 ) -> None:
-    done, calls = deliver(fleet.fast, hooks, unique(f"/status/{code}"), b"a=1")
+    done, calls = await deliver(fast, hooks, unique(f"/status/{code}"), b"a=1")
     assert done["status"] == status
     assert len(calls) == 1
     assert done["retry_count"] == 1
@@ -172,10 +168,10 @@ def test_final_answers_are_not_retried(
 
 
 @pytest.mark.parametrize("code", [408, 429, 500, 503])
-def test_transient_answers_are_retried_until_the_limit(
-    fleet: Fleet, hooks: HookServer, code: int
+async def test_transient_answers_are_retried_until_the_limit(
+    fast: LiveNode, hooks: HookServer, code: int
 ) -> None:
-    done, calls = deliver(fleet.fast, hooks, unique(f"/status/{code}"), b"a=1")
+    done, calls = await deliver(fast, hooks, unique(f"/status/{code}"), b"a=1")
     assert done["status"] == "failed"
     assert len(calls) == MAX_RETRIES
     assert done["retry_count"] == MAX_RETRIES
@@ -184,10 +180,10 @@ def test_transient_answers_are_retried_until_the_limit(
     assert [call.body for call in calls] == [b"a=1"] * MAX_RETRIES
 
 
-def test_connection_refused_is_retried(fleet: Fleet) -> None:
+async def test_connection_refused_is_retried(fast: LiveNode) -> None:
     url = f"http://127.0.0.1:{free_port()}/{uuid4().hex}"  # nobody listens there
-    task = fleet.fast.enqueue(url, b"a=1")
-    done = fleet.fast.wait_for(task["id"], timeout_s=40)
+    task = await fast.enqueue(url, b"a=1")
+    (done,) = await perform(fast, task["id"])
     assert done["status"] == "failed"
     assert done["retry_count"] == MAX_RETRIES
     assert done["last_status_code"] is None
@@ -195,8 +191,8 @@ def test_connection_refused_is_retried(fleet: Fleet) -> None:
     assert not done["last_error"].startswith("HTTP "), "not an HTTP answer"
 
 
-def test_timeout_is_retried(fleet: Fleet, hooks: HookServer) -> None:
-    done, calls = deliver(fleet.fast, hooks, unique("/slow/3"), b"a=1", timeout=1)
+async def test_timeout_is_retried(fast: LiveNode, hooks: HookServer) -> None:
+    done, calls = await deliver(fast, hooks, unique("/slow/3"), b"a=1", timeout=1)
     assert done["status"] == "failed"
     assert done["timeout"] == 1
     assert len(calls) == MAX_RETRIES
@@ -205,8 +201,8 @@ def test_timeout_is_retried(fleet: Fleet, hooks: HookServer) -> None:
     assert not done["last_error"].startswith("HTTP "), "not an HTTP answer"
 
 
-def test_flaky_hook_completes_on_the_third_call(fleet: Fleet, hooks: HookServer) -> None:
-    done, calls = deliver(fleet.fast, hooks, unique("/flaky/2"), b"a=1")
+async def test_flaky_hook_completes_on_the_third_call(fast: LiveNode, hooks: HookServer) -> None:
+    done, calls = await deliver(fast, hooks, unique("/flaky/2"), b"a=1")
     assert done["status"] == "completed"
     assert len(calls) == 3
     assert done["last_status_code"] == 200
@@ -217,11 +213,11 @@ def test_flaky_hook_completes_on_the_third_call(fleet: Fleet, hooks: HookServer)
 
 
 @pytest.mark.parametrize(("code", "calls_made"), [(400, MAX_RETRIES), (408, MAX_RETRIES), (429, 1)])
-def test_transient_codes_are_configurable(
-    fleet: Fleet, hooks: HookServer, code: int, calls_made: int
+async def test_transient_codes_are_configurable(
+    trusting: LiveNode, hooks: HookServer, code: int, calls_made: int
 ) -> None:
-    """NTORQUE_TRANSIENT_REQUEST_ERRORS=400,408: those two are retried, 429 no longer."""
-    done, calls = deliver(fleet.trusting, hooks, unique(f"/status/{code}"), b"a=1")
+    """transient_codes=400,408: those two are retried, 429 no longer."""
+    done, calls = await deliver(trusting, hooks, unique(f"/status/{code}"), b"a=1")
     assert done["status"] == "failed"
     assert len(calls) == calls_made
     assert done["last_status_code"] == code
@@ -240,12 +236,12 @@ def test_transient_codes_are_configurable(
         (308, "POST", True),
     ],
 )
-def test_redirects_are_followed(
-    fleet: Fleet, hooks: HookServer, code: int, method: str, body_kept: bool
+async def test_redirects_are_followed(
+    fast: LiveNode, hooks: HookServer, code: int, method: str, body_kept: bool
 ) -> None:
     target = unique("/status/200")
     body = "name=Zoë&n=1".encode()
-    done, calls = deliver(fleet.fast, hooks, f"/redirect/{code}{target}", body)
+    done, calls = await deliver(fast, hooks, f"/redirect/{code}{target}", body)
     assert done["status"] == "completed"
     assert done["last_status_code"] == 200
     assert [(call.method, call.body) for call in calls] == [("POST", body)]
@@ -257,17 +253,19 @@ def test_redirects_are_followed(
 # -- 3. HTTPS ---------------------------------------------------------------------
 
 
-def test_https_hook_with_the_ca_configured(fleet: Fleet, tls_hooks: HookServer) -> None:
-    done, calls = deliver(fleet.trusting, tls_hooks, unique("/status/200"), b"secret=1")
+async def test_https_hook_with_the_ca_configured(trusting: LiveNode, tls_hooks: HookServer) -> None:
+    done, calls = await deliver(trusting, tls_hooks, unique("/status/200"), b"secret=1")
     assert tls_hooks.base_url.startswith("https://")
     assert done["status"] == "completed"
     assert [call.body for call in calls] == [b"secret=1"]
 
 
-def test_https_hook_with_an_unknown_ca_is_not_trusted(fleet: Fleet, tls_hooks: HookServer) -> None:
+async def test_https_hook_with_an_unknown_ca_is_not_trusted(
+    fast: LiveNode, tls_hooks: HookServer
+) -> None:
     path = unique("/status/200")
-    task = fleet.fast.enqueue(tls_hooks.url(path), b"secret=1")
-    done = fleet.fast.wait_for(task["id"], timeout_s=40)
+    task = await fast.enqueue(tls_hooks.url(path), b"secret=1")
+    (done,) = await perform(fast, task["id"])
     # The handshake fails on every attempt: no request ever reaches the hook.
     assert tls_hooks.calls(path) == []
     assert done["status"] == "failed"
@@ -280,13 +278,13 @@ def test_https_hook_with_an_unknown_ca_is_not_trusted(fleet: Fleet, tls_hooks: H
 # -- 4. headers -------------------------------------------------------------------
 
 
-def test_passthrough_and_task_headers_arrive(fleet: Fleet, hooks: HookServer) -> None:
+async def test_passthrough_and_task_headers_arrive(fast: LiveNode, hooks: HookServer) -> None:
     headers = {
         "NTORQUE-PASSTHROUGH-X-Foo": "bar",
         "NTORQUE_PASSTHROUGH_X_Bar": "baz qux",
         "X-Not-Passed": "no",
     }
-    done, (call,) = deliver(fleet.fast, hooks, unique("/status/200"), b"a=1", headers)
+    done, (call,) = await deliver(fast, hooks, unique("/status/200"), b"a=1", headers)
     assert done["status"] == "completed"
     assert call.headers["x-foo"] == "bar"
     assert call.headers["x_bar"] == "baz qux"
@@ -326,10 +324,10 @@ ARRIVING_TYPES = {
 
 
 @pytest.mark.parametrize("kind", list(BODIES))
-def test_bodies_arrive_byte_for_byte(fleet: Fleet, hooks: HookServer, kind: str) -> None:
+async def test_bodies_arrive_byte_for_byte(fast: LiveNode, hooks: HookServer, kind: str) -> None:
     content_type, body = BODIES[kind]
-    done, (call,) = deliver(
-        fleet.fast, hooks, unique("/status/200"), body, {"Content-Type": content_type}
+    done, (call,) = await deliver(
+        fast, hooks, unique("/status/200"), body, {"Content-Type": content_type}
     )
     assert done["status"] == "completed"
     assert done["body_size"] == len(body)
@@ -338,11 +336,11 @@ def test_bodies_arrive_byte_for_byte(fleet: Fleet, hooks: HookServer, kind: str)
     assert call.headers["content-type"] == ARRIVING_TYPES[kind]
 
 
-def test_without_content_type_the_default_is_sent(fleet: Fleet, hooks: HookServer) -> None:
+async def test_without_content_type_the_default_is_sent(fast: LiveNode, hooks: HookServer) -> None:
     path = unique("/status/200")
-    task = enqueue_raw(fleet.fast, hooks.url(path), b"user_id=1234", {})
+    task = await asyncio.to_thread(enqueue_raw, fast, hooks.url(path), b"user_id=1234", {})
     assert (task["content_type"], task["charset"]) == ("application/x-www-form-urlencoded", "utf-8")
-    done = fleet.fast.wait_for(task["id"])
+    (done,) = await perform(fast, task["id"])
     (call,) = hooks.calls(path)
     assert done["status"] == "completed"
     assert call.body == b"user_id=1234"
@@ -356,45 +354,26 @@ def test_without_content_type_the_default_is_sent(fleet: Fleet, hooks: HookServe
     ("asked", "method"),
     [("POST", "POST"), ("PUT", "PUT"), ("PATCH", "PATCH"), ("DELETE", "DELETE"), ("put", "PUT")],
 )
-def test_every_method_reaches_the_hook(
-    fleet: Fleet, hooks: HookServer, asked: str, method: str
+async def test_every_method_reaches_the_hook(
+    fast: LiveNode, hooks: HookServer, asked: str, method: str
 ) -> None:
     body = f"verb={asked}&é=1".encode()
-    done, (call,) = deliver(fleet.fast, hooks, unique("/status/200"), body, method=asked)
+    done, (call,) = await deliver(fast, hooks, unique("/status/200"), body, method=asked)
     assert done["method"] == method
     assert done["status"] == "completed"
     assert call.method == method
     assert call.body == body
 
 
-# -- 7. the backoff schedule ----------------------------------------------------------
+# -- 7. the attempt record ------------------------------------------------------------
 
 
-@pytest.mark.parametrize(
-    ("kind", "waits"), [("exponential", (0.3, 0.6, 1.2)), ("linear", (0.3, 0.6, 0.9))]
-)
-def test_backoff_schedule(
-    fleet: Fleet, hooks: HookServer, kind: str, waits: tuple[float, ...]
-) -> None:
-    server: NtorqueServer = getattr(fleet, kind)
-    done, calls = deliver(server, hooks, unique("/status/500"), b"a=1")
-    assert done["status"] == "failed"
-    assert len(calls) == SCHEDULE_RETRIES
-    assert {call.headers["ntorque-task-retry-limit"] for call in calls} == {"4"}
-    gaps = [later.at - earlier.at for earlier, later in itertools.pairwise(calls)]
-    for gap, wait in zip(gaps, waits, strict=True):
-        assert wait <= gap < wait + SCHEDULE_SLACK_S, (gaps, waits)
-
-
-# -- 8. the attempt record ------------------------------------------------------------
-
-
-def test_retry_count_is_the_number_of_calls(fleet: Fleet, hooks: HookServer) -> None:
+async def test_retry_count_is_the_number_of_calls(fast: LiveNode, hooks: HookServer) -> None:
     """(deliver() checks this for every task; here for each way a task ends.)"""
     cases = {unique("/flaky/1"): ("completed", 2), unique("/status/404"): ("failed", 1)}
     cases[unique("/status/500")] = ("failed", MAX_RETRIES)
-    tasks = {path: fleet.fast.enqueue(hooks.url(path), b"a=1")["id"] for path in cases}
-    for path, (status, count) in cases.items():
-        done = fleet.fast.wait_for(tasks[path], timeout_s=40)
-        assert (done["status"], done["retry_count"]) == (status, count)
+    tasks = {path: (await fast.enqueue(hooks.url(path), b"a=1"))["id"] for path in cases}
+    done = await perform(fast, *tasks.values())
+    for (path, (status, count)), task in zip(cases.items(), done, strict=True):
+        assert (task["status"], task["retry_count"]) == (status, count)
         assert len(hooks.calls(path)) == count
