@@ -13,7 +13,7 @@ import ipaddress
 import json
 import socket
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import quote, urlencode
 from uuid import uuid4
@@ -32,7 +32,7 @@ from ntorque.targets import Policy, Rules, TargetRefused, Targets, parse_address
 from ntorque.tasks import Status, Task, Verdict
 from ntorque.webhook import Webhook, make_client
 from tests.conftest import Backend, live_for
-from tests.hookserver import HookServer, TLSFiles, make_tls_files
+from tests.hookserver import HookServer, TLSFiles
 from tests.inprocess import LiveNode
 
 DEFAULT = Policy()
@@ -502,17 +502,6 @@ async def test_private_targets_off_refuses_a_name_for_loopback(
     assert outcome.error is not None
     assert outcome.error.endswith("is loopback and private targets are not allowed")
     assert hooks.calls(path) == []
-
-
-@pytest.fixture(scope="module")
-def tls(tmp_path_factory: pytest.TempPathFactory) -> TLSFiles:
-    return make_tls_files(tmp_path_factory.mktemp("tls"))
-
-
-@pytest.fixture(scope="module")
-def tls_hooks(tls: TLSFiles) -> Iterator[HookServer]:
-    with HookServer(tls=tls) as server:
-        yield server
 
 
 async def test_https_keeps_its_name_checks_when_pinned(

@@ -18,7 +18,7 @@ import http.client
 import json
 import os
 import random
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import urlencode
 from uuid import uuid4
@@ -27,7 +27,7 @@ import pytest
 import pytest_asyncio
 
 from tests.conftest import Backend, live_for, make_backend
-from tests.hookserver import Call, HookServer, TLSFiles, make_tls_files
+from tests.hookserver import Call, HookServer, TLSFiles
 from tests.inprocess import Clock, LiveNode
 from tests.server import FINAL, free_port
 
@@ -42,18 +42,6 @@ FAST: dict[str, Any] = {
     "default_timeout_s": 5,
 }
 DEFAULT_CONTENT_TYPE = "application/x-www-form-urlencoded; charset=utf-8"
-
-
-@pytest.fixture(scope="module")
-def tls(tmp_path_factory: pytest.TempPathFactory) -> TLSFiles:
-    return make_tls_files(tmp_path_factory.mktemp("tls"))
-
-
-@pytest.fixture(scope="module")
-def tls_hooks(tls: TLSFiles) -> Iterator[HookServer]:
-    """An HTTPS hook server whose certificate only our throw-away CA vouches for."""
-    with HookServer(tls=tls) as server:
-        yield server
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import BACKENDS, make_backend, server_for
-from tests.hookserver import HookServer, TLSFiles, make_tls_files
+from tests.hookserver import HookServer, TLSFiles
 
 PROXY_VARIABLES = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY")
 
@@ -58,17 +58,6 @@ def proxy() -> Iterator[Listener]:
         yield listener
     finally:
         listener.close()
-
-
-@pytest.fixture
-def tls(tmp_path: Path) -> TLSFiles:
-    return make_tls_files(tmp_path / "tls")
-
-
-@pytest.fixture
-def tls_hooks(tls: TLSFiles) -> Iterator[HookServer]:
-    with HookServer(tls=tls) as server:
-        yield server
 
 
 def test_calls_never_go_through_a_proxy(
