@@ -55,7 +55,8 @@ def test_kill_9_loses_nothing(backend: Backend, hooks: HookServer, tmp_path: Pat
     paths = [f"/slow/1/{run}-{i}" for i in range(20)]
     server = server_for(backend, tmp_path, NTORQUE_CONCURRENCY="10", **SHORT)
     with server:
-        ids = [server.enqueue(hooks.url(path), timeout=2)["id"] for path in paths]
+        # A timeout well over the call, so that only the kill makes a call repeat.
+        ids = [server.enqueue(hooks.url(path), timeout=3)["id"] for path in paths]
         wait_until(lambda: len(called(hooks, paths)) >= 3, 15, "hook calls started")
         server.kill()
         # Requests already written by the dead process reach the hook server.
@@ -108,7 +109,7 @@ def test_calls_cut_off_by_the_shutdown_grace_are_performed_again(
     path = f"/slow/1/{uid()}"  # longer than the grace, within the timeout
     server = server_for(backend, tmp_path, NTORQUE_SHUTDOWN_GRACE="0.2", **SHORT)
     with server:
-        task = server.enqueue(hooks.url(path), timeout=2)
+        task = server.enqueue(hooks.url(path), timeout=3)
         hooks.wait_for_calls(path, 1)
         assert server.stop() == 0, server.logs()
         assert "stopped with 1 calls unfinished: they will be performed again" in server.logs()
