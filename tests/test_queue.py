@@ -83,7 +83,7 @@ async def test_a_stopped_node_notifies_no_retry(backend: Backend, hooks: HookSer
     """A retry falling due after the node stopped is not notified by the
     stopped node (the requeuer of the next start finds it), and opens no
     connection again: the stray push of this test leaked a Redis connection."""
-    delay_s = 1.0
+    delay_s = 0.5
     async with live_for(backend, loops=False, clock=Clock(), min_due_delay_s=delay_s) as node:
         task_id = (await node.enqueue(hooks.url(f"/status/500/{uuid4().hex}")))["id"]
         assert [task.id for task in await node.consume()] == [task_id]  # fails: a retry
