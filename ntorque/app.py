@@ -233,6 +233,7 @@ class Node:
         cut = await self.consumer.drain(self.settings.shutdown_grace_s)
         if cut:
             log.warning("stopped with %s calls unfinished: they will be performed again", cut)
+        self.webhook.client.close()  # its curl handles and sockets, before the loop goes
         if self.console is not None:
             self.console.hub.close()
         if self.server:
@@ -240,6 +241,7 @@ class Node:
         if self.bridge is not None:
             await self.bridge.close()
         await self.leadership.release()
+        await self.queue.close()
         await self.channel.close()
         await self.engine.dispose()
         log.info("stopped")

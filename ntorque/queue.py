@@ -50,6 +50,7 @@ class Queue:
         self.backoff_kind = backoff_kind
         self.clock = clock
         self._pushes: set[asyncio.Future[None]] = set()
+        self._closed = False
         self._inserts = Batcher(self._enqueue_batch, max_batch=MAX_BATCH)
         self._settles = Batcher(self._settle_batch, max_batch=MAX_BATCH)
 
@@ -149,12 +150,14 @@ class Queue:
 
     def _notify_at(self, task: Task) -> None:
         """Notify a retry when it falls due. Only a shortcut: if this process
-        dies first, the requeuer finds the task all the same."""
+        dies or stops first, the requeuer finds the task all the same."""
         loop = asyncio.get_running_loop()
         delay = max(task.due - self.clock(), 0.0)
         loop.call_later(delay, self._push_soon, task.id)
 
     def _push_soon(self, task_id: int) -> None:
+        if self._closed:  # the channel is closed, or closing
+            return
         push = asyncio.ensure_future(self.channel.push([task_id]))
         self._pushes.add(push)
         push.add_done_callback(self._pushes.discard)
@@ -171,6 +174,12 @@ class Queue:
             max_s=self.max_due_delay_s,
         )
         return Status.PENDING, now + wait
+
+    async def close(self) -> None:
+        """Notify no more retries; wait for the notifications under way."""
+        self._closed = True
+        if self._pushes:
+            await asyncio.wait(set(self._pushes))
 
     async def requeue(self, limit: int) -> int:
         """Re-notify due tasks (retries, and tasks whose consumer died)."""

@@ -18,7 +18,7 @@ from ntorque.config import Settings
 from ntorque.store import Store
 from ntorque.store import engine as database
 from tests import services
-from tests.hookserver import HookServer
+from tests.hookserver import HookServer, TLSFiles, make_tls_files
 from tests.inprocess import LiveNode
 from tests.server import NtorqueServer
 
@@ -118,6 +118,19 @@ def module_backend(
 def hooks() -> Iterator[HookServer]:
     """A recording web-hook server on 127.0.0.1; tests use unique paths."""
     with HookServer() as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def tls(tmp_path_factory: pytest.TempPathFactory) -> TLSFiles:
+    """A throw-away CA and a certificate it issued for 127.0.0.1 and localhost."""
+    return make_tls_files(tmp_path_factory.mktemp("tls"))
+
+
+@pytest.fixture(scope="session")
+def tls_hooks(tls: TLSFiles) -> Iterator[HookServer]:
+    """Like `hooks`, over HTTPS: only the throw-away CA vouches for its certificate."""
+    with HookServer(tls=tls) as server:
         yield server
 
 

@@ -60,14 +60,6 @@ async def finish(store: Store, task: Task, result: Outcome, status: Status, now:
     return settled
 
 
-class Clock:
-    def __init__(self, now: float = NOW) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-
 class QueueUnderTest:
     def __init__(self, store: Store, clock: Callable[[], float], **options: Any) -> None:
         self.clock = clock

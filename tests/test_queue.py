@@ -4,30 +4,37 @@ backoff, requeue, cleanup, and batched commits. A clock stands still unless move
 from __future__ import annotations
 
 import asyncio
+import gc
 import time
+from uuid import uuid4
 
+import pytest
+import redis
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from ntorque.channel import Channel
 from ntorque.store import Store
 from ntorque.tasks import Status, Task, Verdict
+from tests.conftest import Backend, live_for
 from tests.factories import (
     BINARY_BODY,
     BUSY,
     DONE,
     GONE,
     NOW,
-    Clock,
     QueueUnderTest,
     all_statements,
     outcome,
     spec,
 )
+from tests.hookserver import HookServer
+from tests.inprocess import Clock
 
 # -- the queue over a real store ----------------------------------------------
 
 
 async def test_queue_enqueue_commits_notifies_and_publishes(store: Store) -> None:
-    q = QueueUnderTest(store, Clock())
+    q = QueueUnderTest(store, Clock(NOW))
     task = await q.queue.enqueue(spec(body=BINARY_BODY))
     assert task.status is Status.PENDING and task.due == NOW
     assert await store.tasks.get(task.id) == task
@@ -40,7 +47,7 @@ async def test_queue_enqueue_commits_notifies_and_publishes(store: Store) -> Non
 
 
 async def test_queue_retry_backs_off_and_requeue_renotifies_when_due(store: Store) -> None:
-    clock = Clock()
+    clock = Clock(NOW)
     q = QueueUnderTest(store, clock)
     task = await q.queue.enqueue(spec())
     assert await q.popped() == [task.id]
@@ -69,7 +76,7 @@ async def test_queue_retry_backs_off_and_requeue_renotifies_when_due(store: Stor
 
 
 async def test_queue_linear_backoff(store: Store) -> None:
-    clock = Clock()
+    clock = Clock(NOW)
     q = QueueUnderTest(store, clock, backoff_kind="linear", min_due_delay_s=3.0)
     task = await q.queue.enqueue(spec())
     for attempt in (1, 2, 3):
@@ -88,7 +95,7 @@ async def test_queue_retry_is_renotified_by_its_timer(store: Store) -> None:
 
 
 async def test_queue_fails_a_task_after_max_retries(store: Store) -> None:
-    clock = Clock()
+    clock = Clock(NOW)
     q = QueueUnderTest(store, clock, max_retries=2)
     task = await q.queue.enqueue(spec())
     retry = await q.attempt(task, BUSY)
@@ -108,7 +115,7 @@ async def test_queue_fails_a_task_after_max_retries(store: Store) -> None:
 
 
 async def test_queue_completed_and_failed_are_final(store: Store) -> None:
-    clock = Clock()
+    clock = Clock(NOW)
     q = QueueUnderTest(store, clock)
     done_task = await q.queue.enqueue(spec())
     gone_task = await q.queue.enqueue(spec())
@@ -128,7 +135,7 @@ async def test_queue_completed_and_failed_are_final(store: Store) -> None:
 
 
 async def test_queue_requeue_fails_tasks_whose_final_lease_ran_out(store: Store) -> None:
-    clock = Clock()
+    clock = Clock(NOW)
     q = QueueUnderTest(store, clock, max_retries=1)
     task = await q.queue.enqueue(spec(timeout_s=10))
     (lease,) = await q.queue.acquire([task.id])
@@ -147,7 +154,7 @@ async def test_queue_requeue_fails_tasks_whose_final_lease_ran_out(store: Store)
 async def test_queue_requeue_renotifies_orphans_oldest_first_up_to_the_limit(
     store: Store,
 ) -> None:
-    clock = Clock()
+    clock = Clock(NOW)
     q = QueueUnderTest(store, clock)
     tasks = []
     for offset in range(3):
@@ -159,7 +166,7 @@ async def test_queue_requeue_renotifies_orphans_oldest_first_up_to_the_limit(
 
 
 async def test_queue_cleanup(store: Store) -> None:
-    clock = Clock()
+    clock = Clock(NOW)
     q = QueueUnderTest(store, clock)
     task = await q.queue.enqueue(spec())
     await q.attempt(task, DONE)
@@ -173,7 +180,7 @@ async def test_queue_cleanup(store: Store) -> None:
 async def test_concurrent_enqueues_share_commits_and_each_gets_its_own_task(
     engine: AsyncEngine, store: Store
 ) -> None:
-    subject = QueueUnderTest(store, Clock())
+    subject = QueueUnderTest(store, Clock(NOW))
     specs = [spec(url=f"http://127.0.0.1:9/hook/{n}") for n in range(20)]
 
     async def enqueue_all() -> list[Task]:
@@ -191,7 +198,7 @@ async def test_concurrent_enqueues_share_commits_and_each_gets_its_own_task(
 async def test_concurrent_settles_share_a_transaction_and_each_gets_its_own_result(
     store: Store,
 ) -> None:
-    subject = QueueUnderTest(store, Clock())
+    subject = QueueUnderTest(store, Clock(NOW))
     created = [await store.tasks.insert(spec(), NOW) for _ in range(6)]
     held = await subject.queue.acquire([task.id for task in created])
     results = [outcome(Verdict.COMPLETED, 200), outcome(Verdict.FAILED, 410, "HTTP 410")] * 3
@@ -202,3 +209,78 @@ async def test_concurrent_settles_share_a_transaction_and_each_gets_its_own_resu
         Status.COMPLETED, Status.FAILED] * 3  # fmt: skip
     for task in settled:
         assert task is not None and await store.tasks.get(task.id) == task
+
+
+# -- from the delivery tests ---------------------------------------------------
+
+MIN_DUE_DELAY_S = 0.3
+MAX_RETRIES = 4  # 3 waits to check
+EARLY_S = 0.001
+
+
+@pytest.mark.parametrize(
+    ("kind", "factors"),
+    [
+        ("exponential", [2 ** (n - 1) for n in range(1, MAX_RETRIES)]),  # 1, 2, 4
+        ("linear", list(range(1, MAX_RETRIES))),  # 1, 2, 3
+    ],
+    ids=["exponential", "linear"],
+)
+async def test_backoff_schedule(
+    backend: Backend, hooks: HookServer, kind: str, factors: list[int]
+) -> None:
+    """After the n-th failed attempt the task is due at exactly now +
+    min_due_delay * 2**(n-1) (exponential) or * n (linear)."""
+    path = f"/status/500/{uuid4().hex}"
+    clock = Clock()
+    settings = {"min_due_delay_s": MIN_DUE_DELAY_S, "max_due_delay_s": 30}
+    async with live_for(
+        backend, loops=False, clock=clock, backoff=kind, max_retries=MAX_RETRIES, **settings
+    ) as node:
+        queue = node.running.queue
+        task_id = (await node.enqueue(hooks.url(path), b"a=1"))["id"]
+        for attempt, factor in enumerate(factors, start=1):
+            assert [task.id for task in await node.consume()] == [task_id]
+            failed_at = clock.now
+            task = await queue.get(task_id)
+            assert task is not None
+            assert (task.status, task.retry_count) == (Status.PENDING, attempt)
+            assert task.due == failed_at + MIN_DUE_DELAY_S * factor, (attempt, task.due - failed_at)
+            clock.advance(MIN_DUE_DELAY_S * factor - EARLY_S)  # not a moment before
+            assert (await node.requeue())[0] == 0
+            assert await node.consume() == []
+            clock.advance(task.due - clock.now)
+            assert (await node.requeue())[0] == 1
+        assert [task.id for task in await node.consume()] == [task_id]
+        done = await node.task(task_id)
+        assert (done["status"], done["retry_count"]) == ("failed", MAX_RETRIES)
+        calls = hooks.calls(path)
+        assert len(calls) == MAX_RETRIES
+        assert {call.headers["ntorque-task-retry-limit"] for call in calls} == {str(MAX_RETRIES)}
+
+
+async def waiting(backend: Backend, channel: Channel) -> int:
+    """Ids waiting in a node's channel, read after the node stopped (Redis: by
+    a client of the test's own)."""
+    if not backend.redis_url:
+        return await channel.depth()
+    client = redis.Redis.from_url(backend.redis_url)
+    try:
+        return int(await asyncio.to_thread(client.llen, backend.redis_channel))
+    finally:
+        client.close()
+
+
+async def test_a_stopped_node_notifies_no_retry(backend: Backend, hooks: HookServer) -> None:
+    """A retry falling due after the node stopped is not notified by the
+    stopped node (the requeuer of the next start finds it), and opens no
+    connection again: the stray push of this test leaked a Redis connection."""
+    delay_s = 0.5
+    async with live_for(backend, loops=False, clock=Clock(), min_due_delay_s=delay_s) as node:
+        task_id = (await node.enqueue(hooks.url(f"/status/500/{uuid4().hex}")))["id"]
+        assert [task.id for task in await node.consume()] == [task_id]  # fails: a retry
+        channel = node.running.channel
+        assert await channel.depth() == 0
+    await asyncio.sleep(delay_s + 0.3)  # past the retry's notification
+    assert await waiting(backend, channel) == 0
+    gc.collect()  # an unclosed connection would warn here

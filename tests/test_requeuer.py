@@ -2,13 +2,23 @@
 
 from __future__ import annotations
 
+import uuid
+from collections.abc import AsyncIterator
+
+import pytest
+import pytest_asyncio
+
 from ntorque.requeuer import Requeuer
 from ntorque.store import Leadership, Store
-from tests.factories import DONE, NOW, Clock, QueueUnderTest, spec
+from ntorque.tasks import Status
+from tests.conftest import Backend, live_for
+from tests.factories import DONE, NOW, QueueUnderTest, spec
+from tests.hookserver import HookServer
+from tests.inprocess import Clock, LiveNode
 
 
 async def test_a_requeue_round_cleans_up_batch_after_batch_until_caught_up(store: Store) -> None:
-    clock = Clock()
+    clock = Clock(NOW)
     q = QueueUnderTest(store, clock)
     for _ in range(25):
         await q.attempt(await q.queue.enqueue(spec()), DONE)
@@ -25,3 +35,67 @@ async def test_a_requeue_round_cleans_up_batch_after_batch_until_caught_up(store
     await q.attempt(await q.queue.enqueue(spec()), DONE)
     clock.now += 2 * 86400
     assert await requeuer.run_once() == (0, 0)  # caught up: the next round is an interval away
+
+
+# -- from the delivery tests ---------------------------------------------------
+
+IN_MODULE_LOOP = pytest.mark.asyncio(loop_scope="module")  # tests sharing a module node
+
+MIN_DUE_DELAY_S = 1.0
+TIMEOUT_S = 5
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def node(module_backend: Backend) -> AsyncIterator[LiveNode]:
+    clock = Clock()
+    async with live_for(
+        module_backend, loops=False, clock=clock, min_due_delay_s=MIN_DUE_DELAY_S
+    ) as running:
+        yield running
+
+
+def hook_path() -> str:
+    return f"/status/200/{uuid.uuid4().hex}"
+
+
+@IN_MODULE_LOOP
+async def test_the_requeuer_finds_a_task_whose_notification_was_lost(
+    node: LiveNode, hooks: HookServer
+) -> None:
+    path = hook_path()
+    task = await node.enqueue(hooks.url(path), b"a=1")
+    assert await node.running.channel.pop(100, 0) == [task["id"]]  # lost on the way
+    assert await node.consume() == []
+    assert await node.requeue() == (1, 0)
+    assert [started.id for started in await node.consume()] == [task["id"]]
+    done = await node.task(task["id"])
+    assert (done["status"], done["retry_count"]) == ("completed", 1)
+    assert [call.body for call in hooks.calls(path)] == [b"a=1"]
+    assert (await node.requeue())[0] == 0
+
+
+@IN_MODULE_LOOP
+async def test_a_task_whose_consumer_died_is_performed_again_when_its_lease_runs_out(
+    node: LiveNode, hooks: HookServer
+) -> None:
+    """A consumer takes the lease, calls the hook and dies before settling:
+    the task is due again exactly when the lease runs out, not before, and
+    is performed again (at least once: the hook sees the call twice)."""
+    assert node.clock is not None
+    path = hook_path()
+    task = await node.enqueue(hooks.url(path), b"a=1", timeout=TIMEOUT_S)
+    queue = node.running.queue
+    (leased,) = await queue.acquire(await node.running.channel.pop(100, 0))
+    assert (leased.id, leased.status, leased.retry_count) == (task["id"], Status.IN_PROGRESS, 1)
+    assert leased.due == node.clock.now + MIN_DUE_DELAY_S + TIMEOUT_S
+    await node.running.webhook.call(leased)  # ... and the consumer dies here
+    assert len(hooks.calls(path)) == 1
+    node.clock.advance(leased.due - node.clock.now - 0.001)
+    assert (await node.requeue())[0] == 0
+    assert await node.consume() == []
+    node.clock.advance(leased.due - node.clock.now)
+    assert await node.requeue() == (1, 0)
+    assert [started.id for started in await node.consume()] == [task["id"]]
+    done = await node.task(task["id"])
+    assert (done["status"], done["retry_count"]) == ("completed", 2)
+    assert [call.headers["ntorque-task-retry-count"] for call in hooks.calls(path)] == ["0", "1"]

@@ -2,34 +2,38 @@
 
 Pure policy cases first; then real calls through the curl client to real
 servers on 127.0.0.1 (a stub resolver plays DNS, so names can point anywhere
-without touching the network); then the whole thing through `python -m ntorque`.
+without touching the network); then the whole thing through a node in the
+test's own event loop (and the command line's set-targets on its database).
 """
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import json
 import socket
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 from uuid import uuid4
 
 import pytest
+import pytest_asyncio
 import tornado.web
 from tornado.httpclient import AsyncHTTPClient
 from tornado.httpserver import HTTPServer
 from tornado.netutil import bind_sockets
 
+from ntorque import __main__ as cli
 from ntorque.errors import InvalidRequest
 from ntorque.intake import new_task
 from ntorque.targets import Policy, Rules, TargetRefused, Targets, parse_address
 from ntorque.tasks import Status, Task, Verdict
 from ntorque.webhook import Webhook, make_client
-from tests.conftest import Backend, server_for
-from tests.hookserver import HookServer, TLSFiles, make_tls_files
-from tests.server import KEY_LINE, NtorqueServer
+from tests.conftest import Backend, live_for
+from tests.hookserver import HookServer, TLSFiles
+from tests.inprocess import LiveNode
 
 DEFAULT = Policy()
 NO_PRIVATE = Policy(allow_private=False)
@@ -500,17 +504,6 @@ async def test_private_targets_off_refuses_a_name_for_loopback(
     assert hooks.calls(path) == []
 
 
-@pytest.fixture(scope="module")
-def tls(tmp_path_factory: pytest.TempPathFactory) -> TLSFiles:
-    return make_tls_files(tmp_path_factory.mktemp("tls"))
-
-
-@pytest.fixture(scope="module")
-def tls_hooks(tls: TLSFiles) -> Iterator[HookServer]:
-    with HookServer(tls=tls) as server:
-        yield server
-
-
 async def test_https_keeps_its_name_checks_when_pinned(
     webhook_parts: Any, tls: TLSFiles, tls_hooks: HookServer
 ) -> None:
@@ -529,34 +522,37 @@ async def test_https_keeps_its_name_checks_when_pinned(
     assert bad.error is not None and "certificate" in bad.error.lower(), bad.error
 
 
-# -- through python -m ntorque -----------------------------------------------------------
+# -- through a node ------------------------------------------------------------------------
+
+STRICT: dict[str, Any] = {
+    "allow_private_targets": False,
+    "target_deny": ("*.blocked.test", "198.51.100.0/24"),
+    "auth_cache_s": 0,
+    "max_retries": 3,
+    "min_due_delay_s": 0.2,
+}
+in_module_loop = pytest.mark.asyncio(loop_scope="module")
 
 
-@pytest.fixture(scope="module")
-def strict(
-    module_backend: Backend, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[NtorqueServer]:
-    """ntorque with private targets off and a global deny list."""
-    workdir = tmp_path_factory.mktemp(f"targets-{module_backend.name}")
-    settings = {
-        "NTORQUE_ALLOW_PRIVATE_TARGETS": "false",
-        "NTORQUE_TARGET_DENY": "*.blocked.test, 198.51.100.0/24",
-        "NTORQUE_AUTH_CACHE": "0",
-        "NTORQUE_MAX_RETRIES": "3",
-        "NTORQUE_MIN_DUE_DELAY": "0.2",
-        "NTORQUE_REQUEUE_INTERVAL": "0.3",
-    }
-    with server_for(module_backend, workdir, (), **settings) as running:
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def strict(module_backend: Backend) -> AsyncIterator[LiveNode]:
+    """A node with private targets off and a global deny list."""
+    async with live_for(module_backend, **STRICT) as running:
         yield running
 
 
-def post(server: NtorqueServer, url: str, key: str | None = None) -> tuple[int, Any]:
-    from urllib.parse import urlencode
-
-    response = server.request("POST", "/?" + urlencode({"url": url}), b"a=1", key=key)
+async def post(node: LiveNode, url: str, key: str | None = None) -> tuple[int, Any]:
+    response = await node.request("POST", "/?" + urlencode({"url": url}), b"a=1", key=key)
     return response.status, response.json
 
 
+async def set_targets(node: LiveNode, *args: str) -> int:
+    """`python -m ntorque set-targets ARGS` on the node's database: its exit status."""
+    options = cli.parser().parse_args(["set-targets", *args])
+    return await cli.set_targets(options, node.running.store)
+
+
+@in_module_loop
 @pytest.mark.parametrize(
     ("url", "error"),
     [
@@ -569,46 +565,49 @@ def post(server: NtorqueServer, url: str, key: str | None = None) -> tuple[int, 
         ("http://198.51.100.7/", "198.51.100.7 is on the deny list"),
     ],
 )
-def test_refused_targets_are_a_400_at_enqueue(strict: NtorqueServer, url: str, error: str) -> None:
-    status, body = post(strict, url)
+async def test_refused_targets_are_a_400_at_enqueue(strict: LiveNode, url: str, error: str) -> None:
+    status, body = await post(strict, url)
     assert (status, body) == (400, {"status": 400, "error": f"target refused: {error}"})
 
 
-def test_a_name_for_loopback_fails_at_call_time(strict: NtorqueServer, hooks: HookServer) -> None:
+@in_module_loop
+async def test_a_name_for_loopback_fails_at_call_time(strict: LiveNode, hooks: HookServer) -> None:
     path = hook_path()
     port = hooks.base_url.rsplit(":", 1)[1]
-    task = strict.enqueue(f"http://localhost:{port}{path}", b"a=1")
-    done = strict.wait_for(task["id"])
+    task = await strict.enqueue(f"http://localhost:{port}{path}", b"a=1")
+    done = await strict.wait_for(task["id"])
     assert done["status"] == "failed"
     assert done["retry_count"] == 1  # refused is final: not retried
     assert done["last_error"].startswith("target refused: ")
     assert done["last_error"].endswith("is loopback and private targets are not allowed")
     assert hooks.calls(path) == []
-    assert "Traceback" not in strict.logs()
+    assert "Traceback" not in strict.logged.text
 
 
-def test_an_application_gets_its_own_lists(strict: NtorqueServer, hooks: HookServer) -> None:
+@in_module_loop
+async def test_an_application_gets_its_own_lists(
+    strict: LiveNode, hooks: HookServer, capsys: pytest.CaptureFixture[str]
+) -> None:
     """set-targets stores an application's lists; they add to the global ones,
     and an allow CIDR reopens private addresses for that application only."""
-    name = f"targets-{uuid4().hex[:8]}"
-    created = strict.command("create-app", "--name", name)
-    key = KEY_LINE.findall(created.stdout)[0]
+    name, key = await strict.create_app(f"targets-{uuid4().hex[:8]}")
     path = hook_path()
-    assert post(strict, hooks.url(path), key)[0] == 400  # private targets are off
-    result = strict.command(
-        "set-targets", "--name", name, "--allow", "127.0.0.0/8,*.hooks.test",
+    assert (await post(strict, hooks.url(path), key))[0] == 400  # private targets are off
+    capsys.readouterr()
+    assert await set_targets(
+        strict, "--name", name, "--allow", "127.0.0.0/8,*.hooks.test",
         "--deny", "bad.hooks.test", "--allow", "192.168.7.0/24",
-    )  # fmt: skip
-    assert json.loads(result.stdout.split(": ", 1)[1]) == {
+    ) == 0  # fmt: skip
+    assert json.loads(capsys.readouterr().out.split(": ", 1)[1]) == {
         "allow": ["127.0.0.0/8", "*.hooks.test", "192.168.7.0/24"],
         "deny": ["bad.hooks.test"],
     }
-    status, task = post(strict, hooks.url(path), key)
+    status, task = await post(strict, hooks.url(path), key)
     assert status == 201
     deadline = time.monotonic() + 30
-    while strict.task(task["id"], key)["status"] != "completed":
-        assert time.monotonic() < deadline, strict.task(task["id"], key)
-        time.sleep(0.05)
+    while (await strict.task(task["id"], key))["status"] != "completed":
+        assert time.monotonic() < deadline, await strict.task(task["id"], key)
+        await asyncio.sleep(0.02)
     assert len(hooks.calls(path)) == 1
     refused = {
         "http://bad.hooks.test/": "bad.hooks.test is on the deny list",
@@ -617,16 +616,21 @@ def test_an_application_gets_its_own_lists(strict: NtorqueServer, hooks: HookSer
         "http://192.0.2.1/": "192.0.2.1 is not on the allow list",
     }
     for url, error in refused.items():
-        assert post(strict, url, key) == (400, {"status": 400, "error": f"target refused: {error}"})
-    assert post(strict, hooks.url(hook_path()))[0] == 400  # another application: unchanged
-    strict.command("set-targets", "--name", name)  # no lists: cleared
-    assert post(strict, hooks.url(hook_path()), key)[0] == 400
+        assert await post(strict, url, key) == (
+            400,
+            {"status": 400, "error": f"target refused: {error}"},
+        )
+    assert (await post(strict, hooks.url(hook_path())))[0] == 400  # another application: unchanged
+    assert await set_targets(strict, "--name", name) == 0  # no lists: cleared
+    assert (await post(strict, hooks.url(hook_path()), key))[0] == 400
 
 
-def test_set_targets_refuses_bad_entries_and_unknown_applications(strict: NtorqueServer) -> None:
-    bad = strict.command("set-targets", "--name", "default", "--deny", "10.0.0.0/33", check=False)
-    assert bad.returncode == 1
-    assert "'10.0.0.0/33' is neither a CIDR nor a host pattern" in bad.stderr
-    missing = strict.command("set-targets", "--name", "nobody", "--deny", "x.test", check=False)
-    assert missing.returncode == 1
-    assert "no application named 'nobody'" in missing.stderr
+@in_module_loop
+async def test_set_targets_refuses_bad_entries_and_unknown_applications(
+    strict: LiveNode, capsys: pytest.CaptureFixture[str]
+) -> None:
+    capsys.readouterr()
+    assert await set_targets(strict, "--name", "default", "--deny", "10.0.0.0/33") == 1
+    assert "'10.0.0.0/33' is neither a CIDR nor a host pattern" in capsys.readouterr().err
+    assert await set_targets(strict, "--name", "nobody", "--deny", "x.test") == 1
+    assert "no application named 'nobody'" in capsys.readouterr().err
