@@ -131,9 +131,10 @@ LIMIT = 3
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def limited(module_backend: Backend) -> AsyncIterator[LiveNode]:
-    """A node that trusts X-Forwarded-For, so each test names its addresses."""
+    """A node that trusts X-Forwarded-For, so each test names its addresses
+    (the API alone: no task needs to be performed)."""
     settings = {"auth_failure_limit": LIMIT, "auth_failure_window_s": 600}
-    async with live_for(module_backend, trust_proxy_headers=True, **settings) as node:
+    async with live_for(module_backend, loops=False, trust_proxy_headers=True, **settings) as node:
         yield node
 
 
@@ -174,7 +175,7 @@ async def test_bad_keys_are_limited_per_address(limited: LiveNode, hooks: HookSe
 async def test_without_trusted_proxy_headers_the_peer_is_limited(
     backend: Backend, hooks: HookServer
 ) -> None:
-    async with live_for(backend, auth_failure_limit=2) as node:
+    async with live_for(backend, loops=False, auth_failure_limit=2) as node:
         for number in range(2):  # a client cannot escape by naming other addresses
             assert (await enqueue(node, hooks, "wrong", f"10.2.0.{number}")).status == 401
         assert_limited(await enqueue(node, hooks, "wrong", "10.2.0.9"))
@@ -191,7 +192,7 @@ async def test_a_changed_key_is_honoured_until_the_cache_runs_out(
 ) -> None:
     """deactivate-app and rotate-key: the old keys still work for the API
     until their lookup is auth_cache_s old, then they get 401."""
-    async with live_for(backend, auth_cache_s=CACHE_S) as node:
+    async with live_for(backend, loops=False, auth_cache_s=CACHE_S) as node:
         leaving, leaving_key = await node.create_app()
         rotating, old_key = await node.create_app()
         for key in (leaving_key, old_key):  # looked up, and cached

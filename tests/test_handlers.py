@@ -68,7 +68,7 @@ async def test_hsts_trusts_the_proxys_protocol_header(
 
 
 async def test_without_hsts_plain_http_is_served(backend: Backend) -> None:
-    async with live_for(backend) as node:
+    async with live_for(backend, loops=False) as node:
         banner = await node.request("GET", "/", headers={"X-Forwarded-Proto": "https"}, key="")
         assert banner.status == 200
         assert "Strict-Transport-Security" not in banner.headers
