@@ -138,6 +138,11 @@ class RedisBridge:
         for loop in self._loops:
             loop.cancel()
         for loop in self._loops:
+            # A cancel can be lost: on Python 3.11, asyncio.wait_for (redis-py
+            # sends with it) swallows one arriving as the send completes.
+            while not loop.done():
+                await asyncio.wait([loop], timeout=TICK_S)
+                loop.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await loop
         await self._client.aclose()

@@ -86,6 +86,7 @@ class LiveNode:
         self.node: app.Node | None = None
         self.key = ""
         self.client = tornado.httpclient.AsyncHTTPClient(force_instance=True)
+        self.trusted_ca = ""  # https: the CA file request() checks the certificate with
         self.logged = LogRecords()  # what the process would have logged (WARNING and up)
 
     @property
@@ -190,7 +191,8 @@ class LiveNode:
             follow_redirects=follow_redirects,
             allow_nonstandard_methods=True,
             request_timeout=timeout_s,
-            validate_cert=False,
+            validate_cert=bool(self.trusted_ca),  # not checked unless a CA is given
+            ca_certs=self.trusted_ca or None,
         )
         if answer.code == 599:
             raise OSError(f"{method} {path}: {answer.error}")

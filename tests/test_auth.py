@@ -1,52 +1,44 @@
-"""API keys and failed authentications: keys kept only as a keyed hash (legacy
-plain hashes re-hashed on first use), no secret compared with ==, and bad
-keys limited per client address (429 with Retry-After) on a real ntorque.
+"""Who is calling (ntorque.auth): API key -> active application, by keyed
+hash (legacy plain hashes re-hashed on first use), cached for auth_cache_s;
+no secret anywhere compared with ==. Over HTTP: bad keys are limited per
+client address (429 with Retry-After), and changes to a key apply once the
+cache runs out. Each HTTP case runs on a node in the test's event loop, on
+both backends.
 """
 
 from __future__ import annotations
 
 import ast
+import asyncio
+import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
 import pytest
+import pytest_asyncio
 
 from ntorque.applications import Applications
 from ntorque.auth import Authenticator
-from ntorque.client import Client, ClientError, Outbox
 from ntorque.keys import KEY_HASH_SECRET, MAX_KEY_LENGTH, keyed_hash, legacy_hash, new_key
-from ntorque.ratelimit import FailureLimiter
 from ntorque.store import Store
-from tests.conftest import Backend, server_for
+from tests.conftest import Backend, live_for
 from tests.hookserver import HookServer
-from tests.server import NtorqueServer, Response
+from tests.inprocess import Clock, LiveNode
+from tests.server import Response
 
 NOW = 1_700_000_000.0
 SOURCES = Path(__file__).parent.parent / "ntorque"
+in_node_loop = pytest.mark.asyncio(loop_scope="module")  # the module's shared nodes
 
 
-# -- keyed hashes ------------------------------------------------------------------
+# -- the Authenticator ---------------------------------------------------------------
 
 
-def test_a_keyed_hash_needs_the_server_secret() -> None:
-    key = new_key()
-    assert keyed_hash("s1", key) != keyed_hash("s2", key)
-    assert keyed_hash("s1", key) != legacy_hash(key)
-    assert len(keyed_hash("s1", key)) == len(legacy_hash(key)) == 64  # fits key_hash
-    assert keyed_hash("s1", key) == keyed_hash("s1", key)
-
-
-async def test_keys_are_stored_as_keyed_hashes(store: Store) -> None:
+async def test_only_an_active_applications_own_key_is_found(store: Store) -> None:
     created = await Applications(store.apps).create("keyed")
-    secret = await store.apps.server_secret(KEY_HASH_SECRET, lambda: "unused", NOW)
-    row = await store.apps.by_name("keyed")
-    assert row and row["key_hash"] == keyed_hash(secret, created.key)
-    assert row["signing_secret"] == created.signing_secret
-    assert created.signing_secret.startswith("whsec_")
-
     auth = Authenticator(store.apps, cache_s=0)
     assert await auth.app_for_key(created.key) == created.app
     for wrong in (None, "", created.key + "x", created.key[:-1], "k" * (MAX_KEY_LENGTH + 1)):
@@ -68,26 +60,27 @@ async def test_a_legacy_hash_is_rehashed_on_first_use(store: Store) -> None:
     assert await auth.app_for_key(new_key()) is None
 
 
-async def test_the_outbox_finds_keyed_and_legacy_keys(store: Store) -> None:
-    created = await Applications(store.apps).create("outbox")
-    legacy_key = new_key()
-    legacy = await store.apps.create("outbox-legacy", legacy_hash(legacy_key), NOW)
-    for key, app_id in ((created.key, created.app.id), (legacy_key, legacy["id"])):
-        async with store.engine.begin() as connection:
-            outbox = Outbox(Client("http://127.0.0.1:9", key), connection)
-            assert await outbox._app_id() == app_id
-    async with store.engine.begin() as connection:
-        with pytest.raises(ClientError, match="no active application"):
-            await Outbox(Client("http://127.0.0.1:9", new_key()), connection)._app_id()
+async def test_key_changes_apply_once_the_cache_runs_out(store: Store) -> None:
+    """A deactivated or rotated key works until its cached lookup is
+    auth_cache_s old, then no more; a new key works at once."""
+    apps, clock = Applications(store.apps), Clock(100.0)
+    auth = Authenticator(store.apps, cache_s=5, clock=clock)
+    leaving, rotating = await apps.create("leaving"), await apps.create("rotating")
+    assert await auth.app_for_key(leaving.key) == leaving.app
+    assert await auth.app_for_key(rotating.key) == rotating.app
+    await apps.set_active("leaving", False)
+    new_key_ = await apps.rotate_key("rotating")
+    clock.advance(4.9)
+    assert await auth.app_for_key(leaving.key) == leaving.app  # cached
+    assert await auth.app_for_key(rotating.key) == rotating.app  # cached
+    assert await auth.app_for_key(new_key_) == rotating.app  # never looked up: found now
+    clock.advance(0.1)
+    assert await auth.app_for_key(leaving.key) is None
+    assert await auth.app_for_key(rotating.key) is None
+    assert await auth.app_for_key(new_key_) == rotating.app
 
 
-async def test_rotated_keys_are_keyed_too(store: Store) -> None:
-    apps = Applications(store.apps)
-    old = (await apps.create("rotating")).key
-    new = await apps.rotate_key("rotating")
-    auth = Authenticator(store.apps, cache_s=0)
-    assert await auth.app_for_key(old) is None
-    assert (found := await auth.app_for_key(new)) and found.name == "rotating"
+# -- no secret compared with == -------------------------------------------------------
 
 
 async def test_key_changes_apply_within_the_auth_cache(store: Store) -> None:
@@ -154,71 +147,26 @@ def test_the_equality_scan_finds_a_secret_compared_with_equality() -> None:
     assert equality_on_secrets(planted, "planted.py") == ["planted.py:2: tag == row['key_hash']"]
 
 
-# -- the failure limiter -------------------------------------------------------------
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-def test_the_limiter_allows_a_burst_then_refills() -> None:
-    clock = Clock()
-    limiter = FailureLimiter(3, 60, clock=clock)
-    for _ in range(3):
-        assert limiter.retry_after("10.0.0.1") == 0
-        limiter.failed("10.0.0.1")
-    assert limiter.retry_after("10.0.0.1") == 20  # one token per 20 s
-    assert limiter.retry_after("10.0.0.2") == 0  # per address
-    clock.now += 19.5
-    assert limiter.retry_after("10.0.0.1") == 1
-    clock.now += 0.5
-    assert limiter.retry_after("10.0.0.1") == 0
-    limiter.failed("10.0.0.1")
-    assert limiter.retry_after("10.0.0.1") == 20
-    clock.now += 3600  # a full bucket again, never more than the limit
-    for _ in range(3):
-        limiter.failed("10.0.0.1")
-    assert limiter.retry_after("10.0.0.1") == 20
-
-
-def test_the_limiter_forgets_the_oldest_addresses() -> None:
-    limiter = FailureLimiter(1, 60, max_addresses=100, clock=Clock())
-    for number in range(1000):
-        limiter.failed(f"10.0.{number // 256}.{number % 256}")
-    assert len(limiter._buckets) == 100
-    assert limiter.retry_after("10.0.0.0") == 0  # forgotten
-    assert limiter.retry_after("10.0.3.231") == 60  # the last one, remembered
-
-
-# -- a real ntorque limits bad keys --------------------------------------------------
+# -- over HTTP: bad keys are limited per address ---------------------------------------
 
 LIMIT = 3
 
 
-@pytest.fixture(scope="module")
-def limited(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NtorqueServer]:
-    """SQLite is enough: the limiter lives in the process. Trusts X-Forwarded-For."""
-    workdir = tmp_path_factory.mktemp("limited")
-    backend = Backend("sqlite", f"sqlite:///{workdir / 'ntorque.db'}")
-    settings = {
-        "NTORQUE_AUTH_FAILURE_LIMIT": str(LIMIT),
-        "NTORQUE_AUTH_FAILURE_WINDOW": "600",
-        "NTORQUE_TRUST_PROXY_HEADERS": "true",
-    }
-    with server_for(backend, workdir, (), **settings) as running:
-        yield running
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def limited(module_backend: Backend) -> AsyncIterator[LiveNode]:
+    """A node that trusts X-Forwarded-For, so each test names its addresses
+    (the API alone: no task needs to be performed)."""
+    settings = {"auth_failure_limit": LIMIT, "auth_failure_window_s": 600}
+    async with live_for(module_backend, loops=False, trust_proxy_headers=True, **settings) as node:
+        yield node
 
 
-def enqueue(
-    server: NtorqueServer, hooks: HookServer, key: str, address: str | None = None
+async def enqueue(
+    node: LiveNode, hooks: HookServer, key: str, address: str | None = None
 ) -> Response:
     path = "/?" + urlencode({"url": hooks.url(f"/status/200/{uuid.uuid4().hex}")})
     headers = {"X-Forwarded-For": address} if address else {}
-    return server.request("POST", path, b"x", headers, key)
+    return await node.request("POST", path, b"x", headers, key)
 
 
 def assert_limited(response: Response) -> dict[str, Any]:
@@ -230,28 +178,55 @@ def assert_limited(response: Response) -> dict[str, Any]:
     return data
 
 
-def test_bad_keys_are_limited_per_address(limited: NtorqueServer, hooks: HookServer) -> None:
+@in_node_loop
+async def test_bad_keys_are_limited_per_address(limited: LiveNode, hooks: HookServer) -> None:
     for _ in range(LIMIT):
-        assert enqueue(limited, hooks, "wrong", "10.1.0.1").status == 401
-    assert_limited(enqueue(limited, hooks, "wrong", "10.1.0.1"))
+        assert (await enqueue(limited, hooks, "wrong", "10.1.0.1")).status == 401
+    assert_limited(await enqueue(limited, hooks, "wrong", "10.1.0.1"))
     # While limited, no key is checked at all (every endpoint), so guessing stops.
-    assert_limited(enqueue(limited, hooks, limited.key, "10.1.0.1"))
+    assert_limited(await enqueue(limited, hooks, limited.key, "10.1.0.1"))
     headers = {"X-Forwarded-For": "10.1.0.1"}
-    assert_limited(limited.request("GET", "/task/1", None, headers, "wrong"))
+    assert_limited(await limited.request("GET", "/task/1", None, headers, "wrong"))
     # Another address is not limited, and successes take nothing from it.
     for _ in range(LIMIT * 3):
-        assert enqueue(limited, hooks, limited.key, "10.1.0.2").status == 201
-    assert enqueue(limited, hooks, "wrong", "10.1.0.2").status == 401
+        assert (await enqueue(limited, hooks, limited.key, "10.1.0.2")).status == 201
+    assert (await enqueue(limited, hooks, "wrong", "10.1.0.2")).status == 401
     # GET / needs no key and is never limited.
-    assert limited.request("GET", "/", None, headers, "").status == 200
+    assert (await limited.request("GET", "/", None, headers, "")).status == 200
 
 
-def test_without_trusted_proxy_headers_the_peer_is_limited(
-    tmp_path: Path, hooks: HookServer
+async def test_without_trusted_proxy_headers_the_peer_is_limited(
+    backend: Backend, hooks: HookServer
 ) -> None:
-    backend = Backend("sqlite", f"sqlite:///{tmp_path / 'ntorque.db'}")
-    with server_for(backend, tmp_path, (), NTORQUE_AUTH_FAILURE_LIMIT="2") as server:
+    async with live_for(backend, loops=False, auth_failure_limit=2) as node:
         for number in range(2):  # a client cannot escape by naming other addresses
-            assert enqueue(server, hooks, "wrong", f"10.2.0.{number}").status == 401
-        assert_limited(enqueue(server, hooks, "wrong", "10.2.0.9"))
-        assert_limited(enqueue(server, hooks, server.key))
+            assert (await enqueue(node, hooks, "wrong", f"10.2.0.{number}")).status == 401
+        assert_limited(await enqueue(node, hooks, "wrong", "10.2.0.9"))
+        assert_limited(await enqueue(node, hooks, node.key))
+
+
+# -- over HTTP: changes to keys apply within auth_cache_s -------------------------------
+
+CACHE_S = 1.0
+
+
+async def test_a_changed_key_is_honoured_until_the_cache_runs_out(
+    backend: Backend, hooks: HookServer
+) -> None:
+    """deactivate-app and rotate-key: the old keys still work for the API
+    until their lookup is auth_cache_s old, then they get 401."""
+    async with live_for(backend, loops=False, auth_cache_s=CACHE_S) as node:
+        leaving, leaving_key = await node.create_app()
+        rotating, old_key = await node.create_app()
+        for key in (leaving_key, old_key):  # looked up, and cached
+            assert (await enqueue(node, hooks, key)).status == 201
+        cached = time.monotonic()  # both lookups are cached until CACHE_S after this at most
+        await node.apps.set_active(leaving, False)  # as `deactivate-app` does
+        new_key_ = await node.apps.rotate_key(rotating)  # as `rotate-key` does
+        for key in (leaving_key, old_key, new_key_):
+            assert (await enqueue(node, hooks, key)).status == 201, key
+        await asyncio.sleep(max(cached + CACHE_S - time.monotonic(), 0) + 0.05)
+        for key in (leaving_key, old_key):
+            response = await enqueue(node, hooks, key)
+            assert response.status == 401, (response.status, response.body)
+        assert (await enqueue(node, hooks, new_key_)).status == 201

@@ -1,25 +1,35 @@
-"""The original's client cases: the plain client, and the hybrid (outbox) one."""
+"""The original's client cases: the plain client, and the hybrid (outbox) one,
+against a node in the test's own event loop, on both backends. The plain
+client blocks (urllib): it runs in a thread, off the node's loop.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator
 
 import pytest
+import pytest_asyncio
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ntorque import config
-from ntorque.client import Client, ClientError, transaction
+from ntorque.applications import Applications
+from ntorque.client import Client, ClientError, Outbox, transaction
+from ntorque.keys import legacy_hash, new_key
+from ntorque.store import Store
 from ntorque.store import engine as database
-from tests.conftest import Backend, server_for
+from tests.conftest import Backend, live_for
 from tests.hookserver import HookServer
-from tests.server import NtorqueServer
+from tests.inprocess import LiveNode
+
+NOW = 1_700_000_000.0
+in_node_loop = pytest.mark.asyncio(loop_scope="module")  # the module's shared node
 
 
-@pytest.fixture(scope="module")
-def server(
-    module_backend: Backend, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[NtorqueServer]:
-    with server_for(module_backend, tmp_path_factory.mktemp("client")) as running:
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def node(module_backend: Backend) -> AsyncIterator[LiveNode]:
+    async with live_for(module_backend) as running:
         yield running
 
 
@@ -27,80 +37,96 @@ def path(kind: str) -> str:
     return f"/status/200/client-{kind}-{uuid.uuid4().hex}"
 
 
-def test_plain_client_creates_a_task_that_is_performed(
-    server: NtorqueServer, hooks: HookServer
+@in_node_loop
+async def test_plain_client_creates_a_task_that_is_performed(
+    node: LiveNode, hooks: HookServer
 ) -> None:
-    client = Client(server.base_url, server.key)
+    client = Client(node.base_url, node.key)
     hook = path("plain")
-    task = client.enqueue(hooks.url(hook), "user_id=1", headers={"X-Trace": "t1"}, timeout=9)
+    task = await asyncio.to_thread(
+        client.enqueue, hooks.url(hook), "user_id=1", headers={"X-Trace": "t1"}, timeout=9
+    )
     assert task["status"] == "pending"
     assert task["timeout"] == 9
-    assert client.task(task["id"])["id"] == task["id"]
-    (call,) = hooks.wait_for_calls(hook, 1)
+    assert (await asyncio.to_thread(client.task, task["id"]))["id"] == task["id"]
+    (call,) = await hooks.wait_for_calls_async(hook, 1)
     assert call.body == b"user_id=1"
     assert call.headers["x-trace"] == "t1"
-    assert server.wait_for(task["id"])["status"] == "completed"
+    assert (await node.wait_for(task["id"]))["status"] == "completed"
 
 
-def test_plain_client_raises_the_servers_error(server: NtorqueServer) -> None:
+@in_node_loop
+async def test_plain_client_raises_the_servers_error(node: LiveNode) -> None:
     with pytest.raises(ClientError) as raised:
-        Client(server.base_url, server.key).enqueue("not a url")
+        await asyncio.to_thread(Client(node.base_url, node.key).enqueue, "not a url")
     assert raised.value.status == 400
     assert "url" in raised.value.message
     with pytest.raises(ClientError) as raised:
-        Client(server.base_url, "wrong-key").task(1)
+        await asyncio.to_thread(Client(node.base_url, "wrong-key").task, 1)
     assert raised.value.status == 401
 
 
+@pytest_asyncio.fixture(loop_scope="module")
+async def caller_engine(module_backend: Backend) -> AsyncIterator[AsyncEngine]:
+    """The caller's own engine on ntorque's database (the outbox writes with it)."""
+    made = database.make_engine(config.Settings(database_url=module_backend.database_url))
+    yield made
+    await made.dispose()
+
+
+@in_node_loop
 async def test_outbox_task_exists_only_after_commit_then_is_notified(
-    server: NtorqueServer, module_backend: Backend, hooks: HookServer
+    node: LiveNode, caller_engine: AsyncEngine, hooks: HookServer
 ) -> None:
-    client = Client(server.base_url, server.key)
-    engine = database.make_engine(config.Settings(database_url=module_backend.database_url))
+    client = Client(node.base_url, node.key)
     hook = path("outbox")
-    try:
-        async with transaction(client, engine) as outbox:
-            task_id = await outbox.add(hooks.url(hook), b"in-transaction")
-            with pytest.raises(ClientError) as raised:
-                client.task(task_id)  # not committed: ntorque cannot see it
-            assert raised.value.status == 404
-    finally:
-        await engine.dispose()
-    done = server.wait_for(task_id)
+    async with transaction(client, caller_engine) as outbox:
+        task_id = await outbox.add(hooks.url(hook), b"in-transaction")
+        with pytest.raises(ClientError) as raised:
+            await asyncio.to_thread(client.task, task_id)  # not committed: ntorque cannot see it
+        assert raised.value.status == 404
+    done = await node.wait_for(task_id)
     assert done["status"] == "completed"
     assert [call.body for call in hooks.calls(hook)] == [b"in-transaction"]
 
 
+@in_node_loop
 async def test_outbox_rolled_back_leaves_no_task(
-    server: NtorqueServer, module_backend: Backend, hooks: HookServer
+    node: LiveNode, caller_engine: AsyncEngine, hooks: HookServer
 ) -> None:
-    client = Client(server.base_url, server.key)
-    engine = database.make_engine(config.Settings(database_url=module_backend.database_url))
+    client = Client(node.base_url, node.key)
     hook = path("rollback")
-    try:
-        with pytest.raises(RuntimeError):
-            async with transaction(client, engine) as outbox:
-                task_id = await outbox.add(hooks.url(hook), b"never")
-                raise RuntimeError("the caller's work failed")
-    finally:
-        await engine.dispose()
+    with pytest.raises(RuntimeError):
+        async with transaction(client, caller_engine) as outbox:
+            task_id = await outbox.add(hooks.url(hook), b"never")
+            raise RuntimeError("the caller's work failed")
     with pytest.raises(ClientError) as raised:
-        client.task(task_id)
+        await asyncio.to_thread(client.task, task_id)
     assert raised.value.status == 404
     assert hooks.calls(hook) == []
 
 
+@in_node_loop
 async def test_outbox_refuses_an_unknown_key(
-    server: NtorqueServer, module_backend: Backend, hooks: HookServer
+    node: LiveNode, caller_engine: AsyncEngine, hooks: HookServer
 ) -> None:
-    engine = database.make_engine(config.Settings(database_url=module_backend.database_url))
-    try:
-        with pytest.raises(ClientError) as raised:
-            async with transaction(Client(server.base_url, "not-a-key"), engine) as outbox:
-                await outbox.add(hooks.url(path("badkey")))
-    finally:
-        await engine.dispose()
+    with pytest.raises(ClientError) as raised:
+        async with transaction(Client(node.base_url, "not-a-key"), caller_engine) as outbox:
+            await outbox.add(hooks.url(path("badkey")))
     assert raised.value.status == 401
+
+
+async def test_the_outbox_finds_keyed_and_legacy_keys(store: Store) -> None:
+    created = await Applications(store.apps).create("outbox")
+    legacy_key = new_key()
+    legacy = await store.apps.create("outbox-legacy", legacy_hash(legacy_key), NOW)
+    for key, app_id in ((created.key, created.app.id), (legacy_key, legacy["id"])):
+        async with store.engine.begin() as connection:
+            outbox = Outbox(Client("http://127.0.0.1:9", key), connection)
+            assert await outbox._app_id() == app_id
+    async with store.engine.begin() as connection:
+        with pytest.raises(ClientError, match="no active application"):
+            await Outbox(Client("http://127.0.0.1:9", new_key()), connection)._app_id()
 
 
 def test_outbox_validates_like_the_api() -> None:

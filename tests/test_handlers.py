@@ -6,8 +6,10 @@ at tornado's levels, and the log line of an uncaught exception.
 from __future__ import annotations
 
 import logging
+import uuid
 from collections.abc import AsyncIterator
 from typing import cast
+from urllib.parse import urlencode
 
 import pytest
 import pytest_asyncio
@@ -17,6 +19,9 @@ from tornado.httpserver import HTTPServer
 from tornado.httputil import HTTPHeaders, HTTPServerRequest, RequestStartLine
 
 from ntorque import handlers
+from tests.conftest import Backend, live_for
+from tests.hookserver import HookServer
+from tests.inprocess import LiveNode
 from tests.server import free_port
 
 SECRETS = ("PASSW0RD", "TOKEN", "S3CRETKEY", "hunter2")
@@ -143,3 +148,61 @@ async def test_an_uncaught_exception_is_logged_without_the_query(
     assert "GET /boom?token=*** (127.0.0.1)" in uncaught[0].getMessage()
     assert "TOKEN" not in caplog.text
     assert "RuntimeError: boom" in caplog.text  # the traceback is still logged
+
+
+# -- HSTS ----------------------------------------------------------------------
+
+HSTS = "max-age=31536000"
+in_node_loop = pytest.mark.asyncio(loop_scope="module")  # the module's shared node
+
+
+def enqueue_path(hooks: HookServer) -> tuple[str, str]:
+    hook = f"/status/200/{uuid.uuid4().hex}"
+    return hook, "/?" + urlencode({"url": hooks.url(hook)})
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def hsts_behind_proxy(module_backend: Backend) -> AsyncIterator[LiveNode]:
+    settings = {"enable_hsts": True, "hsts_protocol_header": "X-Forwarded-Proto"}
+    async with live_for(module_backend, **settings) as node:
+        yield node
+
+
+@in_node_loop
+async def test_hsts_redirects_plain_gets_and_refuses_plain_posts(
+    hsts_behind_proxy: LiveNode, hooks: HookServer
+) -> None:
+    node = hsts_behind_proxy
+    moved = await node.request("GET", "/task/1?x=1", key="")
+    assert moved.status == 301
+    assert moved.headers["Location"] == f"https://127.0.0.1:{node.port}/task/1?x=1"
+    assert "Strict-Transport-Security" not in moved.headers  # only ever sent over https
+    _, path = enqueue_path(hooks)
+    refused = await node.request("POST", path)
+    assert refused.status == 400
+    assert refused.json == {"status": 400, "error": "this server takes requests over https only"}
+
+
+@in_node_loop
+async def test_hsts_trusts_the_proxys_protocol_header(
+    hsts_behind_proxy: LiveNode, hooks: HookServer
+) -> None:
+    node = hsts_behind_proxy
+    proxied = {"X-Forwarded-Proto": "https"}
+    banner = await node.request("GET", "/", headers=proxied)
+    assert banner.status == 200
+    assert banner.headers["Strict-Transport-Security"] == HSTS
+    hook, path = enqueue_path(hooks)
+    created = await node.request("POST", path, headers=proxied)
+    assert created.status == 201, created.body
+    assert created.headers["Strict-Transport-Security"] == HSTS
+    assert len(await hooks.wait_for_calls_async(hook, 1)) == 1
+    plain = {"X-Forwarded-Proto": "http"}
+    assert (await node.request("GET", "/", headers=plain, key="")).status == 301
+
+
+async def test_without_hsts_plain_http_is_served(backend: Backend) -> None:
+    async with live_for(backend, loops=False) as node:
+        banner = await node.request("GET", "/", headers={"X-Forwarded-Proto": "https"}, key="")
+        assert banner.status == 200
+        assert "Strict-Transport-Security" not in banner.headers
