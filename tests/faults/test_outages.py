@@ -11,6 +11,7 @@ from __future__ import annotations
 import concurrent.futures
 import contextlib
 import dataclasses
+import functools
 import re
 import sqlite3
 import threading
@@ -26,7 +27,14 @@ import pytest
 
 from tests import services
 from tests.conftest import Backend, make_backend, server_for
-from tests.faults.harness import Ledger, enqueue_all, hold, summarise, wait_settled
+from tests.faults.harness import (
+    Ledger,
+    enqueue_all,
+    hold,
+    side_by_side,
+    summarise,
+    wait_settled,
+)
 from tests.hookserver import HookServer
 from tests.netfaults import RedisProcess, TcpProxy, wait_until
 from tests.server import NtorqueServer
@@ -112,7 +120,22 @@ def log_text(server: NtorqueServer) -> str:
 # -- scenario 3: Redis outage ---------------------------------------------------------
 
 
-def test_redis_outage(request: pytest.FixtureRequest, hooks: HookServer, tmp_path: Path) -> None:
+def test_redis_and_postgres_outages(
+    request: pytest.FixtureRequest, hooks: HookServer, tmp_path: Path
+) -> None:
+    """Scenarios 3 and 4 side by side: each spends most of its time waiting
+    for its outage to pass, with a database, a Redis and a node of its own."""
+    for name in ("redis", "postgres"):
+        (tmp_path / name).mkdir()
+    for_redis = make_backend(request, "postgres", tmp_path / "redis")
+    for_postgres = make_backend(request, "postgres", tmp_path / "postgres")
+    side_by_side(
+        lambda: redis_outage(for_redis, hooks, tmp_path / "redis"),
+        lambda: postgres_outage(for_postgres, hooks, tmp_path / "postgres"),
+    )
+
+
+def redis_outage(backend: Backend, hooks: HookServer, tmp_path: Path) -> None:
     """Redis stops for 20 s mid-run and comes back on the same port: enqueue
     answers 201 all along, tasks go on being performed meanwhile, consumers
     return to Redis, and nothing acknowledged is lost."""
@@ -120,9 +143,7 @@ def test_redis_outage(request: pytest.FixtureRequest, hooks: HookServer, tmp_pat
     redis = RedisProcess(tmp_path)
     redis.start()
     try:
-        backend = dataclasses.replace(
-            make_backend(request, "postgres", tmp_path), redis_url=redis.url
-        )
+        backend = dataclasses.replace(backend, redis_url=redis.url)
         with server_for(backend, tmp_path / "node", NTORQUE_REQUEUE_INTERVAL="1") as server:
             uid = uuid.uuid4().hex
             paths = [f"/slow/0.05/{uid}-{i}" for i in range(600)]
@@ -169,12 +190,11 @@ def proxied(database_url: str, proxy: TcpProxy) -> str:
     return urlunsplit(parts._replace(netloc=f"{user}127.0.0.1:{proxy.port}"))
 
 
-def test_postgres_outage(request: pytest.FixtureRequest, hooks: HookServer, tmp_path: Path) -> None:
+def postgres_outage(backend: Backend, hooks: HookServer, tmp_path: Path) -> None:
     """The database is unreachable for 15 s mid-run: enqueue answers 503
     meanwhile and never 201 for a task it did not store, the process lives on,
     recovers by itself, and loses nothing it acknowledged."""
     started = time.monotonic()
-    backend = make_backend(request, "postgres", tmp_path)
     target = urlsplit(backend.database_url)
     assert target.hostname and target.port
     proxy = TcpProxy(target.hostname, target.port)
@@ -283,16 +303,28 @@ def started_before_stop(log: str) -> set[int]:
     raise AssertionError(f"no 'stopping' line in the log:\n{log[-3000:]}")
 
 
-@pytest.mark.parametrize("backend_name", ["sqlite", "postgres"])
-def test_graceful_stop(
-    request: pytest.FixtureRequest, hooks: HookServer, tmp_path: Path, backend_name: str
-) -> None:
+def test_graceful_stop(request: pytest.FixtureRequest, hooks: HookServer, tmp_path: Path) -> None:
+    """Scenario 7 on both backends side by side (each mostly waits for its
+    slow hooks), each with a database and a node of its own."""
+    backends = {}
+    for name in ("sqlite", "postgres"):
+        (tmp_path / name).mkdir()
+        backends[name] = make_backend(request, name, tmp_path / name)
+    side_by_side(
+        *(
+            functools.partial(graceful_stop, backend, hooks, tmp_path / name)
+            for name, backend in backends.items()
+        )
+    )
+
+
+def graceful_stop(backend: Backend, hooks: HookServer, tmp_path: Path) -> None:
     """SIGTERM mid-run: calls in flight finish and are stored, nothing new
     starts, the process exits 0 within its grace; the restart loses nothing
     and calls no task twice."""
     started = time.monotonic()
     grace_s = 10
-    backend = make_backend(request, backend_name, tmp_path)
+    backend_name = backend.name
     server = server_for(
         backend,
         tmp_path / "node",
