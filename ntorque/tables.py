@@ -1,4 +1,4 @@
-"""SQLAlchemy Core tables, shared by store.py and migrations/env.py.
+"""SQLAlchemy Core tables, shared by the store package and migrations/env.py.
 
 Times are UTC seconds since the epoch (double precision): the guarded
 statements add a task's own timeout to "now" in plain SQL arithmetic that

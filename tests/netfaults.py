@@ -4,6 +4,7 @@ restart, a TCP proxy to cut the database off, and polling helpers."""
 from __future__ import annotations
 
 import contextlib
+import random
 import socket
 import subprocess
 import threading
@@ -12,8 +13,6 @@ from collections.abc import Callable
 from pathlib import Path
 
 import redis
-
-from tests.server import free_port
 
 POLL_S = 0.05
 
@@ -27,12 +26,29 @@ def wait_until(check: Callable[[], bool], timeout_s: float, what: str) -> None:
         time.sleep(POLL_S)
 
 
+# Ports below the kernel's ephemeral range: bind(0) and outgoing connections
+# never take them, so a service that closes its port can have it back.
+REOPENABLE_PORTS = range(20000, 30000)
+
+
+def reopenable_port() -> int:
+    """A free port a service may close and open again (outside the ephemeral range)."""
+    for port in random.sample(REOPENABLE_PORTS, 200):
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise AssertionError("no free port below the ephemeral range")
+
+
 class RedisProcess:
     """A redis-server of this test's own on 127.0.0.1, stopped and restarted by pid."""
 
     def __init__(self, workdir: Path) -> None:
         self.workdir = workdir
-        self.port = free_port()
+        self.port = reopenable_port()  # stopped and started again on it
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -71,7 +87,7 @@ class TcpProxy:
 
     def __init__(self, target_host: str, target_port: int) -> None:
         self.target = (target_host, target_port)
-        self.port = free_port()
+        self.port = reopenable_port()  # closed and opened again on it
         self._listener: socket.socket | None = None
         self._acceptor: threading.Thread | None = None
         self._lock = threading.Lock()
@@ -81,9 +97,13 @@ class TcpProxy:
 
     def open(self) -> None:
         listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        listener.bind(("127.0.0.1", self.port))
-        listener.listen(64)
+        try:
+            listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            listener.bind(("127.0.0.1", self.port))
+            listener.listen(64)
+        except OSError:
+            listener.close()  # or it lingers, unclosed, until a later test collects it
+            raise
         listener.settimeout(0.05)
         self._listener = listener
         self._open = True
