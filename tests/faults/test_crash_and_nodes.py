@@ -171,7 +171,7 @@ def describe(calls: list[Call]) -> list[tuple[float, int]]:
 # -- scenario 1: crash ------------------------------------------------------------------
 
 CRASH_TASKS = 2000
-CRASH_CONCURRENCY = 20  # about 150 tasks/s: the run outlasts five kills and restarts
+CRASH_CONCURRENCY = 50
 CRASH_KILLS = 5
 ENQUEUE_THREADS = 8
 
