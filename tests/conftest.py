@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import concurrent.futures
 import os
 import shutil
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -102,6 +103,30 @@ def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]
     made = make_backend(request, request.param, tmp_path)
     yield made
     give_back(request, made)
+
+
+@pytest.fixture
+def both_backends(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[list[Backend]]:
+    """A fresh backend of each kind, for a scenario run on both side by side."""
+    made = []
+    for name in BACKENDS:
+        (tmp_path / name).mkdir()
+        made.append(make_backend(request, name, tmp_path / name))
+    yield made
+    for each in made:
+        give_back(request, each)
+
+
+def side_by_side(*scenarios: Callable[[], object]) -> None:
+    """Run scenarios at once, each on a thread of its own, and wait for all of
+    them; re-raise the first one's failure. For process scenarios that spend
+    most of their time waiting (for slow hooks, an outage, a lease): their own
+    processes, databases and Redis lists keep them apart."""
+    with concurrent.futures.ThreadPoolExecutor(len(scenarios)) as pool:
+        futures = [pool.submit(scenario) for scenario in scenarios]
+        concurrent.futures.wait(futures)
+    for future in futures:
+        future.result()
 
 
 @pytest.fixture(scope="module", params=BACKENDS)

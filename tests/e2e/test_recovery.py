@@ -3,19 +3,20 @@ calls in flight, and SIGTERM whose grace runs out; `python -m ntorque` on
 both backends, restarted on the same database.
 
 Short settings (small due delays, requeue interval and timeouts) keep each
-scenario as short as a process allows. Everything listens on and talks to
-127.0.0.1 only.
+scenario as short as a process allows; each runs on both backends at once.
+Everything listens on and talks to 127.0.0.1 only.
 """
 
 from __future__ import annotations
 
+import functools
 import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-from tests.conftest import Backend, server_for
+from tests.conftest import Backend, server_for, side_by_side
 from tests.hookserver import HookServer
 from tests.netfaults import wait_until
 from tests.server import NtorqueServer
@@ -50,7 +51,21 @@ def wait_all(server: NtorqueServer, ids: Iterable[int], timeout_s: float) -> lis
     return done
 
 
-def test_kill_9_loses_nothing(backend: Backend, hooks: HookServer, tmp_path: Path) -> None:
+Scenario = Callable[[Backend, HookServer, Path], None]
+
+
+def on_both(scenario: Scenario, backends: list[Backend], hooks: HookServer, tmp_path: Path) -> None:
+    """The scenario on each backend, side by side (each mostly waits on slow hooks)."""
+    side_by_side(*(functools.partial(scenario, b, hooks, tmp_path / b.name) for b in backends))
+
+
+def test_kill_9_loses_nothing(
+    both_backends: list[Backend], hooks: HookServer, tmp_path: Path
+) -> None:
+    on_both(kill_9_loses_nothing, both_backends, hooks, tmp_path)
+
+
+def kill_9_loses_nothing(backend: Backend, hooks: HookServer, tmp_path: Path) -> None:
     run = uid()
     paths = [f"/slow/1/{run}-{i}" for i in range(20)]
     server = server_for(backend, tmp_path, NTORQUE_CONCURRENCY="10", **SHORT)
@@ -74,6 +89,12 @@ def test_kill_9_loses_nothing(backend: Backend, hooks: HookServer, tmp_path: Pat
 
 
 def test_sigterm_finishes_calls_in_flight_and_starts_none(
+    both_backends: list[Backend], hooks: HookServer, tmp_path: Path
+) -> None:
+    on_both(sigterm_finishes_calls_in_flight_and_starts_none, both_backends, hooks, tmp_path)
+
+
+def sigterm_finishes_calls_in_flight_and_starts_none(
     backend: Backend, hooks: HookServer, tmp_path: Path
 ) -> None:
     run = uid()
@@ -102,6 +123,12 @@ def test_sigterm_finishes_calls_in_flight_and_starts_none(
 
 
 def test_calls_cut_off_by_the_shutdown_grace_are_performed_again(
+    both_backends: list[Backend], hooks: HookServer, tmp_path: Path
+) -> None:
+    on_both(calls_cut_off_by_the_grace_are_performed_again, both_backends, hooks, tmp_path)
+
+
+def calls_cut_off_by_the_grace_are_performed_again(
     backend: Backend, hooks: HookServer, tmp_path: Path
 ) -> None:
     """SIGTERM while a call outlasts shutdown_grace_s: the process exits 0

@@ -143,15 +143,3 @@ def record(line: str) -> None:
     ARTIFACTS.mkdir(exist_ok=True)
     with open(ARTIFACTS / "faults.txt", "a", encoding="utf-8") as out:
         out.write(f"{time.strftime('%Y-%m-%dT%H:%M:%S')} {line}\n")
-
-
-def side_by_side(*scenarios: Callable[[], object]) -> None:
-    """Run scenarios at once, each on a thread of its own, and wait for all of
-    them; re-raise the first one's failure. For scenarios that spend most of
-    their time waiting (for an outage to pass, for slow hooks): their own
-    processes, services and databases keep them apart."""
-    with concurrent.futures.ThreadPoolExecutor(len(scenarios)) as pool:
-        futures = [pool.submit(scenario) for scenario in scenarios]
-        concurrent.futures.wait(futures)
-    for future in futures:
-        future.result()

@@ -26,12 +26,11 @@ import asyncpg
 import pytest
 
 from tests import services
-from tests.conftest import Backend, make_backend, server_for
+from tests.conftest import Backend, make_backend, server_for, side_by_side
 from tests.faults.harness import (
     Ledger,
     enqueue_all,
     hold,
-    side_by_side,
     summarise,
     wait_settled,
 )
