@@ -36,7 +36,7 @@ import asyncpg
 import pytest
 
 from tests import services
-from tests.conftest import BACKENDS, make_backend, server_for
+from tests.conftest import BACKENDS, Backend, make_backend, server_for
 from tests.faults.harness import Ledger, enqueue_all, record, summarise, wait_settled
 from tests.hookserver import HookServer, chaos_reply
 from tests.server import NtorqueServer
@@ -65,10 +65,10 @@ def started_s(attempt: dict[str, Any]) -> float:
 # -- scenario 2: long hook, three nodes ------------------------------------------
 
 
-def test_long_hook_called_once(
-    request: pytest.FixtureRequest, hooks: HookServer, tmp_path: Path
-) -> None:
-    backend = make_backend(request, "postgres", tmp_path)
+def long_hook_called_once(backend: Backend, hooks: HookServer, tmp_path: Path) -> None:
+    """Hooks of 3 s with a 10 s timeout on three nodes (PostgreSQL and Redis):
+    each is called exactly once. Run side by side with the other scenarios
+    that mostly wait (tests/faults/test_outages.py)."""
     settings = {"NTORQUE_REQUEUE_INTERVAL": "1"}
     servers = [server_for(backend, tmp_path / f"node{n}", (), **settings) for n in (1, 2, 3)]
     started = time.monotonic()

@@ -34,6 +34,7 @@ from tests.faults.harness import (
     summarise,
     wait_settled,
 )
+from tests.faults.test_hooks_misbehaving import long_hook_called_once
 from tests.hookserver import HookServer
 from tests.netfaults import RedisProcess, TcpProxy, wait_until
 from tests.server import NtorqueServer
@@ -116,22 +117,33 @@ def log_text(server: NtorqueServer) -> str:
     return server.log_path.read_text(errors="replace")
 
 
-# -- scenario 3: Redis outage ---------------------------------------------------------
+# -- the scenarios that wait, side by side ---------------------------------------------
 
 
-def test_redis_and_postgres_outages(
+def test_scenarios_that_wait(
     request: pytest.FixtureRequest, hooks: HookServer, tmp_path: Path
 ) -> None:
-    """Scenarios 3 and 4 side by side: each spends most of its time waiting
-    for its outage to pass, with a database, a Redis and a node of its own."""
-    for name in ("redis", "postgres"):
-        (tmp_path / name).mkdir()
-    for_redis = make_backend(request, "postgres", tmp_path / "redis")
-    for_postgres = make_backend(request, "postgres", tmp_path / "postgres")
-    side_by_side(
-        lambda: redis_outage(for_redis, hooks, tmp_path / "redis"),
-        lambda: postgres_outage(for_postgres, hooks, tmp_path / "postgres"),
-    )
+    """Scenarios 2 (long hook), 3 (Redis outage), 4 (PostgreSQL outage) and 7
+    (graceful stop, on both backends) at once: each spends most of its time
+    waiting, for its outage to pass or its slow hooks, with processes, a
+    database and a Redis of its own. Each ends with its own summary line."""
+    runs = [
+        (redis_outage, "postgres"),
+        (postgres_outage, "postgres"),
+        (long_hook_called_once, "postgres"),
+        (graceful_stop, "sqlite"),
+        (graceful_stop, "postgres"),
+    ]
+    scenarios = []
+    for number, (run, kind) in enumerate(runs):
+        workdir = tmp_path / f"scenario{number}"
+        workdir.mkdir()
+        backend = make_backend(request, kind, workdir)
+        scenarios.append(functools.partial(run, backend, hooks, workdir))
+    side_by_side(*scenarios)
+
+
+# -- scenario 3: Redis outage ---------------------------------------------------------
 
 
 def redis_outage(backend: Backend, hooks: HookServer, tmp_path: Path) -> None:
@@ -300,21 +312,6 @@ def started_before_stop(log: str) -> set[int]:
         if match := CALLING.search(line):
             called.add(int(match.group(1)))
     raise AssertionError(f"no 'stopping' line in the log:\n{log[-3000:]}")
-
-
-def test_graceful_stop(request: pytest.FixtureRequest, hooks: HookServer, tmp_path: Path) -> None:
-    """Scenario 7 on both backends side by side (each mostly waits for its
-    slow hooks), each with a database and a node of its own."""
-    backends = {}
-    for name in ("sqlite", "postgres"):
-        (tmp_path / name).mkdir()
-        backends[name] = make_backend(request, name, tmp_path / name)
-    side_by_side(
-        *(
-            functools.partial(graceful_stop, backend, hooks, tmp_path / name)
-            for name, backend in backends.items()
-        )
-    )
 
 
 def graceful_stop(backend: Backend, hooks: HookServer, tmp_path: Path) -> None:
