@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import importlib.metadata
 import io
+import json
 import logging
 import os
 import re
@@ -183,6 +184,7 @@ class Managed:
     deactivated: Done
     rotated: Done
     listed: Done
+    targeted: Done
 
     @property
     def keys(self) -> list[str]:
@@ -197,8 +199,8 @@ class Managed:
 
 @pytest.fixture(scope="module")
 def managed(module_backend: Backend, tmp_path_factory: pytest.TempPathFactory) -> Managed:
-    """create-app first and second, deactivate-app first, rotate-key second, list-apps:
-    each a process of its own on SQLite, in this process on PostgreSQL."""
+    """create-app first and second, deactivate-app first, rotate-key second, list-apps,
+    set-targets second: each a process of its own on SQLite, in this process on PostgreSQL."""
     cli = server_for(module_backend, tmp_path_factory.mktemp("cli-apps"))
 
     def command(*args: str) -> Done:
@@ -211,7 +213,16 @@ def managed(module_backend: Backend, tmp_path_factory: pytest.TempPathFactory) -
     deactivated = command("deactivate-app", "--name", first)
     rotated = command("rotate-key", "--name", second)
     listed = command("list-apps")
-    return Managed(module_backend, first, second, created, deactivated, rotated, listed)
+    targets = (
+        "--allow",
+        "10.0.0.0/8,*.example.com",
+        "--allow",
+        "hooks.test",
+        "--deny",
+        "10.9.0.0/16",
+    )
+    targeted = command("set-targets", "--name", second, *targets)
+    return Managed(module_backend, first, second, created, deactivated, rotated, listed, targeted)
 
 
 @pytest.fixture(scope="module")
@@ -248,6 +259,13 @@ def test_deactivate_app_and_rotate_key(managed: Managed) -> None:
     assert managed.rotated.returncode == 0
     assert URL_SAFE_KEY.fullmatch(managed.new_key)
     assert managed.new_key not in managed.keys
+
+
+def test_set_targets_stores_the_lists_as_given(managed: Managed) -> None:
+    assert managed.targeted.returncode == 0, managed.targeted.stderr
+    stored = {"allow": ["10.0.0.0/8", "*.example.com", "hooks.test"], "deny": ["10.9.0.0/16"]}
+    expected = f"target policy of {managed.second!r}: {json.dumps(stored)}"
+    assert managed.targeted.stdout.strip() == expected
 
 
 def test_application_errors(managed: Managed) -> None:
