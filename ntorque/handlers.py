@@ -102,10 +102,15 @@ class BaseHandler(tornado.web.RequestHandler):
         super()._handle_request_exception(error)
 
     def log_exception(self, typ: Any, value: Any, tb: Any) -> None:
-        """Log unexpected errors; an HTTPError is an expected answer, not an event."""
-        if not isinstance(value, tornado.web.HTTPError):
-            line = request_line(self.request)
-            app_log.error("uncaught exception %s", line, exc_info=(typ, value, tb))
+        log_uncaught(self, typ, value, tb)
+
+
+def log_uncaught(handler: tornado.web.RequestHandler, typ: Any, value: Any, tb: Any) -> None:
+    """Log an unexpected error of any handler (websockets too) with its request
+    line, never a query value; an HTTPError is an expected answer, not an event."""
+    if not isinstance(value, tornado.web.HTTPError):
+        line = request_line(handler.request)
+        app_log.error("uncaught exception %s", line, exc_info=(typ, value, tb))
 
 
 def request_line(request: tornado.httputil.HTTPServerRequest) -> str:

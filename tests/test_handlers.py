@@ -8,7 +8,7 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import AsyncIterator
-from typing import cast
+from typing import Any, cast
 from urllib.parse import urlencode
 
 import pytest
@@ -19,6 +19,7 @@ from tornado.httpserver import HTTPServer
 from tornado.httputil import HTTPHeaders, HTTPServerRequest, RequestStartLine
 
 from ntorque import handlers
+from ntorque.console import live
 from tests.conftest import Backend, live_for
 from tests.hookserver import HookServer
 from tests.inprocess import LiveNode
@@ -115,12 +116,18 @@ class Boom(handlers.BaseHandler):
         self.finish({"status": status_code, "error": message})
 
 
+class BoomSocket(live.ConsoleSocket):
+    """The console's socket, failing before its upgrade."""
+
+    async def get(self, *args: Any, **kwargs: Any) -> None:
+        raise RuntimeError("boom")
+
+
 @pytest_asyncio.fixture
 async def boom_url() -> AsyncIterator[str]:
-    """An application with ntorque's log function and a handler that raises."""
-    app = tornado.web.Application(
-        [(r"/boom", Boom)], log_function=handlers.log_request, serve_traceback=False
-    )
+    """An application with ntorque's log function and handlers that raise."""
+    routes = [(r"/boom", Boom), (r"/socket", BoomSocket, {"console": None})]
+    app = tornado.web.Application(routes, log_function=handlers.log_request, serve_traceback=False)
     server = HTTPServer(app)
     port = free_port()
     server.listen(port, "127.0.0.1")
@@ -148,6 +155,24 @@ async def test_an_uncaught_exception_is_logged_without_the_query(
     assert "GET /boom?token=*** (127.0.0.1)" in uncaught[0].getMessage()
     assert "TOKEN" not in caplog.text
     assert "RuntimeError: boom" in caplog.text  # the traceback is still logged
+
+
+async def test_the_console_socket_logs_an_uncaught_exception_without_the_query(
+    caplog: pytest.LogCaptureFixture, boom_url: str
+) -> None:
+    """A console page's socket carries its search (a url, perhaps with a token)."""
+    client = tornado.httpclient.AsyncHTTPClient(force_instance=True)
+    try:
+        with caplog.at_level(logging.INFO):
+            url = f"{boom_url}/socket?q=https://user:PASSW0RD@example.com/"
+            answer = await client.fetch(url, raise_error=False)
+    finally:
+        client.close()
+    assert answer.code == 500
+    uncaught = [record for record in caplog.records if record.exc_info]
+    assert len(uncaught) == 1, caplog.text
+    assert "GET /socket?q=*** (127.0.0.1)" in uncaught[0].getMessage()
+    assert "PASSW0RD" not in caplog.text
 
 
 # -- HSTS ----------------------------------------------------------------------

@@ -25,6 +25,7 @@ import tornado.web
 import tornado.websocket
 
 from ..events import Summary, summary
+from ..handlers import log_uncaught
 from ..store.console import ConsoleQuery
 from .context import Console
 from .viewer import Viewer
@@ -149,6 +150,9 @@ class ConsoleSocket(tornado.websocket.WebSocketHandler):
 
     def on_message(self, message: str | bytes) -> None:
         pass  # the page only listens
+
+    def log_exception(self, typ: Any, value: Any, tb: Any) -> None:
+        log_uncaught(self, typ, value, tb)  # the page's query (a url search) stays out
 
     def on_close(self) -> None:
         self.console.hub.leave(self)
