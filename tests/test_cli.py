@@ -200,7 +200,7 @@ class Managed:
 @pytest.fixture(scope="module")
 def managed(module_backend: Backend, tmp_path_factory: pytest.TempPathFactory) -> Managed:
     """create-app first and second, deactivate-app first, rotate-key second, list-apps,
-    set-targets second: each a process of its own on SQLite, in this process on PostgreSQL."""
+    set-targets first: each a process of its own on SQLite, in this process on PostgreSQL."""
     cli = server_for(module_backend, tmp_path_factory.mktemp("cli-apps"))
 
     def command(*args: str) -> Done:
@@ -221,7 +221,7 @@ def managed(module_backend: Backend, tmp_path_factory: pytest.TempPathFactory) -
         "--deny",
         "10.9.0.0/16",
     )
-    targeted = command("set-targets", "--name", second, *targets)
+    targeted = command("set-targets", "--name", first, *targets)  # second's key serves on
     return Managed(module_backend, first, second, created, deactivated, rotated, listed, targeted)
 
 
@@ -264,7 +264,7 @@ def test_deactivate_app_and_rotate_key(managed: Managed) -> None:
 def test_set_targets_stores_the_lists_as_given(managed: Managed) -> None:
     assert managed.targeted.returncode == 0, managed.targeted.stderr
     stored = {"allow": ["10.0.0.0/8", "*.example.com", "hooks.test"], "deny": ["10.9.0.0/16"]}
-    expected = f"target policy of {managed.second!r}: {json.dumps(stored)}"
+    expected = f"target policy of {managed.first!r}: {json.dumps(stored)}"
     assert managed.targeted.stdout.strip() == expected
 
 
