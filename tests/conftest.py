@@ -5,6 +5,7 @@ from __future__ import annotations
 import concurrent.futures
 import os
 import shutil
+import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -117,13 +118,23 @@ def both_backends(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[li
         give_back(request, each)
 
 
-def side_by_side(*scenarios: Callable[[], object]) -> None:
+def side_by_side(*scenarios: Callable[[], object], stagger_s: float = 0.0) -> None:
     """Run scenarios at once, each on a thread of its own, and wait for all of
     them; re-raise the first one's failure. For process scenarios that spend
     most of their time waiting (for slow hooks, an outage, a lease): their own
-    processes, databases and Redis lists keep them apart."""
+    processes, databases and Redis lists keep them apart. With stagger_s, the
+    n-th starts n * stagger_s after the first, so their processes do not all
+    start (and import) at once on a small machine."""
+
+    def delayed(delay_s: float, scenario: Callable[[], object]) -> object:
+        time.sleep(delay_s)
+        return scenario()
+
     with concurrent.futures.ThreadPoolExecutor(len(scenarios)) as pool:
-        futures = [pool.submit(scenario) for scenario in scenarios]
+        futures = [
+            pool.submit(delayed, number * stagger_s, scenario)
+            for number, scenario in enumerate(scenarios)
+        ]
         concurrent.futures.wait(futures)
     for future in futures:
         future.result()

@@ -40,6 +40,7 @@ from tests.netfaults import RedisProcess, TcpProxy, wait_until
 from tests.server import NtorqueServer
 
 POLL_S = 0.05
+STAGGER_S = 1.5  # between the starts of the scenarios that wait
 CALLING = re.compile(r" ntorque\.consumer task (\d+) calling ")
 STOPPING = re.compile(r" ntorque\.app stopping$")
 STOPPED = re.compile(r" ntorque\.app stopped$")
@@ -127,9 +128,9 @@ def test_scenarios_that_wait(
     (graceful stop, on both backends) at once: each spends most of its time
     waiting, for its outage to pass or its slow hooks, with processes, a
     database and a Redis of its own. Each ends with its own summary line."""
-    runs = [
-        (redis_outage, "postgres"),
+    runs = [  # the most sensitive first: its node reaches its database within 1 s, or exits
         (postgres_outage, "postgres"),
+        (redis_outage, "postgres"),
         (long_hook_called_once, "postgres"),
         (graceful_stop, "sqlite"),
         (graceful_stop, "postgres"),
@@ -140,7 +141,7 @@ def test_scenarios_that_wait(
         workdir.mkdir()
         backend = make_backend(request, kind, workdir)
         scenarios.append(functools.partial(run, backend, hooks, workdir))
-    side_by_side(*scenarios)
+    side_by_side(*scenarios, stagger_s=STAGGER_S)
 
 
 # -- scenario 3: Redis outage ---------------------------------------------------------
