@@ -191,7 +191,7 @@ class RedisBridge:
         finally:
             self._subscribed = False
             with contextlib.suppress(RedisError, OSError):
-                await pubsub.aclose()  # type: ignore[no-untyped-call]
+                await pubsub.aclose()  # type: ignore[no-untyped-call, unused-ignore]  # typed from redis 8 on
 
     def received(self, data: bytes | str) -> None:
         """A message from the channel: another node's changes to the watchers."""
