@@ -1,252 +1,205 @@
-"""Python clients of ntorque, and the verifier of its signed calls.
+"""Python clients of ntorque's HTTP API: `Client` blocks (standard library
+only), `AsyncClient` is awaited (Tornado). Both build their requests with
+`client_requests` and only move bytes here.
 
-`Client` is the plain HTTP client (standard library only). `transaction()`
-is the original's "hybrid" client, a transactional outbox: tasks are written
-inside your own transaction on ntorque's database, so they exist exactly when
-your other changes commit, and are notified after the commit. A lost
-notification only delays them: the requeuer finds every due task.
-`verify()` checks a call's Standard Webhooks signature in a web-hook receiver.
+Also re-exported, for the imports people already have: the transactional
+outbox (`transaction`, `Outbox`) and the receiver's `verify`.
 """
 
 from __future__ import annotations
 
-import asyncio
-import base64
-import binascii
-import contextlib
-import hmac
-import json
-import logging
-import time
 import urllib.error
 import urllib.request
-from collections.abc import AsyncIterator, Iterable, Mapping
-from typing import Any
-from urllib.parse import urlencode
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from email.message import Message
+from typing import Any, TypeVar, Unpack
 
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from tornado.httpclient import AsyncHTTPClient
 
-from . import intake
-from .config import Settings
-from .signing import digest, signed_content
-from .store import outbox
-from .targets import Policy
+from . import client_requests as build
+from .client_requests import (
+    Answer,
+    BatchItem,
+    ClientError,
+    Enqueue,
+    EnqueuedTask,
+    Filters,
+    Request,
+    result,
+)
+from .outbox import Outbox, transaction
+from .receiver import SignatureError, verify
 
-log = logging.getLogger(__name__)
+__all__ = [
+    "AsyncClient",
+    "Client",
+    "ClientError",
+    "EnqueuedTask",
+    "Outbox",
+    "SignatureError",
+    "transaction",
+    "verify",
+]
 
-
-class ClientError(Exception):
-    """ntorque answered with an error."""
-
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(f"{status}: {message}")
-        self.status = status
-        self.message = message
+T = TypeVar("T")
+Task = dict[str, Any]
 
 
 class Client:
+    """ntorque's API, blocking. Errors answered raise ClientError; a network
+    failure raises OSError."""
+
     def __init__(self, base_url: str, api_key: str | None = None, timeout_s: float = 10) -> None:
         self.base_url = base_url.rstrip("/")
         self.api_key = api_key
         self.timeout_s = timeout_s
 
     def enqueue(
-        self,
-        url: str,
-        body: bytes | str = b"",
-        *,
-        content_type: str | None = None,
-        method: str = "POST",
-        timeout: int | None = None,
-        headers: Mapping[str, str] | None = None,
-    ) -> dict[str, Any]:
-        """Enqueue a task; its JSON once ntorque has stored it."""
-        query = {"url": url, "method": method, **({"timeout": str(timeout)} if timeout else {})}
-        sent = _passthrough(headers)
-        if content_type:
-            sent["Content-Type"] = content_type
-        data = body.encode("utf-8") if isinstance(body, str) else body
-        return self._request("POST", "/?" + urlencode(query), data, sent)
+        self, url: str, body: bytes | str = b"", **options: Unpack[Enqueue]
+    ) -> EnqueuedTask:
+        """Enqueue a task; its JSON once stored. With an idempotency_key seen
+        before, the earlier task, with `.replayed` True."""
+        return self._send(build.enqueue(url, body, options))
 
-    def task(self, task_id: int) -> dict[str, Any]:
-        return self._request("GET", f"/task/{task_id}")
+    def enqueue_batch(self, items: Sequence[BatchItem]) -> list[Task]:
+        """Enqueue up to 1,000 tasks at once, all or none; their JSON in order."""
+        return self._send(build.enqueue_batch(items))
 
-    def push(self, task_id: int) -> dict[str, Any]:
+    def task(self, task_id: int) -> Task:
+        return self._send(build.task(task_id))
+
+    def attempts(self, task_id: int) -> list[dict[str, Any]]:
+        """The task's attempts, oldest first."""
+        return self._send(build.attempts(task_id))
+
+    def push(self, task_id: int) -> Task:
         """Notify a task again (e.g. one added through the outbox)."""
-        return self._request("POST", f"/task/{task_id}/push", b"")
+        return self._send(build.action(task_id, "push"))
 
-    def _request(
-        self,
-        method: str,
-        path: str,
-        body: bytes | None = None,
-        headers: dict[str, str] | None = None,
+    def cancel(self, task_id: int) -> Task:
+        """Cancel a pending or in-progress task (409 once it has finished)."""
+        return self._send(build.action(task_id, "cancel"))
+
+    def retry(self, task_id: int) -> Task:
+        """Run a failed or cancelled task again, now, with a fresh allowance."""
+        return self._send(build.action(task_id, "retry"))
+
+    def tasks(
+        self, *, limit: int | None = None, cursor: str | None = None, **filters: Unpack[Filters]
     ) -> dict[str, Any]:
-        sent = dict(headers or {})
-        if self.api_key:
-            sent["NTORQUE-API-KEY"] = self.api_key
-        request = urllib.request.Request(self.base_url + path, body, sent, method=method)
+        """One page of tasks, newest first: {"tasks": [...], "next_cursor": ...}."""
+        return self._send(build.tasks(filters, limit, cursor))
+
+    def iter_tasks(
+        self, *, page_size: int | None = None, **filters: Unpack[Filters]
+    ) -> Iterator[Task]:
+        """Every task the filters select, newest first, page after page."""
+        cursor = None
+        while True:
+            page = self.tasks(limit=page_size, cursor=cursor, **filters)
+            yield from page["tasks"]
+            if not (cursor := page["next_cursor"]):
+                return
+
+    def cancel_many(self, **filters: Unpack[Filters]) -> dict[str, int]:
+        """Cancel the tasks the filters select: {"matched": n, "changed": m}."""
+        return self._send(build.bulk("cancel", filters))
+
+    def retry_many(self, **filters: Unpack[Filters]) -> dict[str, int]:
+        """Retry the tasks the filters select: {"matched": n, "changed": m}."""
+        return self._send(build.bulk("retry", filters))
+
+    def _send(self, request: Request[T]) -> T:
+        sent = urllib.request.Request(
+            self.base_url + request.path,
+            request.body,
+            request.with_key(self.api_key),
+            method=request.method,
+        )
         try:
-            with urllib.request.urlopen(request, timeout=self.timeout_s) as answer:
-                result: dict[str, Any] = json.loads(answer.read())
-                return result
+            with urllib.request.urlopen(sent, timeout=self.timeout_s) as answer:
+                got = Answer(answer.status, _lower(answer.headers), answer.read())
         except urllib.error.HTTPError as error:
-            raise ClientError(error.code, _error_message(error.read())) from None
+            got = Answer(error.code, _lower(error.headers), error.read())
+        return result(request, got)
 
 
-def _passthrough(headers: Mapping[str, str] | None) -> dict[str, str]:
-    """Headers for the hook, named as ntorque expects them on enqueue."""
-    return {f"NTORQUE-PASSTHROUGH-{name}": value for name, value in (headers or {}).items()}
-
-
-def _error_message(body: bytes) -> str:
-    try:
-        return str(json.loads(body).get("error", body[:200]))
-    except ValueError:
-        return body[:200].decode("utf-8", "replace")
-
-
-class Outbox:
-    """Adds tasks with the caller's connection, inside the caller's transaction."""
+class AsyncClient:
+    """ntorque's API, awaited: `Client`'s methods, each a coroutine (iter_tasks
+    an async iterator). Errors answered raise ClientError; a network failure
+    raises OSError."""
 
     def __init__(
         self,
-        client: Client,
-        connection: AsyncConnection,
-        *,
-        default_timeout_s: int = Settings.default_timeout_s,
-        max_timeout_s: float = Settings.max_due_delay_s,
+        base_url: str,
+        api_key: str | None = None,
+        timeout_s: float = 10,
+        http_client: AsyncHTTPClient | None = None,
     ) -> None:
-        self.client = client
-        self.connection = connection
-        self.default_timeout_s = default_timeout_s
-        self.max_timeout_s = max_timeout_s
-        self.ids: list[int] = []
-        self._app_ids: list[int | None] = []  # looked up once per transaction
+        self.base_url = base_url.rstrip("/")
+        self.api_key = api_key
+        self.timeout_s = timeout_s
+        self.http_client = http_client  # None: Tornado's shared client of the running loop
 
-    async def add(
-        self,
-        url: str,
-        body: bytes = b"",
-        *,
-        content_type: str = "",
-        method: str = "POST",
-        timeout: int | None = None,
-        headers: Mapping[str, str] | None = None,
-    ) -> int:
-        """Write a pending task (validated like the API does); its id."""
-        sent = _passthrough(headers)
-        sent["Content-Type"] = content_type
-        spec = intake.new_task(
-            app_id=await self._app_id(),
-            query={"url": url, "method": method, "timeout": str(timeout or "")},
-            headers=sent,
-            body=body,
-            default_timeout_s=self.default_timeout_s,
-            max_timeout_s=self.max_timeout_s,
-            policy=Policy(),
+    async def enqueue(
+        self, url: str, body: bytes | str = b"", **options: Unpack[Enqueue]
+    ) -> EnqueuedTask:
+        return await self._send(build.enqueue(url, body, options))
+
+    async def enqueue_batch(self, items: Sequence[BatchItem]) -> list[Task]:
+        return await self._send(build.enqueue_batch(items))
+
+    async def task(self, task_id: int) -> Task:
+        return await self._send(build.task(task_id))
+
+    async def attempts(self, task_id: int) -> list[dict[str, Any]]:
+        return await self._send(build.attempts(task_id))
+
+    async def push(self, task_id: int) -> Task:
+        return await self._send(build.action(task_id, "push"))
+
+    async def cancel(self, task_id: int) -> Task:
+        return await self._send(build.action(task_id, "cancel"))
+
+    async def retry(self, task_id: int) -> Task:
+        return await self._send(build.action(task_id, "retry"))
+
+    async def tasks(
+        self, *, limit: int | None = None, cursor: str | None = None, **filters: Unpack[Filters]
+    ) -> dict[str, Any]:
+        return await self._send(build.tasks(filters, limit, cursor))
+
+    async def iter_tasks(
+        self, *, page_size: int | None = None, **filters: Unpack[Filters]
+    ) -> AsyncIterator[Task]:
+        cursor = None
+        while True:
+            page = await self.tasks(limit=page_size, cursor=cursor, **filters)
+            for task in page["tasks"]:
+                yield task
+            if not (cursor := page["next_cursor"]):
+                return
+
+    async def cancel_many(self, **filters: Unpack[Filters]) -> dict[str, int]:
+        return await self._send(build.bulk("cancel", filters))
+
+    async def retry_many(self, **filters: Unpack[Filters]) -> dict[str, int]:
+        return await self._send(build.bulk("retry", filters))
+
+    async def _send(self, request: Request[T]) -> T:
+        answer = await (self.http_client or AsyncHTTPClient()).fetch(
+            self.base_url + request.path,
+            method=request.method,
+            body=request.body,
+            headers=request.with_key(self.api_key),
+            request_timeout=self.timeout_s,
+            raise_error=False,
         )
-        task_id = await outbox.insert_task(self.connection, spec, time.time())
-        self.ids.append(task_id)
-        return task_id
-
-    async def _app_id(self) -> int | None:
-        if not self._app_ids:
-            self._app_ids.append(await self._find_app_id())
-        return self._app_ids[0]
-
-    async def _find_app_id(self) -> int | None:
-        if not self.client.api_key:
-            return None
-        app_id = await outbox.active_app_id(self.connection, self.client.api_key)
-        if app_id is None:
-            raise ClientError(401, "the API key belongs to no active application")
-        return app_id
+        if answer.code == 599:  # no answer: the connection failed or timed out
+            error = answer.error
+            raise error if isinstance(error, OSError) else OSError(str(error))
+        return result(request, Answer(answer.code, _lower(answer.headers), answer.body or b""))
 
 
-@contextlib.asynccontextmanager
-async def transaction(client: Client, engine: AsyncEngine) -> AsyncIterator[Outbox]:
-    """`async with transaction(client, engine) as outbox:` — use outbox.connection
-    for your own statements and outbox.add() for tasks; after the commit the
-    tasks are pushed. Nothing is pushed when the block raises (rolled back)."""
-    async with engine.begin() as connection:
-        outbox = Outbox(client, connection)
-        yield outbox
-    for task_id in outbox.ids:
-        try:
-            await asyncio.to_thread(client.push, task_id)
-        except (OSError, ClientError) as error:
-            log.warning("task %s not pushed (the requeuer will find it): %s", task_id, error)
-
-
-# -- verifying signed calls (Standard Webhooks) --------------------------------
-
-DEFAULT_TOLERANCE_S = 300
-
-
-class SignatureError(Exception):
-    """A call's signature does not hold: answer it 4xx and ignore it."""
-
-
-def verify(
-    secrets: str | Iterable[str],
-    headers: Mapping[str, str],
-    body: bytes,
-    *,
-    tolerance_s: float = DEFAULT_TOLERANCE_S,
-    now: float | None = None,
-) -> str:
-    """Check a signed call; its webhook-id (for de-duplication) when it holds.
-
-    `secrets` is your "whsec_..." secret (or several, while you rotate);
-    `headers` the request's headers (any case); `body` its raw bytes, exactly
-    as received, before any parsing. The timestamp must be within
-    tolerance_s of now, either way, so a recorded call cannot be replayed
-    later. Raises SignatureError otherwise.
-    """
-    found = {name.lower(): value for name, value in headers.items()}
-    msg_id, stamp = found.get("webhook-id", ""), found.get("webhook-timestamp", "")
-    if not (msg_id and stamp and found.get("webhook-signature")):
-        raise SignatureError("the webhook-id, -timestamp and -signature headers are required")
-    timestamp = _timestamp(stamp, time.time() if now is None else now, tolerance_s)
-    signed = signed_content(msg_id, timestamp, body)
-    expected = [digest(secret, signed) for secret in _secrets(secrets)]
-    matched = False
-    for given in _signatures(found["webhook-signature"]):
-        for wanted in expected:  # every pair is compared: no early exit on a secret
-            matched |= hmac.compare_digest(given, wanted)
-    if not matched:
-        raise SignatureError("no signature matches")
-    return msg_id
-
-
-def _timestamp(text: str, now: float, tolerance_s: float) -> int:
-    if not text.isascii() or not text.isdigit() or len(text) > 12:
-        raise SignatureError("webhook-timestamp is not a number of seconds")
-    timestamp = int(text)
-    if timestamp < now - tolerance_s:
-        raise SignatureError("webhook-timestamp is too old")
-    if timestamp > now + tolerance_s:
-        raise SignatureError("webhook-timestamp is in the future")
-    return timestamp
-
-
-def _secrets(secrets: str | Iterable[str]) -> list[str]:
-    found = [secrets] if isinstance(secrets, str) else list(secrets)
-    if not found:
-        raise ValueError("verify() needs at least one signing secret")
-    return found
-
-
-def _signatures(header: str) -> list[bytes]:
-    """The v1 signatures of a webhook-signature header (others are skipped)."""
-    found = []
-    for item in header.split():
-        version, _, encoded = item.partition(",")
-        if version != "v1":
-            continue
-        try:
-            found.append(base64.b64decode(encoded, validate=True))
-        except binascii.Error:
-            continue
-    return found
+def _lower(headers: Message | Mapping[str, str]) -> dict[str, str]:
+    return {name.lower(): value for name, value in headers.items()}

@@ -1,0 +1,260 @@
+"""The API's requests as data, and their answers read: what the sync and the
+async client share, so that each of them only moves bytes. Pure: no I/O.
+
+A `Request` carries how its answer is read, so a client method is one line:
+build the request, send it, hand the answer to `result()`.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Generic, Literal, Required, TypedDict, TypeVar
+from urllib.parse import urlencode
+
+T = TypeVar("T")
+KEY_HEADER = "NTORQUE-API-KEY"
+PASSTHROUGH_PREFIX = "NTORQUE-PASSTHROUGH-"
+JSON = "application/json"
+FILTERS = ("status", "url_prefix", "created_after", "created_before")
+ENQUEUE_QUERY = ("method", "timeout", "delay", "eta", "retries", "backoff", "callback")
+
+Time = datetime | float  # a datetime with its offset, or epoch seconds
+
+
+class ClientError(Exception):
+    """ntorque answered with an error: `status`, `message` (the JSON "error"),
+    and where one input is at fault, `field` (or a batch's `errors`)."""
+
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        *,
+        field: str | None = None,
+        errors: Sequence[Mapping[str, Any]] = (),
+    ) -> None:
+        super().__init__(f"{status}: {message}")
+        self.status = status
+        self.message = message
+        self.field = field
+        self.errors = list(errors)
+
+
+class Enqueue(TypedDict, total=False):
+    """What enqueue() takes besides the url and body (None: the server's default)."""
+
+    method: str
+    timeout: int
+    content_type: str
+    headers: Mapping[str, str]  # passed through to the hook
+    delay: float  # seconds from now
+    eta: Time
+    retries: int
+    backoff: Literal["linear", "exponential"]
+    callback: str  # the url told when the task ends
+    idempotency_key: str
+
+
+class BatchItem(TypedDict, total=False):
+    """One task of enqueue_batch(): a single enqueue's fields, the body as text
+    or bytes (sent as body_base64)."""
+
+    url: Required[str]
+    body: str | bytes
+    body_base64: str
+    charset: str
+    method: str
+    timeout: int
+    content_type: str
+    headers: Mapping[str, str]
+    delay: float
+    eta: Time
+    retries: int
+    backoff: Literal["linear", "exponential"]
+    callback: str
+    idempotency_key: str
+
+
+class Filters(TypedDict, total=False):
+    """What selects tasks in a listing and in bulk cancel and retry."""
+
+    status: str
+    url_prefix: str
+    created_after: Time
+    created_before: Time
+
+
+class EnqueuedTask(dict[str, Any]):
+    """A task's JSON as the server answered it; `replayed` is True when an
+    idempotency key matched an earlier enqueue (and nothing was created)."""
+
+    replayed: bool = False
+
+
+@dataclass(frozen=True)
+class Answer:
+    status: int
+    headers: Mapping[str, str]  # names in lower case
+    body: bytes
+
+
+@dataclass(frozen=True)
+class Request(Generic[T]):
+    method: str
+    path: str  # with its query string
+    read: Callable[[Answer], T]
+    body: bytes | None = None
+    headers: Mapping[str, str] = field(default_factory=dict)
+
+    def with_key(self, api_key: str | None) -> dict[str, str]:
+        """The headers to send, the API key among them."""
+        return {**self.headers, **({KEY_HEADER: api_key} if api_key else {})}
+
+
+def result(request: Request[T], answer: Answer) -> T:
+    """What the answer means for this request; ClientError for an error answer."""
+    if answer.status >= 400:
+        raise client_error(answer.status, answer.body)
+    return request.read(answer)
+
+
+def client_error(status: int, body: bytes) -> ClientError:
+    try:
+        data = json.loads(body)
+    except ValueError:
+        return ClientError(status, body[:200].decode("utf-8", "replace"))
+    if not isinstance(data, dict):
+        return ClientError(status, str(data)[:200])
+    return ClientError(
+        status, str(data.get("error", "")), field=data.get("field"), errors=data.get("errors") or ()
+    )
+
+
+# -- reading answers --------------------------------------------------------------
+
+
+def json_object(answer: Answer) -> dict[str, Any]:
+    data: dict[str, Any] = json.loads(answer.body)
+    return data
+
+
+def enqueued(answer: Answer) -> EnqueuedTask:
+    task = EnqueuedTask(json_object(answer))
+    task.replayed = answer.headers.get("idempotent-replayed", "").lower() == "true"
+    return task
+
+
+def counts(answer: Answer) -> dict[str, int]:
+    data = json_object(answer)
+    return {"matched": int(data["matched"]), "changed": int(data["changed"])}
+
+
+def member(name: str) -> Callable[[Answer], list[dict[str, Any]]]:
+    def read(answer: Answer) -> list[dict[str, Any]]:
+        found: list[dict[str, Any]] = json_object(answer)[name]
+        return found
+
+    return read
+
+
+# -- building requests ------------------------------------------------------------
+
+
+def enqueue(url: str, body: bytes | str, options: Enqueue) -> Request[EnqueuedTask]:
+    """POST /?url=...: the seed's enqueue, options in the query and headers."""
+    query = {"url": url, **_query(options, ENQUEUE_QUERY)}
+    headers = passthrough(options.get("headers"))
+    if options.get("content_type"):
+        headers["Content-Type"] = options["content_type"]
+    if options.get("idempotency_key"):
+        headers["Idempotency-Key"] = options["idempotency_key"]
+    data = body.encode("utf-8") if isinstance(body, str) else body
+    return Request("POST", "/?" + urlencode(query), enqueued, data, headers)
+
+
+def task(task_id: int) -> Request[dict[str, Any]]:
+    return Request("GET", f"/tasks/{int(task_id)}", json_object)
+
+
+def action(task_id: int, verb: str) -> Request[dict[str, Any]]:
+    """POST /tasks/<id>/<verb>: push, cancel or retry; the task's JSON."""
+    return Request("POST", f"/tasks/{int(task_id)}/{verb}", json_object, b"")
+
+
+def attempts(task_id: int) -> Request[list[dict[str, Any]]]:
+    return Request("GET", f"/tasks/{int(task_id)}/attempts", member("attempts"))
+
+
+def tasks(filters: Filters, limit: int | None, cursor: str | None) -> Request[dict[str, Any]]:
+    """GET /tasks: one page, {"tasks": [...], "next_cursor": str | None}."""
+    query = _query({**filters, "limit": limit, "cursor": cursor}, (*FILTERS, "limit", "cursor"))
+    return Request("GET", "/tasks" + ("?" + urlencode(query) if query else ""), json_object)
+
+
+def bulk(verb: str, filters: Filters) -> Request[dict[str, int]]:
+    """POST /tasks/cancel or /tasks/retry: {"matched": n, "changed": m}."""
+    body = {name: _json_time(value) for name, value in filters.items() if value is not None}
+    return Request("POST", f"/tasks/{verb}", counts, _json(body), {"Content-Type": JSON})
+
+
+def enqueue_batch(items: Sequence[BatchItem]) -> Request[list[dict[str, Any]]]:
+    """POST /tasks with a JSON array: all the tasks, or none (400 naming each bad item)."""
+    body = _json([batch_item(item) for item in items])
+    return Request("POST", "/tasks", member("tasks"), body, {"Content-Type": JSON})
+
+
+def batch_item(item: BatchItem) -> dict[str, Any]:
+    """The item as JSON: bytes bodies as body_base64, times as text."""
+    sent: dict[str, Any] = {name: value for name, value in item.items() if value is not None}
+    if isinstance(sent.get("body"), bytes):
+        sent["body_base64"] = base64.b64encode(sent.pop("body")).decode("ascii")
+    if "eta" in sent:
+        sent["eta"] = _json_time(sent["eta"])
+    if "headers" in sent:
+        sent["headers"] = dict(sent["headers"])
+    return sent
+
+
+# -- values -----------------------------------------------------------------------
+
+
+def time_text(value: Time) -> str:
+    """A time as the API takes it: ISO 8601 with its offset, or epoch seconds."""
+    if isinstance(value, datetime):
+        if value.tzinfo is None:
+            raise ValueError(f"{value} has no time zone: give a datetime with tzinfo")
+        return value.isoformat()
+    return _number(value)
+
+
+def _query(values: Mapping[str, object], names: Sequence[str]) -> dict[str, str]:
+    """The given names' values as text, leaving out those that are None."""
+    return {name: _text(values[name]) for name in names if values.get(name) is not None}
+
+
+def _text(value: object) -> str:
+    if isinstance(value, datetime | float | int) and not isinstance(value, bool):
+        return time_text(value)
+    return str(value)
+
+
+def _json_time(value: object) -> object:
+    """A value for a JSON body: a datetime as ISO 8601 text, anything else as it is."""
+    return time_text(value) if isinstance(value, datetime) else value
+
+
+def _number(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else repr(float(value))
+
+
+def passthrough(headers: Mapping[str, str] | None) -> dict[str, str]:
+    """Headers for the hook, named as ntorque expects them on enqueue."""
+    return {PASSTHROUGH_PREFIX + name: value for name, value in (headers or {}).items()}
+
+
+def _json(data: object) -> bytes:
+    return json.dumps(data).encode("utf-8")
