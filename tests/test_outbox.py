@@ -46,32 +46,26 @@ async def caller_engine(module_backend: Backend) -> AsyncIterator[AsyncEngine]:
 
 
 @in_node_loop
+@pytest.mark.parametrize("kind", ["sync", "async"])
 async def test_outbox_task_exists_only_after_commit_then_is_notified(
-    node: LiveNode, caller_engine: AsyncEngine, hooks: HookServer
+    kind: str,
+    node: LiveNode,
+    caller_engine: AsyncEngine,
+    hooks: HookServer,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
-    client = Client(node.base_url, node.key)
-    hook = path("outbox")
+    plain = Client(node.base_url, node.key)
+    client = plain if kind == "sync" else AsyncClient(node.base_url, node.key)
+    hook = path(kind)
     async with transaction(client, caller_engine) as outbox:
         task_id = await outbox.add(hooks.url(hook), b"in-transaction")
         with pytest.raises(ClientError) as raised:
-            await asyncio.to_thread(client.task, task_id)  # not committed: ntorque cannot see it
+            await asyncio.to_thread(plain.task, task_id)  # not committed: ntorque cannot see it
         assert raised.value.status == 404
+    assert "not pushed" not in caplog.text  # pushed (in a thread, or awaited) and answered
     done = await node.wait_for(task_id)
     assert done["status"] == "completed"
     assert [call.body for call in hooks.calls(hook)] == [b"in-transaction"]
-
-
-@in_node_loop
-async def test_outbox_pushes_with_the_async_client_too(
-    node: LiveNode, caller_engine: AsyncEngine, hooks: HookServer, caplog: pytest.LogCaptureFixture
-) -> None:
-    client = AsyncClient(node.base_url, node.key)
-    hook = path("async")
-    async with transaction(client, caller_engine) as outbox:
-        task_id = await outbox.add(hooks.url(hook), b"awaited")
-    assert "not pushed" not in caplog.text  # the push was awaited and answered
-    assert (await node.wait_for(task_id))["status"] == "completed"
-    assert [call.body for call in hooks.calls(hook)] == [b"awaited"]
 
 
 @in_node_loop
