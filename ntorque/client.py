@@ -32,6 +32,7 @@ from .receiver import SignatureError, verify
 
 __all__ = [
     "AsyncClient",
+    "BatchItem",
     "Client",
     "ClientError",
     "EnqueuedTask",
