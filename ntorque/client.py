@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from email.message import Message
 from typing import Any, TypeVar, Unpack
 
-from tornado.httpclient import AsyncHTTPClient
+from tornado.httpclient import AsyncHTTPClient, HTTPClientError
 
 from . import client_requests as build
 from .client_requests import (
@@ -188,17 +188,17 @@ class AsyncClient:
         return await self._send(build.bulk("retry", filters))
 
     async def _send(self, request: Request[T]) -> T:
-        answer = await (self.http_client or AsyncHTTPClient()).fetch(
-            self.base_url + request.path,
-            method=request.method,
-            body=request.body,
-            headers=request.with_key(self.api_key),
-            request_timeout=self.timeout_s,
-            raise_error=False,
-        )
-        if answer.code == 599:  # no answer: the connection failed or timed out
-            error = answer.error
-            raise error if isinstance(error, OSError) else OSError(str(error))
+        try:
+            answer = await (self.http_client or AsyncHTTPClient()).fetch(
+                self.base_url + request.path,
+                method=request.method,
+                body=request.body,
+                headers=request.with_key(self.api_key),
+                request_timeout=self.timeout_s,
+                raise_error=False,  # an error answer is returned; no answer still raises
+            )
+        except HTTPClientError as error:  # 599: timed out, or the connection closed
+            raise OSError(f"{request.method} {request.path}: {error}") from error
         return result(request, Answer(answer.code, _lower(answer.headers), answer.body or b""))
 
 

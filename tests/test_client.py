@@ -6,6 +6,7 @@ the blocking Client in a thread, off the node's loop (`Awaited`).
 from __future__ import annotations
 
 import asyncio
+import socket
 import uuid
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
@@ -55,11 +56,11 @@ def api(request: pytest.FixtureRequest, node: LiveNode) -> Clients:
     return Awaited(Client(node.base_url, node.key))
 
 
-def client_for(api: Clients, base_url: str, key: str | None) -> Clients:
+def client_for(api: Clients, base_url: str, key: str | None, timeout_s: float = 10) -> Clients:
     """Another client of the same kind as `api`."""
     if isinstance(api, AsyncClient):
-        return AsyncClient(base_url, key)
-    return Awaited(Client(base_url, key))
+        return AsyncClient(base_url, key, timeout_s)
+    return Awaited(Client(base_url, key, timeout_s))
 
 
 async def every_task(api: Clients, **filters: Any) -> list[dict[str, Any]]:
@@ -98,9 +99,13 @@ async def test_the_servers_error_is_raised(api: Clients, node: LiveNode) -> None
     assert raised.value.status == 401
 
 
-async def test_no_server_raises_an_os_error(api: Clients) -> None:
+async def test_no_answer_raises_an_os_error(api: Clients) -> None:
     with pytest.raises(OSError):
-        await client_for(api, "http://127.0.0.1:9", None).task(1)
+        await client_for(api, "http://127.0.0.1:9", None).task(1)  # refused
+    with socket.create_server(("127.0.0.1", 0)) as silent:  # accepts, never answers
+        base_url = f"http://127.0.0.1:{silent.getsockname()[1]}"
+        with pytest.raises(OSError):
+            await client_for(api, base_url, None, timeout_s=0.2).task(1)
 
 
 async def test_schedule_and_policy_options_reach_the_task(api: Clients, hooks: HookServer) -> None:
