@@ -66,7 +66,7 @@ async def test_a_cancelled_task_calls_back_and_a_retry_calls_back_again(
         told_path, told = hook(hooks, "/status/200")
         task = await node.enqueue(url, callback=told, delay=600)
         await node.request("POST", f"/tasks/{task['id']}/cancel")
-        cancelled, first = await ended_with_callback(node, task["id"])
+        _, first = await ended_with_callback(node, task["id"])
         await node.consume()
         (call,) = hooks.calls(told_path)
         report = json.loads(call.body)

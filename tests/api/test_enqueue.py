@@ -128,7 +128,7 @@ async def test_an_eta_far_ahead_is_refused(server: LiveNode, hooks: HookServer) 
 
 
 async def test_an_eta_a_moment_ago_runs_now(server: LiveNode, hooks: HookServer) -> None:
-    path, url = hook(hooks)
+    _, url = hook(hooks)
     eta = (datetime.now(UTC) - timedelta(seconds=2)).isoformat()
     task = (await post(server, {"url": url, "eta": eta})).json
     assert (await server.wait_for(task["id"]))["status"] == "completed"
