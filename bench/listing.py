@@ -119,7 +119,7 @@ def rows_read(node: dict[str, Any]) -> int:
     if node.get("Relation Name") != "tasks":
         return 0
     removed = node.get("Rows Removed by Filter", 0) + node.get("Rows Removed by Index Recheck", 0)
-    return round((node["Actual Rows"] + removed) * node["Actual Loops"])
+    return round(float(node["Actual Rows"] + removed) * float(node["Actual Loops"]))
 
 
 def summary(values: str, listing: Listing, explained: dict[str, Any]) -> Plan:
