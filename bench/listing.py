@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import itertools
 import json
 import sys
@@ -87,6 +88,7 @@ class Plan:
     rows_read: int  # rows of tasks read: returned by its scans + removed by their filters
     ms: float
     rows: int
+    generic_seq_scan: bool = False  # the generic plan (values unknown) has a Seq Scan of tasks
 
 
 def nodes(plan: dict[str, Any]) -> Iterator[dict[str, Any]]:
@@ -133,8 +135,31 @@ def summary(values: str, listing: Listing, explained: dict[str, Any]) -> Plan:
 
 async def explain(connection: asyncpg.Connection, values: str, listing: Listing) -> Plan:
     sql, params = statement(listing)
-    rows = await connection.fetchval(f"EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) {sql}", *params)
-    return summary(values, listing, json.loads(rows)[0] if isinstance(rows, str) else rows[0])
+    found = await connection.fetchval(f"EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) {sql}", *params)
+    plan = summary(values, listing, _document(found))
+    generic = await generic_plan(connection, sql, len(params))
+    seq = any("Seq Scan" in node["Node Type"] for node in nodes(generic["Plan"]) if on_tasks(node))
+    return dataclasses.replace(plan, generic_seq_scan=seq)
+
+
+def _document(found: Any) -> dict[str, Any]:
+    return dict((json.loads(found) if isinstance(found, str) else found)[0])
+
+
+async def generic_plan(connection: asyncpg.Connection, sql: str, count: int) -> dict[str, Any]:
+    """The plan PostgreSQL may switch to once a prepared statement (asyncpg
+    prepares every statement) has run five times: planned without the values."""
+    async with connection.transaction():
+        await connection.execute("SET LOCAL plan_cache_mode = force_generic_plan")
+        await connection.execute(f"PREPARE bench_listing AS {sql}")
+        try:
+            nulls = ", ".join(["NULL"] * count)  # a generic plan does not look at them
+            found = await connection.fetchval(
+                f"EXPLAIN (FORMAT JSON) EXECUTE bench_listing({nulls})"
+            )
+        finally:
+            await connection.execute("DEALLOCATE bench_listing")
+    return _document(found)
 
 
 def value_sets(first_app: int, start: float) -> dict[str, tuple[int, dict[str, Any]]]:
@@ -239,6 +264,10 @@ def main(argv: list[str]) -> int:
         f"(issue 12): {len(plans) - scans} of {len(plans)} plans without a Seq Scan on tasks"
     )
     print(f"note  {wides} plan(s) read more than 1 % of the table through an index (wide)")
+    generic = [plan for plan in plans if plan.generic_seq_scan]
+    print(f"note  {len(generic)} generic plan(s) (a prepared statement after 5 runs may use "
+          f"one) with a Seq Scan on tasks" + "".join(f"\n      {line(p, args.rows)[:70]}"
+                                                      for p in generic))  # fmt: skip
     result["plans"] = [{**vars(plan), "listing": vars(plan.listing)} for plan in plans]
     report.write(args.json, {**report.machine(), "options": {"rows": args.rows},
                              "listing": result})  # fmt: skip
