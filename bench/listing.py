@@ -34,7 +34,7 @@ from typing import Any
 import asyncpg
 
 from . import postgres, report
-from .listing_queries import FILTERS, Listing, statement
+from .listing_queries import FILTERS, KINDS, Listing, Statements
 
 DEFAULT_JSON = Path(__file__).resolve().parent / "results" / "listing.json"
 DAY_S = 86400.0
@@ -81,6 +81,7 @@ async def fill(url: str, rows: int, start: float) -> float:
 @dataclass(frozen=True)
 class Plan:
     values: str  # which set of filter values: "common" or "rare"
+    kind: str  # "page" (GET /tasks) or "ids" (a batch of a bulk action)
     listing: Listing
     top: str  # the nodes from the top down to the first one reading tasks
     indexes: list[str]  # the indexes of tasks the plan reads
@@ -89,6 +90,7 @@ class Plan:
     ms: float
     rows: int
     generic_seq_scan: bool = False  # the generic plan (values unknown) has a Seq Scan of tasks
+    sql: str = ""
 
 
 def nodes(plan: dict[str, Any]) -> Iterator[dict[str, Any]]:
@@ -124,22 +126,25 @@ def rows_read(node: dict[str, Any]) -> int:
     return round(float(node["Actual Rows"] + removed) * float(node["Actual Loops"]))
 
 
-def summary(values: str, listing: Listing, explained: dict[str, Any]) -> Plan:
+def summary(values: str, kind: str, listing: Listing, explained: dict[str, Any]) -> Plan:
     root = explained["Plan"]
     reading = [node for node in nodes(root) if on_tasks(node)]
     indexes = sorted({str(node["Index Name"]) for node in reading if "Index Name" in node})
     seq = any("Seq Scan" in node["Node Type"] for node in reading)
-    return Plan(values, listing, top_down(root), indexes, seq, sum(map(rows_read, reading)),
+    return Plan(values, kind, listing, top_down(root), indexes, seq, sum(map(rows_read, reading)),
                 round(float(explained["Execution Time"]), 2), int(root["Actual Rows"]))  # fmt: skip
 
 
-async def explain(connection: asyncpg.Connection, values: str, listing: Listing) -> Plan:
-    sql, params = statement(listing)
+async def explain(
+    connection: asyncpg.Connection, statements: Statements, values: str, kind: str,
+    listing: Listing,
+) -> Plan:  # fmt: skip
+    sql, params = await statements.statement(kind, listing)
     found = await connection.fetchval(f"EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) {sql}", *params)
-    plan = summary(values, listing, _document(found))
+    plan = summary(values, kind, listing, _document(found))
     generic = await generic_plan(connection, sql, len(params))
     seq = any("Seq Scan" in node["Node Type"] for node in nodes(generic["Plan"]) if on_tasks(node))
-    return dataclasses.replace(plan, generic_seq_scan=seq)
+    return dataclasses.replace(plan, generic_seq_scan=seq, sql=" ".join(sql.split()))
 
 
 def _document(found: Any) -> dict[str, Any]:
@@ -179,13 +184,14 @@ def value_sets(first_app: int, start: float) -> dict[str, tuple[int, dict[str, A
     return {"common": (first_app, common), "rare": (first_app + 3, rare)}  # fmt: skip
 
 
-def listings(first_app: int, start: float, cursor: int) -> Iterator[tuple[str, Listing]]:
-    """Every filter combination, scoped and unscoped, first page and a later one."""
+def listings(first_app: int, start: float, cursor: int) -> Iterator[tuple[str, str, Listing]]:
+    """Every filter combination, scoped and unscoped, first page and a later one,
+    for a listing and for a bulk action's batch."""
     for name, (app_id, values) in value_sets(first_app, start).items():
-        for scope, page in itertools.product((app_id, None), (None, cursor)):
+        for kind, scope, page in itertools.product(KINDS, (app_id, None), (None, cursor)):
             for chosen in itertools.product((False, True), repeat=len(FILTERS)):
                 given = {key: values[key] for key, on in zip(FILTERS, chosen, strict=True) if on}
-                yield name, Listing(app_id=scope, cursor=page, **given)
+                yield name, kind, Listing(app_id=scope, cursor=page, **given)
 
 
 def wide(plan: Plan, table_rows: int) -> bool:
@@ -201,20 +207,24 @@ def line(plan: Plan, table_rows: int) -> str:
     page = "next " if listing.cursor else "first"
     verdict = "SEQ SCAN" if plan.seq_scan else "wide    " if wide(plan, table_rows) else "index   "
     reads = f"{plan.top} ({', '.join(plan.indexes) or 'no index'})"
-    return (f"{plan.values:6}  {scope:5}  {flags}  {page}  {verdict}  {plan.ms:8.2f} ms  "
-            f"{plan.rows:3d} rows  read {plan.rows_read:7d}  {reads}")  # fmt: skip
+    figures = f"{plan.ms:8.2f} ms  {plan.rows:3d} rows  read {plan.rows_read:7d}"
+    return (
+        f"{plan.values:6}  {plan.kind:4}  {scope:5}  {flags}  {page}  {verdict}  {figures}  {reads}"
+    )
 
 
 async def run(url: str, rows: int) -> dict[str, Any]:
     start = time.time() - SPAN_S
     fill_s = await fill(url, rows, start)
     connection = await asyncpg.connect(postgres.plain(url), timeout=10)
+    statements = Statements(url)
     try:
         first_app = int(await connection.fetchval("SELECT min(id) FROM applications"))
-        plans = [await explain(connection, values, listing)
-                 for values, listing in listings(first_app, start, cursor=rows // 2)]  # fmt: skip
+        plans = [await explain(connection, statements, *chosen)
+                 for chosen in listings(first_app, start, cursor=rows // 2)]  # fmt: skip
         sizes = await postgres.table_sizes(connection, ("tasks",))
     finally:
+        await statements.close()
         await connection.close()
     return {"rows": rows, "fill_s": round(fill_s, 1), "table": sizes, "plans": plans}
 
@@ -266,7 +276,7 @@ def main(argv: list[str]) -> int:
     print(f"note  {wides} plan(s) read more than 1 % of the table through an index (wide)")
     generic = [plan for plan in plans if plan.generic_seq_scan]
     print(f"note  {len(generic)} generic plan(s) (a prepared statement after 5 runs may use "
-          f"one) with a Seq Scan on tasks" + "".join(f"\n      {line(p, args.rows)[:70]}"
+          f"one) with a Seq Scan on tasks" + "".join(f"\n      {line(p, args.rows)[:76]}"
                                                       for p in generic))  # fmt: skip
     result["plans"] = [{**vars(plan), "listing": vars(plan.listing)} for plan in plans]
     report.write(args.json, {**report.machine(), "options": {"rows": args.rows},

@@ -1,4 +1,6 @@
-"""The listing query `python -m bench listing` EXPLAINs, for one set of filters.
+"""The listing statements `python -m bench listing` EXPLAINs, for one set of
+filters: a page of GET /tasks ("page") and a batch of a bulk cancel or
+retry ("ids").
 
 Written out after the contract (notes/spec12.md: newest first, keyset
 `id < cursor`, LIMIT limit + 1 to know whether a next page exists; url_prefix
@@ -11,6 +13,8 @@ from dataclasses import dataclass
 from typing import Any
 
 FILTERS = ("status", "url_prefix", "created_after", "created_before")
+KINDS = ("page", "ids")  # GET /tasks; a batch of POST /tasks/cancel or /tasks/retry
+BULK_BATCH = 500
 
 
 @dataclass(frozen=True)
@@ -31,7 +35,20 @@ def like_prefix(prefix: str) -> str:
     return escaped + "%"
 
 
-def statement(listing: Listing) -> tuple[str, list[Any]]:
+class Statements:
+    """The statements for a listing (the same interface as the store's, once it exists)."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+
+    async def statement(self, kind: str, listing: Listing) -> tuple[str, list[Any]]:
+        return statement(kind, listing)
+
+    async def close(self) -> None:
+        pass
+
+
+def statement(kind: str, listing: Listing) -> tuple[str, list[Any]]:
     """The SQL (asyncpg's $n placeholders) and its parameters."""
     conditions: list[str] = []
     params: list[Any] = []
@@ -53,5 +70,6 @@ def statement(listing: Listing) -> tuple[str, list[Any]]:
     if listing.cursor is not None:
         where("id < {}", listing.cursor)
     filtered = f" WHERE {' AND '.join(conditions)}" if conditions else ""
-    params.append(listing.limit + 1)
-    return f"SELECT * FROM tasks{filtered} ORDER BY id DESC LIMIT ${len(params)}", params
+    params.append(listing.limit + 1 if kind == "page" else BULK_BATCH)
+    columns = "*" if kind == "page" else "id"
+    return f"SELECT {columns} FROM tasks{filtered} ORDER BY id DESC LIMIT ${len(params)}", params

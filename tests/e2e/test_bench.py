@@ -130,7 +130,7 @@ def test_bench_listing_uses_indexes(tmp_path: Path) -> None:
         tmp_path, "listing", "--rows", "20000", "--database-url", services.POSTGRES_ADMIN_URL
     )
     plans = document["listing"]["plans"]
-    assert len(plans) == 2 * 2 * 2 * 16  # value sets x scopes x pages x filter combinations
+    assert len(plans) == 2 * 2 * 2 * 2 * 16  # values x page/ids x scopes x pages x filters
     assert [p["listing"] for p in plans if p["seq_scan"]] == [], done.stdout
     assert done.returncode == 0, done.stdout + done.stderr
 
