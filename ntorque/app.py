@@ -72,6 +72,9 @@ class Node:
             max_due_delay_s=settings.max_due_delay_s,
             max_retries=settings.max_retries,
             backoff_kind=settings.backoff,
+            # Two requeue rounds: a task is timed by the round before it falls due.
+            lookahead_s=2 * settings.requeue_interval_s,
+            idempotency_window_s=settings.idempotency_window_s,
             clock=clock,
         )
         self.authenticator = Authenticator(self.store.apps, cache_s=settings.auth_cache_s)
@@ -124,6 +127,8 @@ class Node:
             max_body_bytes=self.settings.max_body_bytes,
             default_timeout_s=self.settings.default_timeout_s,
             max_timeout_s=self.settings.max_due_delay_s,
+            max_retries=self.settings.max_retries,
+            max_schedule_ahead_s=self.settings.max_schedule_ahead_s,
             targets=self.targets,
             guard=guard,
         )

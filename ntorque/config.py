@@ -47,6 +47,8 @@ class Settings:
     transient_codes: tuple[int, ...] = (408, 423, 429, 449)
     requeue_interval_s: float = 5.0
     requeue_batch: int = 1000
+    max_schedule_ahead_s: float = 30 * 86400.0  # how far ahead delay= and eta= may reach
+    idempotency_window_s: float = 86400.0  # how long an Idempotency-Key names its task
     cleanup_after_days: float = 7.0
     cleanup_interval_s: float = 7200.0
     cleanup_batch: int = 500
@@ -98,6 +100,8 @@ ENVIRONMENT: dict[str, tuple[str, ...]] = {
     "transient_codes": ("NTORQUE_TRANSIENT_REQUEST_ERRORS",),
     "requeue_interval_s": ("NTORQUE_REQUEUE_INTERVAL",),
     "requeue_batch": ("NTORQUE_REQUEUE_BATCH",),
+    "max_schedule_ahead_s": ("NTORQUE_MAX_SCHEDULE_AHEAD",),
+    "idempotency_window_s": ("NTORQUE_IDEMPOTENCY_WINDOW",),
     "cleanup_after_days": ("NTORQUE_CLEANUP_AFTER_DAYS",),
     "cleanup_interval_s": ("NTORQUE_CLEANUP_INTERVAL",),
     "cleanup_batch": ("NTORQUE_CLEANUP_BATCH",),
@@ -250,6 +254,7 @@ def _check(settings: Settings, labels: Mapping[str, str]) -> None:
         "max_retries", "requeue_interval_s", "requeue_batch", "cleanup_after_days",
         "cleanup_interval_s", "cleanup_batch", "max_body_bytes", "db_timeout_s", "pool_size",
         "auth_failure_window_s", "header_timeout_s", "body_timeout_s", "idle_timeout_s",
+        "max_schedule_ahead_s", "idempotency_window_s",
     )  # fmt: skip
     for key in positive:
         if getattr(settings, key) <= 0:

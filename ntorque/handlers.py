@@ -14,7 +14,14 @@ from typing import Any
 
 import tornado.web
 
-from .errors import InvalidRequest, NtorqueError, StorageUnavailable
+from .errors import (
+    Conflict,
+    InvalidBatch,
+    InvalidRequest,
+    KeyReused,
+    NtorqueError,
+    StorageUnavailable,
+)
 from .ratelimit import FailureLimiter
 
 log = logging.getLogger(__name__)
@@ -23,6 +30,8 @@ app_log = logging.getLogger("tornado.application")
 
 HSTS_VALUE = "max-age=31536000"
 RETRY_AFTER_UNAVAILABLE_S = 5
+# Our errors that are answers (4xx, 503), never crashes.
+ANSWERED = (InvalidRequest, Conflict, KeyReused, StorageUnavailable)
 # A query parameter's name shown in logs: the API's own names are short
 # snake_case; anything else may be a value sent without a name.
 LOGGED_NAME = re.compile(r"[a-z][a-z0-9_]{0,31}")
@@ -82,14 +91,20 @@ class BaseHandler(tornado.web.RequestHandler):
         error = kwargs.get("exc_info", (None, None, None))[1]
         if isinstance(error, StorageUnavailable):
             self.set_header("Retry-After", str(RETRY_AFTER_UNAVAILABLE_S))
-        self.write_error_message(status_code, error_message(status_code, error))
+        self.write_error_message(
+            status_code, error_message(status_code, error), error_fields(error)
+        )
 
-    def write_error_message(self, status_code: int, message: str) -> None:
+    def write_error_message(
+        self, status_code: int, message: str, fields: dict[str, Any] | None = None
+    ) -> None:
+        """The error answer: its message, and where one input is at fault,
+        which (JSON answers show "field", or "errors" for a batch)."""
         raise NotImplementedError
 
     def _handle_request_exception(self, error: BaseException) -> None:
         """Our own errors are answers (400, 413, 503 ...), not crashes."""
-        if isinstance(error, (InvalidRequest, StorageUnavailable)):
+        if isinstance(error, ANSWERED):
             self.send_error(error.status, exc_info=(type(error), error, error.__traceback__))
             if isinstance(error, StorageUnavailable):
                 log.warning(
@@ -137,6 +152,14 @@ def log_request(handler: tornado.web.RequestHandler) -> None:
     level = logging.INFO if status < 400 else logging.WARNING if status < 500 else logging.ERROR
     elapsed_ms = 1000.0 * handler.request.request_time()
     access_log.log(level, "%d %s %.2fms", status, request_line(handler.request), elapsed_ms)
+
+
+def error_fields(error: BaseException | None) -> dict[str, Any]:
+    """The input at fault, for a JSON error answer."""
+    if isinstance(error, InvalidBatch):
+        return {"errors": error.errors}
+    field = getattr(error, "field", None)
+    return {"field": field} if isinstance(error, NtorqueError) and field else {}
 
 
 def error_message(status_code: int, error: BaseException | None) -> str:

@@ -5,12 +5,16 @@ InvalidRequest saying what is wrong. Pure: the target policy is given.
 from __future__ import annotations
 
 import codecs
+import contextlib
+import hashlib
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 
+from . import schedule
 from .errors import InvalidRequest
 from .targets import Policy
-from .tasks import NewTask
+from .tasks import BACKOFFS, NewTask
 
 METHODS = ("POST", "PUT", "PATCH", "DELETE")
 DEFAULT_CONTENT_TYPE = "application/x-www-form-urlencoded"
@@ -25,6 +29,8 @@ MAX_HEADERS = 50  # pass-through headers per task
 MAX_HEADER_NAME = 256
 MAX_HEADER_VALUE = 8192
 MAX_CHARSET_NAME = 40
+MAX_IDEMPOTENCY_KEY = 255
+PRINTABLE = re.compile(r"^[\x20-\x7e]+$")
 # RFC 9110 token: what a header name may be made of.
 TOKEN = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
 # Control characters other than HTAB: refused in header values.
@@ -43,6 +49,14 @@ RESERVED_HEADERS = frozenset(
 )  # fmt: skip
 
 
+@dataclass(frozen=True)
+class Limits:
+    """The server's bounds on what a task may ask for."""
+
+    max_retries: int = 36
+    max_schedule_ahead_s: float = 30 * 86400.0
+
+
 def new_task(
     *,
     app_id: int | None,
@@ -52,29 +66,102 @@ def new_task(
     default_timeout_s: int,
     max_timeout_s: float,
     policy: Policy,
+    limits: Limits = Limits(),
+    now: float | None = None,
 ) -> NewTask:
     """Validate an enqueue request; raise InvalidRequest saying what is wrong.
 
     A url the target policy refuses on sight is refused here (400); host
-    names are only checked against it at call time, once resolved.
+    names are only checked against it at call time, once resolved. now:
+    the time delay= counts from (the wall clock when not given).
     """
-    content_type, declared = parse_content_type(headers.get("Content-Type", ""))
+    with blame("url"):
+        url = policy.check_url(query.get("url", ""))
+    with blame("content_type"):
+        content_type, declared = parse_content_type(headers.get("Content-Type", ""))
+        charset = body_charset(content_type, declared, body)
+    with blame("headers"):
+        passed = passthrough_headers(headers)
+    callback = query.get("callback")
     return NewTask(
         app_id=app_id,
-        url=policy.check_url(query.get("url", "")),
+        url=url,
         method=check_method(query.get("method", "POST")),
         timeout_s=check_timeout(query.get("timeout"), default_timeout_s, max_timeout_s),
         body=body,
         content_type=content_type,
-        charset=body_charset(content_type, declared, body),
-        headers=passthrough_headers(headers),
+        charset=charset,
+        headers=passed,
+        due=schedule.due(query.get("delay"), query.get("eta"), limits.max_schedule_ahead_s, now),
+        retries=check_retries(query.get("retries"), limits.max_retries),
+        backoff=check_backoff(query.get("backoff")),
+        callback_url=None if callback is None else check_callback(callback, policy),
     )
+
+
+@contextlib.contextmanager
+def blame(field: str) -> Iterator[None]:
+    """Name the input at fault in an InvalidRequest that does not yet."""
+    try:
+        yield
+    except InvalidRequest as error:
+        error.field = error.field or field
+        raise
+
+
+def check_retries(value: str | int | None, max_retries: int) -> int | None:
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    try:
+        retries = int(value)
+    except (TypeError, ValueError):
+        raise InvalidRequest("retries must be a whole number", field="retries") from None
+    if not 1 <= retries <= max_retries:
+        raise InvalidRequest(f"retries must be between 1 and {max_retries}", field="retries")
+    return retries
+
+
+def check_backoff(value: str | None) -> str | None:
+    if value is None or not value.strip():
+        return None
+    if value.strip().lower() not in BACKOFFS:
+        raise InvalidRequest(f"backoff must be one of {', '.join(BACKOFFS)}", field="backoff")
+    return value.strip().lower()
+
+
+def check_callback(url: str, policy: Policy) -> str:
+    """A callback url is checked like a hook's."""
+    try:
+        return policy.check_url(url)
+    except InvalidRequest as error:
+        raise InvalidRequest(f"callback: {error.message}", field="callback") from None
+
+
+def idempotency_key(value: str | None) -> str | None:
+    """An Idempotency-Key: 1 to 255 printable ASCII characters."""
+    if value is None:
+        return None
+    if not 1 <= len(value) <= MAX_IDEMPOTENCY_KEY or not PRINTABLE.match(value):
+        raise InvalidRequest(
+            f"Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY} printable ASCII characters",
+            field="idempotency_key",
+        )
+    return value
+
+
+def fingerprint(spec: NewTask) -> str:
+    """What a repeat of an idempotent request must ask for again: url,
+    method and body."""
+    digest = hashlib.sha256()
+    for part in (spec.method.encode(), spec.url.encode(), spec.body):
+        digest.update(len(part).to_bytes(8, "big") + part)
+    return digest.hexdigest()
 
 
 def check_method(method: str) -> str:
     upper = method.strip().upper()
     if upper not in METHODS:
-        raise InvalidRequest(f"method must be one of {', '.join(METHODS)}")
+        raise InvalidRequest(f"method must be one of {', '.join(METHODS)}", field="method")
     return upper
 
 
@@ -84,9 +171,9 @@ def check_timeout(value: str | None, default_s: int, max_s: float) -> int:
     try:
         timeout = int(value.strip())
     except ValueError:
-        raise InvalidRequest("timeout must be a whole number of seconds") from None
+        raise InvalidRequest("timeout must be a whole number of seconds", field="timeout") from None
     if not 1 <= timeout <= max_s:
-        raise InvalidRequest(f"timeout must be between 1 and {max_s:g} seconds")
+        raise InvalidRequest(f"timeout must be between 1 and {max_s:g} seconds", field="timeout")
     return timeout
 
 

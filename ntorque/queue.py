@@ -18,14 +18,25 @@ from .channel import Channel
 from .events import Events
 from .store.settle import Settlement
 from .store.tasks import TaskStore
-from .tasks import NewTask, Outcome, Status, Task, Verdict, iso, loggable_url
+from .tasks import (
+    Keyed,
+    NewTask,
+    Outcome,
+    Status,
+    Task,
+    TaskFilter,
+    Verdict,
+    attempt_json,
+    loggable_url,
+)
 
 log = logging.getLogger(__name__)
 
 # The most rows one statement writes (enqueue or settle): large enough to
 # absorb a burst, small enough to keep a statement's parameters modest.
 MAX_BATCH = 500
-CANCELLED = "cancelled in the console"  # the last_error of a cancelled task
+BULK_BATCH = 500  # tasks a bulk cancel or retry changes per transaction
+TIMER_MARGIN_S = 0.005
 
 
 class Queue:
@@ -39,6 +50,8 @@ class Queue:
         max_due_delay_s: float,
         max_retries: int,
         backoff_kind: str,
+        lookahead_s: float = 10.0,
+        idempotency_window_s: float = 86400.0,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.store = store
@@ -48,7 +61,12 @@ class Queue:
         self.max_due_delay_s = max_due_delay_s
         self.max_retries = max_retries
         self.backoff_kind = backoff_kind
+        # Tasks falling due within this are notified by a timer (set when they
+        # are enqueued, and by the requeuer's look-ahead), not found late.
+        self.lookahead_s = lookahead_s
+        self.idempotency_window_s = idempotency_window_s
         self.clock = clock
+        self._timed: dict[int, float] = {}  # task id -> the due date its timer is for
         self._pushes: set[asyncio.Future[None]] = set()
         self._closed = False
         self._inserts = Batcher(self._enqueue_batch, max_batch=MAX_BATCH)
@@ -63,30 +81,43 @@ class Queue:
 
     async def _enqueue_batch(self, specs: list[NewTask]) -> list[Task]:
         created = await self.store.insert_many(specs, self.clock())
+        await self._created(created)
+        return created
+
+    async def enqueue_keyed(
+        self, specs: Sequence[NewTask], keyed: Sequence[Keyed | None], scope: int
+    ) -> list[tuple[Task, bool]]:
+        """Store tasks in one transaction, all or nothing: (task, replayed) in
+        order. A spec whose idempotency key names a task already made from the
+        same request answers that task; one made from another raises KeyReused."""
+        now = self.clock()
+        results = await self.store.keys.insert(
+            specs, keyed, scope, now + self.idempotency_window_s, now
+        )
+        await self._created([task for task, replayed in results if not replayed])
+        return results
+
+    async def _created(self, created: list[Task]) -> None:
+        """Log, publish and notify new tasks (those due later: when they fall due)."""
+        now = self.clock()
         for task in created:
             log.info(
-                "task %s enqueued %s %s app=%s",
+                "task %s enqueued %s %s app=%s%s",
                 task.id, task.method, loggable_url(task.url), task.app_id,
+                f" due_in={task.due - now:.3f}s" if task.due > now else "",
             )  # fmt: skip
         self.events.publish_many(created)
-        await self.channel.push([task.id for task in created])
-        return created
+        await self.channel.push([task.id for task in created if task.due <= now])
+        for task in created:
+            if now < task.due <= now + self.lookahead_s:
+                self._notify_at(task.id, task.due)
 
     async def get(self, task_id: int) -> Task | None:
         return await self.store.get(task_id)
 
     async def attempts(self, task_id: int) -> list[dict[str, Any]]:
         """The task's attempts in order, as JSON."""
-        return [
-            {
-                "number": row["number"],
-                "started": iso(row["started"]),
-                "duration_s": round(row["duration_s"], 6),
-                "status_code": row["status_code"],
-                "error": row["error"],
-            }
-            for row in await self.store.attempts(task_id)
-        ]
+        return [attempt_json(row) for row in await self.store.attempts(task_id)]
 
     async def notify(self, task: Task) -> None:
         """Re-send a task's notification (the client's /push)."""
@@ -121,21 +152,31 @@ class Queue:
     async def _settle_batch(self, results: list[tuple[Task, Outcome]]) -> list[Task | None]:
         now = self.clock()
         batch = [
-            Settlement(task, outcome, *self._next_state(task, outcome.verdict, now))
+            Settlement(task, outcome, *self._next_state(task, outcome, now))
             for task, outcome in results
         ]
-        settled = await self.store.settle_many(batch, now)
+        settled, callbacks = await self.store.settle_many(batch, now)
         for item, task in zip(batch, settled, strict=True):
             self._settled(item, task)
         self.events.publish_many([task for task in settled if task is not None])
+        await self._callbacks(callbacks)
         return settled
+
+    async def _callbacks(self, callbacks: list[Task]) -> None:
+        """Publish and notify the callbacks of tasks that ended."""
+        for callback in callbacks:
+            log.info("task %s callback of task %s enqueued", callback.id, callback.callback_of)
+        if callbacks:
+            self.events.publish_many(callbacks)
+            await self.channel.push([callback.id for callback in callbacks])
 
     def _settled(self, item: Settlement, task: Task | None) -> None:
         outcome = item.outcome
         if task is None:
             log.warning(
-                "task %s attempt=%s answered after its lease", item.task.id, item.task.retry_count
-            )
+                "task %s attempt=%s answered after its lease, or once cancelled",
+                item.task.id, item.task.retry_count,
+            )  # fmt: skip
             return
         # An HTTP error's text quotes the hook's answer, which may echo the
         # task's body: the log gets the code alone; the API shows the text.
@@ -146,34 +187,47 @@ class Queue:
             error, outcome.duration_s,
         )  # fmt: skip
         if task.status is Status.PENDING:
-            self._notify_at(task)
+            self._notify_at(task.id, task.due)
 
-    def _notify_at(self, task: Task) -> None:
-        """Notify a retry when it falls due. Only a shortcut: if this process
-        dies or stops first, the requeuer finds the task all the same."""
+    def _notify_at(self, task_id: int, due: float) -> None:
+        """Notify a task when it falls due (a retry, a scheduled task). Only a
+        shortcut: if this process dies or stops first, the requeuer finds the
+        task all the same. One timer per task and due date."""
+        if self._timed.get(task_id) == due:
+            return
+        self._timed[task_id] = due
         loop = asyncio.get_running_loop()
-        delay = max(task.due - self.clock(), 0.0)
-        loop.call_later(delay, self._push_soon, task.id)
+        # A hair after the due date: the timer's clock is not the wall clock
+        # the acquire compares due dates with, and early is "not due yet".
+        delay = max(due - self.clock(), 0.0) + TIMER_MARGIN_S
+        loop.call_later(delay, self._push_soon, task_id, due)
 
-    def _push_soon(self, task_id: int) -> None:
+    def _push_soon(self, task_id: int, due: float) -> None:
+        if self._timed.get(task_id) == due:
+            del self._timed[task_id]
         if self._closed:  # the channel is closed, or closing
             return
         push = asyncio.ensure_future(self.channel.push([task_id]))
         self._pushes.add(push)
         push.add_done_callback(self._pushes.discard)
 
-    def _next_state(self, task: Task, verdict: Verdict, now: float) -> tuple[Status, float]:
-        if verdict is Verdict.COMPLETED:
+    def _next_state(self, task: Task, outcome: Outcome, now: float) -> tuple[Status, float]:
+        if outcome.verdict is Verdict.COMPLETED:
             return Status.COMPLETED, task.due
-        if verdict is Verdict.FAILED or task.retry_count >= self.max_retries:
+        allowance = task.allowance
+        if allowance is None:
+            allowance = task.attempts_before + self.max_retries
+        if outcome.verdict is Verdict.FAILED or task.retry_count >= allowance:
             return Status.FAILED, task.due
         wait = backoff.delay_s(
-            task.retry_count,
-            kind=self.backoff_kind,
+            task.retry_count - task.attempts_before,
+            kind=task.backoff or self.backoff_kind,
             min_s=self.min_due_delay_s,
             max_s=self.max_due_delay_s,
         )
-        return Status.PENDING, now + wait
+        # The hook's Retry-After is a floor, within the longest wait there is.
+        asked = min(outcome.retry_after_s or 0.0, self.max_due_delay_s)
+        return Status.PENDING, now + max(wait, asked)
 
     async def close(self) -> None:
         """Notify no more retries; wait for the notifications under way."""
@@ -184,38 +238,75 @@ class Queue:
     async def requeue(self, limit: int) -> int:
         """Re-notify due tasks (retries, and tasks whose consumer died)."""
         now = self.clock()
-        for task in await self.store.expire(now, self.max_retries):
+        expired, callbacks = await self.store.expire(now, self.max_retries)
+        for task in expired:
             log.warning("task %s failed: %s", task.id, task.last_error)
             self.events.publish(task)
+        await self._callbacks(callbacks)
         ids = await self.store.due_ids(now, limit, self.max_retries)
         if ids:
             log.info("requeue notified %s due tasks, oldest %s", len(ids), ids[0])
             await self.channel.push(ids)
+        upcoming = await self.store.upcoming(now, now + self.lookahead_s, limit, self.max_retries)
+        for task_id, due in upcoming:
+            self._notify_at(task_id, due)
         return len(ids)
 
     async def cleanup(self, older_than_s: float, limit: int) -> int:
         """Delete up to limit finished tasks older than older_than_s."""
         deleted = await self.store.cleanup(self.clock() - older_than_s, limit)
+        forgotten = await self.store.keys.forget_expired(self.clock())
+        if forgotten:
+            log.info("cleanup forgot %s expired idempotency keys", forgotten)
         if deleted:
             log.info("cleanup deleted %s finished tasks", deleted)
         return deleted
 
-    # -- the console's actions ------------------------------------------------
+    # -- control: cancel, retry, run now, list ----------------------------------
 
-    async def retry_now(self, task: Task) -> Task | None:
-        """Run a failed or pending task now, with one more attempt at least;
-        None when it is neither (any more)."""
-        retried = await self.store.retry_now(task.id, self.clock(), self.max_retries - 1)
-        if retried is not None:
-            log.info("task %s retried from the console", retried.id)
-            self.events.publish(retried)
-            await self.channel.push([retried.id])
+    async def cancel(self, ids: Sequence[int]) -> list[Task]:
+        """Cancel the pending or in-progress tasks among ids; the cancelled ones."""
+        cancelled, callbacks = await self.store.control.cancel(ids, self.clock())
+        for task in cancelled:
+            log.info("task %s cancelled", task.id)
+        self.events.publish_many(cancelled)
+        await self._callbacks(callbacks)
+        return cancelled
+
+    async def retry(self, ids: Sequence[int]) -> list[Task]:
+        """Run the failed or cancelled tasks among ids again now, with a fresh
+        allowance of attempts; the retried ones."""
+        retried = await self.store.control.retry(ids, self.clock())
+        for task in retried:
+            log.info("task %s retried attempts_so_far=%s", task.id, task.retry_count)
+        self.events.publish_many(retried)
+        await self.channel.push([task.id for task in retried])
         return retried
 
-    async def cancel(self, task: Task) -> Task | None:
-        """Fail a pending task for good; None when it is not pending (any more)."""
-        cancelled = await self.store.cancel(task.id, self.clock(), CANCELLED)
-        if cancelled is not None:
-            log.info("task %s cancelled from the console", cancelled.id)
-            self.events.publish(cancelled)
-        return cancelled
+    async def run_now(self, task: Task) -> Task | None:
+        """A pending task (waiting for a retry or its time) is due now; None
+        when it is not pending (any more)."""
+        ran = await self.store.run_now(task.id, self.clock())
+        if ran is not None:
+            log.info("task %s due now", ran.id)
+            self.events.publish(ran)
+            await self.channel.push([ran.id])
+        return ran
+
+    async def listing(
+        self, selection: TaskFilter, limit: int, before_id: int | None = None
+    ) -> list[Task]:
+        return await self.store.listing.page(selection, limit, before_id)
+
+    async def bulk(self, selection: TaskFilter, action: str) -> tuple[int, int]:
+        """Cancel or retry every task the selection matches, BULK_BATCH at a
+        time, each batch its own short transaction: (matched, changed)."""
+        act = self.cancel if action == "cancel" else self.retry
+        matched = changed = 0
+        before_id: int | None = None
+        while ids := await self.store.listing.ids(selection, BULK_BATCH, before_id):
+            matched += len(ids)
+            changed += len(await act(ids))
+            before_id = ids[-1]
+        log.info("bulk %s matched=%s changed=%s", action, matched, changed)
+        return matched, changed

@@ -49,7 +49,7 @@ server_secrets = sa.Table(
 )
 
 UNFINISHED_SQL = "status IN ('pending', 'in_progress')"
-FINISHED_SQL = "status IN ('completed', 'failed')"
+FINISHED_SQL = "status IN ('completed', 'failed', 'cancelled')"
 
 tasks = sa.Table(
     "tasks",
@@ -70,6 +70,16 @@ tasks = sa.Table(
     sa.Column("modified", sa.Float, nullable=False),
     sa.Column("last_status_code", sa.Integer, nullable=True),
     sa.Column("last_error", sa.Text, nullable=True),
+    # The task's own attempt allowance and backoff; null: the server's.
+    sa.Column("retries", sa.Integer, nullable=True),
+    sa.Column("backoff", sa.String(16), nullable=True),
+    # Attempts made before its last manual retry, which gave a fresh allowance.
+    sa.Column("attempts_before", sa.Integer, nullable=False, server_default="0"),
+    # Completion callbacks: the url told when this task ends, the task that
+    # tells it, and (on that task) the task it reports on.
+    sa.Column("callback_url", sa.Text, nullable=True),
+    sa.Column("callback_task_id", Id, nullable=True),
+    sa.Column("callback_of", Id, nullable=True),
     # Due work, oldest first: the requeuer's and the acquire's query.
     sa.Index(
         "ix_tasks_due_unfinished",
@@ -86,6 +96,16 @@ tasks = sa.Table(
         postgresql_where=sa.text(FINISHED_SQL),
         sqlite_where=sa.text(FINISHED_SQL),
     ),
+    # The listing's filters, for one application and (an admin's) for all;
+    # url prefixes need pattern order on PostgreSQL (LIKE 'prefix%').
+    sa.Index("ix_tasks_app_id_status_id", "app_id", "status", "id"),
+    sa.Index("ix_tasks_app_id_created", "app_id", "created"),
+    sa.Index("ix_tasks_app_id_url", "app_id", "url", postgresql_ops={"url": "text_pattern_ops"}),
+    # Not on SQLite: with no statistics, its planner would take it for the
+    # due and cleanup queries over their partial indexes.
+    sa.Index("ix_tasks_status_id", "status", "id").ddl_if(dialect="postgresql"),
+    sa.Index("ix_tasks_created", "created"),
+    sa.Index("ix_tasks_url", "url", postgresql_ops={"url": "text_pattern_ops"}),
     sqlite_autoincrement=True,  # never hand out the id of a deleted task again
 )
 
@@ -99,5 +119,21 @@ attempts = sa.Table(
     sa.Column("duration_s", sa.Float, nullable=False),
     sa.Column("status_code", sa.Integer, nullable=True),
     sa.Column("error", sa.Text, nullable=True),
+    # The wait the hook asked for (Retry-After), in seconds.
+    sa.Column("retry_after_s", sa.Float, nullable=True),
     sa.Index("ix_attempts_task_id_number", "task_id", "number"),
+)
+
+# Idempotency-Key of an enqueue, remembered for a while per application
+# (app_id 0 when requests are not authenticated). The primary key is what
+# makes a repeat, however concurrent, find the first task.
+idempotency_keys = sa.Table(
+    "idempotency_keys",
+    metadata,
+    sa.Column("app_id", Id, primary_key=True),
+    sa.Column("key", sa.String(255), primary_key=True),
+    sa.Column("task_id", Id, nullable=False),
+    sa.Column("fingerprint", sa.String(64), nullable=False),
+    sa.Column("expires", sa.Float, nullable=False),
+    sa.Index("ix_idempotency_keys_expires", "expires"),
 )

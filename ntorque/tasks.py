@@ -5,9 +5,11 @@ its JSON, and the outcome of one web-hook call. No I/O, no validation here
 from __future__ import annotations
 
 import enum
+import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import urlsplit, urlunsplit
 
 
@@ -16,10 +18,13 @@ class Status(enum.StrEnum):
     IN_PROGRESS = "in_progress"
     COMPLETED = "completed"
     FAILED = "failed"
+    CANCELLED = "cancelled"
 
 
 UNFINISHED = (Status.PENDING, Status.IN_PROGRESS)
-FINISHED = (Status.COMPLETED, Status.FAILED)
+FINISHED = (Status.COMPLETED, Status.FAILED, Status.CANCELLED)
+RETRIABLE = (Status.FAILED, Status.CANCELLED)  # what POST /tasks/<id>/retry runs again
+BACKOFFS = ("linear", "exponential")
 
 
 @dataclass(frozen=True)
@@ -34,6 +39,11 @@ class NewTask:
     content_type: str
     charset: str
     headers: tuple[tuple[str, str], ...]
+    due: float | None = None  # when to call it first; None: now
+    retries: int | None = None  # its own attempt allowance; None: the server's
+    backoff: str | None = None  # linear or exponential; None: the server's
+    callback_url: str | None = None  # told when the task ends
+    callback_of: int | None = None  # on a callback task: the task it reports on
 
 
 @dataclass(frozen=True)
@@ -56,10 +66,23 @@ class Task:
     modified: float
     last_status_code: int | None
     last_error: str | None
+    retries: int | None = None
+    backoff: str | None = None
+    attempts_before: int = 0  # attempts made before its last manual retry
+    callback_url: str | None = None
+    callback_task_id: int | None = None
+    callback_of: int | None = None
+    body_size: int | None = None  # a listed task's, whose body is not read
 
     @property
     def finished(self) -> bool:
         return self.status in FINISHED
+
+    @property
+    def allowance(self) -> int | None:
+        """Attempts it may make in all (its own retries, counted from its last
+        manual retry); None: the server's max_retries applies."""
+        return None if self.retries is None else self.attempts_before + self.retries
 
     def to_json(self) -> dict[str, Any]:
         """The one serialisation of a task (API, console and events)."""
@@ -70,7 +93,7 @@ class Task:
             "status": str(self.status),
             "retry_count": self.retry_count,
             "timeout": self.timeout_s,
-            "due": iso(self.due),
+            "due": None if self.finished else iso(self.due),
             "created": iso(self.created),
             "modified": iso(self.modified),
             "last_status_code": self.last_status_code,
@@ -78,8 +101,32 @@ class Task:
             "content_type": self.content_type,
             "charset": self.charset or None,  # stored "": no charset is known
             "headers": dict(self.headers),
-            "body_size": len(self.body),
+            "body_size": len(self.body) if self.body_size is None else self.body_size,
+            "retries": self.retries,
+            "backoff": self.backoff,
+            "callback_url": self.callback_url,
+            "callback_task_id": self.callback_task_id,
+            "callback_of": self.callback_of,
         }
+
+
+class Keyed(NamedTuple):
+    """An enqueue's Idempotency-Key and the fingerprint of what it asked for:
+    a repeat must ask the same."""
+
+    key: str
+    fingerprint: str
+
+
+@dataclass(frozen=True)
+class TaskFilter:
+    """Which tasks a listing or a bulk action selects. Times are epoch seconds."""
+
+    app_id: int | None  # None: every application's (an admin's listing)
+    status: Status | None = None
+    url_prefix: str | None = None
+    created_after: float | None = None  # created at or after
+    created_before: float | None = None  # created before
 
 
 class Verdict(enum.StrEnum):
@@ -97,6 +144,37 @@ class Outcome:
     duration_s: float
     status_code: int | None = None
     error: str | None = None
+    retry_after_s: float | None = None  # the wait the hook asked for (Retry-After)
+
+
+def attempt_json(attempt: Mapping[str, Any]) -> dict[str, Any]:
+    """One attempt (a row of the attempts table) as the API shows it."""
+    return {
+        "number": attempt["number"],
+        "started": iso(attempt["started"]),
+        "duration_s": round(attempt["duration_s"], 6),
+        "status_code": attempt["status_code"],
+        "error": attempt["error"],
+        "retry_after_s": attempt["retry_after_s"],
+    }
+
+
+def callback_spec(task: Task, last_attempt: Mapping[str, Any] | None) -> NewTask:
+    """The callback of an ended task: a POST of its JSON and its last attempt
+    to its callback url, for the same application; no callback of its own."""
+    assert task.callback_url is not None
+    report = {"task": task.to_json(), "attempts": last_attempt and attempt_json(last_attempt)}
+    return NewTask(
+        app_id=task.app_id,
+        url=task.callback_url,
+        method="POST",
+        timeout_s=task.timeout_s,
+        body=json.dumps(report).encode(),
+        content_type="application/json",
+        charset="utf-8",
+        headers=(),
+        callback_of=task.id,
+    )
 
 
 def loggable_url(url: str) -> str:

@@ -8,6 +8,7 @@ the host is resolved here, each address checked, and curl pinned to them.
 
 from __future__ import annotations
 
+import email.utils
 import hashlib
 import logging
 import os
@@ -15,6 +16,7 @@ import ssl
 import time
 from collections.abc import Callable, Collection
 from dataclasses import dataclass, replace
+from datetime import UTC
 from typing import Any, Protocol
 from urllib.parse import urldefrag, urljoin, urlsplit
 
@@ -31,6 +33,7 @@ REDIRECT_CODES = frozenset({301, 302, 303, 307, 308})
 # Never sent on to another origin after a redirect (as browsers and curl do).
 CREDENTIAL_HEADERS = frozenset({"authorization", "cookie", "proxy-authorization"})
 ERROR_SNIPPET_BYTES = 200
+MAX_RETRY_AFTER_S = 10**9  # a delay-seconds beyond this is no number a float needs
 MIN_CALL_S = 0.001  # a lease already spent still gets a (failing) call, so attempts match calls
 
 
@@ -174,7 +177,7 @@ class Webhook:
                 "Content-Type": content_type_header(task),
                 "NTorque-Task-Id": str(task.id),
                 "NTorque-Task-Retry-Count": str(task.retry_count - 1),
-                "NTorque-Task-Retry-Limit": str(self.max_retries),
+                "NTorque-Task-Retry-Limit": str(task.allowance or self.max_retries),
             }
         )
         return Hop(task.url, task.method, task.body, headers)
@@ -289,7 +292,26 @@ class Webhook:
             return Outcome(Verdict.RETRY, started, duration_s, None, _network_error(response.error))
         verdict = classify(response.code, self.transient_codes)
         error = None if verdict is Verdict.COMPLETED else _http_error(response)
-        return Outcome(verdict, started, duration_s, response.code, error)
+        wait = retry_after_s(response.headers.get("Retry-After"), self.clock())
+        asked = wait if verdict is Verdict.RETRY else None
+        return Outcome(verdict, started, duration_s, response.code, error, asked)
+
+
+def retry_after_s(header: str | None, now: float) -> float | None:
+    """Seconds a Retry-After header asks to wait (delay-seconds or an HTTP
+    date), at least 0; None when absent or unreadable."""
+    if not header:
+        return None
+    text = header.strip()
+    if text.isdigit():
+        return float(min(int(text), MAX_RETRY_AFTER_S))
+    try:
+        when = email.utils.parsedate_to_datetime(text)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:  # HTTP dates are GMT
+        when = when.replace(tzinfo=UTC)
+    return max(when.timestamp() - now, 0.0)
 
 
 def _network_error(error: BaseException | None) -> str:

@@ -112,7 +112,9 @@ class Boom(handlers.BaseHandler):
     def get(self) -> None:
         raise RuntimeError("boom")
 
-    def write_error_message(self, status_code: int, message: str) -> None:
+    def write_error_message(
+        self, status_code: int, message: str, fields: dict[str, object] | None = None
+    ) -> None:
         self.finish({"status": status_code, "error": message})
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 from ntorque.tasks import Status, Task
 
 # -- the stored task and the outgoing request -------------------------------------
@@ -49,9 +51,22 @@ def test_task_json() -> None:
         "charset": "utf-8",
         "headers": {"X-Foo": "Bar", "Authorization": "Bearer t"},
         "body_size": 19,
+        "retries": None,
+        "backoff": None,
+        "callback_url": None,
+        "callback_task_id": None,
+        "callback_of": None,
     }
     assert not stored_task().finished
     assert stored_task(status=Status.FAILED).finished
+
+
+@pytest.mark.parametrize("status", [Status.COMPLETED, Status.FAILED, Status.CANCELLED])
+def test_a_finished_task_is_due_no_more(status: Status) -> None:
+    """Its due date is its last lease: the JSON shows none (API.md: null)."""
+    task = stored_task(status=status)
+    assert task.finished
+    assert task.to_json()["due"] is None
 
 
 def test_a_logged_url_keeps_no_credentials_or_query() -> None:

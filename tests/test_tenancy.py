@@ -30,7 +30,15 @@ from tests.inprocess import LiveNode
 
 # Every route pattern, and how this test visits it with B's task id.
 API_WALK = {
-    r"/tasks?/(\d{1,18})": [("GET", "/task/{id}"), ("GET", "/tasks/{id}")],
+    r"/tasks?/(\d{1,18})": [
+        ("GET", "/task/{id}"),
+        ("GET", "/tasks/{id}"),
+        ("DELETE", "/tasks/{id}"),
+    ],
+    r"/tasks?/(\d{1,18})/(cancel|retry)": [
+        ("POST", "/tasks/{id}/cancel"),
+        ("POST", "/task/{id}/retry"),
+    ],
     r"/tasks?/(\d{1,18})/push": [("POST", "/task/{id}/push")],
     r"/tasks?/(\d{1,18})/attempts": [("GET", "/task/{id}/attempts")],
 }
@@ -44,7 +52,14 @@ CONSOLE_WALK = {
 # The live socket: what a page tells it it watches (a task page: its task).
 SOCKET_WALK = {r"/console/socket": ["task={id}"]}
 # Routes that take no task id: what they show is checked below.
-NO_TASK_ID = {r"/", r"/console/?", r"/console/login", r"/console/logout"}
+NO_TASK_ID = {
+    r"/",
+    r"/console/?",
+    r"/console/login",
+    r"/console/logout",
+    r"/tasks",
+    r"/tasks/(cancel|retry)",
+}
 
 
 def route_patterns() -> set[str]:
@@ -71,7 +86,10 @@ async def test_application_a_sees_and_changes_nothing_of_application_b(
         _, key_a = await node.create_app("a")
         _, key_b = await node.create_app("b")
         secret_url = "http://127.0.0.1:9/b-only-hook"
-        task = await node.enqueue(secret_url, b"b's body", key=key_b)
+        made = await node.request(
+            "POST", f"/?url={secret_url}", b"b's body", {"Idempotency-Key": "shared"}, key_b
+        )
+        task = json.loads(made.body)
         before = await snapshot(node, task["id"], key_b)
 
         for walk in API_WALK.values():
@@ -81,6 +99,8 @@ async def test_application_a_sees_and_changes_nothing_of_application_b(
                 assert answer.status == 404, (method, path, answer.status)
                 assert json.loads(answer.body)["status"] == 404
                 assert secret_url.encode() not in answer.body
+
+        await lists_and_bulk_actions_see_only_their_own(node, key_a, task["id"])
 
         session = Session(node)
         await session.login(key_a)
@@ -118,6 +138,24 @@ async def test_application_a_sees_and_changes_nothing_of_application_b(
 
         assert await snapshot(node, task["id"], key_b) == before
         assert (await snapshot(node, another["id"], key_b))["status"] == "pending"
+
+
+async def lists_and_bulk_actions_see_only_their_own(
+    node: LiveNode, key_a: str, b_task_id: int
+) -> None:
+    """/tasks lists A's tasks only; A's bulk actions match none of B's; an
+    idempotency key is A's own, whatever B sent with the same one."""
+    own = await node.request(
+        "POST", "/?url=http://127.0.0.1:9/a-hook", b"a", {"Idempotency-Key": "shared"}, key_a
+    )
+    assert own.status == 201
+    own_id = json.loads(own.body)["id"]
+    listed = json.loads((await node.request("GET", "/tasks", None, None, key_a)).body)
+    assert [task["id"] for task in listed["tasks"]] == [own_id]
+    assert b_task_id != own_id
+    for action in ("retry", "cancel"):
+        answer = await node.request("POST", f"/tasks/{action}", b"{}", None, key_a)
+        assert json.loads(answer.body) == {"matched": 1, "changed": int(action == "cancel")}
 
 
 async def session_form(session: Session, method: str) -> dict[str, str] | None:

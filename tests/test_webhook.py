@@ -287,7 +287,11 @@ async def test_a_declared_charset_the_body_breaks_is_refused(node: LiveNode) -> 
         "POST", "/?url=http://127.0.0.1:9/x", LATIN1, {"Content-Type": "text/plain; charset=utf-8"}
     )
     assert answer.status == 400
-    assert answer.json == {"status": 400, "error": "the body is not valid utf-8"}
+    assert answer.json == {
+        "status": 400,
+        "error": "the body is not valid utf-8",
+        "field": "content_type",
+    }
 
 
 @IN_MODULE_LOOP

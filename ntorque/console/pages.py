@@ -8,7 +8,8 @@ from typing import Any
 import tornado.web
 
 from ..events import summary
-from ..tasks import Status, Task
+from ..queue import Queue
+from ..tasks import RETRIABLE, Status, Task
 from .viewer import COOKIE, COOKIE_DAYS, login_cookie
 from .views import SEARCH_SPAN, dashboard_query, listing, visible_task
 from .web import ConsoleHandler
@@ -48,8 +49,8 @@ class TaskPageHandler(ConsoleHandler):
             app_id=task.app_id,
             attempts=await self.console.queue.attempts(task.id),
             body=body_preview(task),
-            can_retry=task.status in (Status.FAILED, Status.PENDING),
-            can_cancel=task.status is Status.PENDING,
+            can_retry=task.status in (*RETRIABLE, Status.PENDING),
+            can_cancel=not task.finished,
         )
 
 
@@ -79,11 +80,19 @@ class TaskActionHandler(ConsoleHandler):
 
     async def post(self, task_id: str, action: str) -> None:
         task = await owned(self, task_id)
-        queue = self.console.queue
-        changed = await (queue.retry_now(task) if action == "retry" else queue.cancel(task))
+        changed = await act(self.console.queue, task, action)
         if changed is None:
             raise tornado.web.HTTPError(409, f"task {task.id} is {task.status}: cannot {action}")
         self.redirect(f"/console/task/{task.id}", status=303)
+
+
+async def act(queue: Queue, task: Task, action: str) -> Task | None:
+    """The API's cancel and retry; retrying a pending task runs it now. The
+    changed task, or None when its state forbids the action."""
+    if action == "retry" and task.status is Status.PENDING:
+        return await queue.run_now(task)
+    changed = await (queue.retry if action == "retry" else queue.cancel)([task.id])
+    return changed[0] if changed else None
 
 
 class LoginHandler(ConsoleHandler):

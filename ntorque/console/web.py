@@ -74,5 +74,7 @@ class ConsoleHandler(BaseHandler):
             )
         )
 
-    def write_error_message(self, status_code: int, message: str) -> None:
+    def write_error_message(
+        self, status_code: int, message: str, fields: dict[str, Any] | None = None
+    ) -> None:
         self.page("error.html", status=status_code, message=message)

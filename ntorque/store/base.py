@@ -56,6 +56,13 @@ def status_in(statuses: Sequence[Status]) -> sa.ColumnElement[bool]:
     return tasks.c.status.in_([sa.literal(s.value, literal_execute=True) for s in statuses])
 
 
+def within_allowance(max_retries: int | sa.BindParameter[Any]) -> sa.ColumnElement[bool]:
+    """The task has attempts left: its own retries (or the server's
+    max_retries), counted from its last manual retry."""
+    allowed = sa.func.coalesce(tasks.c.retries, max_retries)
+    return tasks.c.retry_count < tasks.c.attempts_before + allowed
+
+
 def task_from_row(row: sa.Row[Any]) -> Task:
     values = dict(row._mapping)
     values["status"] = Status(values["status"])

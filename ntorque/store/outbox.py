@@ -11,7 +11,7 @@ from ..keys import KEY_HASH_SECRET, stored_hashes
 from ..tables import tasks
 from ..tasks import NewTask
 from .apps import ACTIVE_APP_BY_KEY_HASHES, SERVER_SECRET
-from .tasks import task_values
+from .rows import task_values
 
 INSERT_ONE = tasks.insert().returning(tasks.c.id)
 

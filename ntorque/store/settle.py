@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Sequence
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -53,11 +53,12 @@ WITH batch AS (
     SELECT * FROM unnest(
         CAST(:ids AS BIGINT[]), CAST(:numbers AS INTEGER[]), CAST(:statuses AS TEXT[]),
         CAST(:dues AS DOUBLE PRECISION[]), CAST(:codes AS INTEGER[]), CAST(:errors AS TEXT[]),
-        CAST(:started AS DOUBLE PRECISION[]), CAST(:durations AS DOUBLE PRECISION[])
-    ) AS b(id, number, status, due, code, error, started, duration_s)
+        CAST(:started AS DOUBLE PRECISION[]), CAST(:durations AS DOUBLE PRECISION[]),
+        CAST(:waits AS DOUBLE PRECISION[])
+    ) AS b(id, number, status, due, code, error, started, duration_s, retry_after_s)
 ), recorded AS (
-    INSERT INTO attempts (task_id, number, started, duration_s, status_code, error)
-    SELECT id, number, started, duration_s, code, error FROM batch
+    INSERT INTO attempts (task_id, number, started, duration_s, status_code, error, retry_after_s)
+    SELECT id, number, started, duration_s, code, error, retry_after_s FROM batch
     WHERE EXISTS (SELECT 1 FROM tasks WHERE tasks.id = batch.id)
 )
 UPDATE tasks SET status = batch.status, due = batch.due, modified = :now,
@@ -81,6 +82,7 @@ async def _settle_postgresql(
         "errors": [item.outcome.error for item in batch],
         "started": [item.outcome.started for item in batch],
         "durations": [item.outcome.duration_s for item in batch],
+        "waits": [item.outcome.retry_after_s for item in batch],
     }
     result = await conn.execute(SETTLE_POSTGRESQL, {**columns, "now": now})
     return set(result.scalars())
@@ -110,12 +112,7 @@ async def _settle_one_by_one(
     held: set[int] = set()
     for item in batch:
         task, outcome = item.task, item.outcome
-        attempt = {
-            "task_id": task.id, "number": task.retry_count, "started": outcome.started,
-            "duration_s": outcome.duration_s, "status_code": outcome.status_code,
-            "error": outcome.error,
-        }  # fmt: skip
-        await conn.execute(RECORD_ATTEMPT, attempt)
+        await conn.execute(RECORD_ATTEMPT, attempt_row(item))
         result = await conn.execute(
             SETTLE_ONE,
             {
@@ -127,6 +124,22 @@ async def _settle_one_by_one(
         if result.rowcount:
             held.add(task.id)
     return held
+
+
+def attempt_row(item: Settlement) -> dict[str, Any]:
+    """The attempts row a settlement records."""
+    task, outcome = item.task, item.outcome
+    return {
+        "task_id": task.id, "number": task.retry_count, "started": outcome.started,
+        "duration_s": outcome.duration_s, "status_code": outcome.status_code,
+        "error": outcome.error, "retry_after_s": outcome.retry_after_s,
+    }  # fmt: skip
+
+
+def last_attempts(batch: Sequence[Settlement], held: set[int]) -> dict[int, dict[str, Any]]:
+    """The attempt each held settlement recorded, by task id (the last one of
+    its task)."""
+    return {item.task.id: attempt_row(item) for item in batch if item.task.id in held}
 
 
 def held_by(task: Task) -> sa.ColumnElement[bool]:

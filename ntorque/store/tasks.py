@@ -13,8 +13,13 @@ from sqlalchemy.dialects.postgresql import ARRAY
 
 from ..tables import attempts, tasks
 from ..tasks import FINISHED, UNFINISHED, NewTask, Outcome, Status, Task
-from .base import Database, status_in, task_from_row
-from .settle import Settlement, held_by, settle_batch, settled
+from . import callbacks
+from .base import Database, status_in, task_from_row, within_allowance
+from .control import Control
+from .idempotency import Idempotency
+from .listing import Listing
+from .rows import INSERT_TASKS, new_task, task_values
+from .settle import Settlement, held_by, last_attempts, settle_batch, settled
 
 # A fresh task (never attempted) may be acquired this much before its due
 # date, so a consumer whose clock runs a little behind the enqueuing node's
@@ -26,6 +31,9 @@ FRESH_TASK_CLOCK_SKEW_S = 1.0
 class TaskStore:
     def __init__(self, db: Database) -> None:
         self.db = db
+        self.control = Control(db)
+        self.listing = Listing(db)
+        self.keys = Idempotency(db)
 
     async def insert(self, spec: NewTask, now: float) -> Task:
         """Store a pending task, due now; committed when this returns."""
@@ -101,33 +109,60 @@ class TaskStore:
         """Record the attempt; then set the result, guarded by the attempt number.
 
         Returns None when a newer attempt owns the task (this answer came too
-        late); the attempt is recorded all the same.
+        late); the attempt is recorded all the same. A callback it makes is
+        left for the requeuer to notify.
         """
-        return (await self.settle_many([Settlement(task, outcome, status, due)], now))[0]
+        return (await self.settle_many([Settlement(task, outcome, status, due)], now))[0][0]
 
-    async def settle_many(self, batch: Sequence[Settlement], now: float) -> list[Task | None]:
-        """settle() for several attempts in one transaction, in order."""
+    async def settle_many(
+        self, batch: Sequence[Settlement], now: float
+    ) -> tuple[list[Task | None], list[Task]]:
+        """settle() for several attempts in one transaction, in order; and the
+        callback tasks of those that ended, made in the same transaction."""
         async with self.db.begin() as conn:
             held = await settle_batch(conn, batch, now)
-        return [settled(item, now) if item.task.id in held else None for item in batch]
+            results = [settled(item, now) if item.task.id in held else None for item in batch]
+            ended = [task for task in results if task is not None and task.finished]
+            made = await callbacks.add(conn, ended, now, last_attempts(batch, held))
+        by_id = {task.id: task for task in made.ended}
+        return [by_id.get(task.id, task) if task else None for task in results], made.callbacks
 
     async def due_ids(self, now: float, limit: int, max_retries: int) -> list[int]:
         """Unfinished tasks whose due date has passed, oldest first."""
         statement = (
             sa.select(tasks.c.id)
-            .where(status_in(UNFINISHED), tasks.c.due <= now, tasks.c.retry_count < max_retries)
+            .where(status_in(UNFINISHED), tasks.c.due <= now, within_allowance(max_retries))
             .order_by(tasks.c.due)
             .limit(limit)
         )
         async with self.db.begin() as conn:
             return list((await conn.execute(statement)).scalars())
 
-    async def expire(self, now: float, max_retries: int) -> list[Task]:
+    async def upcoming(
+        self, now: float, until: float, limit: int, max_retries: int
+    ) -> list[tuple[int, float]]:
+        """(id, due) of unfinished tasks falling due after now, up to until, soonest
+        first: read from the due index, so tasks due later cost nothing."""
+        statement = (
+            sa.select(tasks.c.id, tasks.c.due)
+            .where(
+                status_in(UNFINISHED),
+                tasks.c.due > now,
+                tasks.c.due <= until,
+                within_allowance(max_retries),
+            )
+            .order_by(tasks.c.due)
+            .limit(limit)
+        )
+        async with self.db.begin() as conn:
+            return [(row.id, row.due) for row in (await conn.execute(statement)).all()]
+
+    async def expire(self, now: float, max_retries: int) -> tuple[list[Task], list[Task]]:
         """Fail tasks out of attempts whose last lease ran out unsettled
-        (their consumer died during the final attempt)."""
+        (their consumer died during the final attempt); with their callbacks."""
         statement = (
             tasks.update()
-            .where(status_in(UNFINISHED), tasks.c.due <= now, tasks.c.retry_count >= max_retries)
+            .where(status_in(UNFINISHED), tasks.c.due <= now, ~within_allowance(max_retries))
             .values(
                 status=Status.FAILED.value,
                 modified=now,
@@ -136,7 +171,9 @@ class TaskStore:
             .returning(*tasks.c)
         )
         async with self.db.begin() as conn:
-            return [task_from_row(row) for row in (await conn.execute(statement)).all()]
+            expired = [task_from_row(row) for row in (await conn.execute(statement)).all()]
+            made = await callbacks.add(conn, expired, now)
+        return made.ended, made.callbacks
 
     async def cleanup(self, before: float, limit: int) -> int:
         """Delete up to `limit` finished tasks last changed before `before`."""
@@ -153,30 +190,13 @@ class TaskStore:
                 await conn.execute(tasks.delete().where(tasks.c.id.in_(ids)))
         return len(ids)
 
-    async def retry_now(self, task_id: int, now: float, max_retry_count: int) -> Task | None:
-        """A failed or pending task becomes pending and due now; its attempt
-        count drops to at most max_retry_count, so it gets one more attempt at
-        least and attempt numbers keep going up. None if it is neither."""
-        least = sa.func.least if self.db.postgresql else sa.func.min
-        statement = (
-            tasks.update()
-            .where(tasks.c.id == task_id, status_in((Status.FAILED, Status.PENDING)))
-            .values(
-                status=Status.PENDING.value,
-                due=now,
-                modified=now,
-                retry_count=least(tasks.c.retry_count, max_retry_count),
-            )
-            .returning(*tasks.c)
-        )
-        return await self._changed(statement)
-
-    async def cancel(self, task_id: int, now: float, reason: str) -> Task | None:
-        """A pending task is failed for good with `reason`; None if not pending."""
+    async def run_now(self, task_id: int, now: float) -> Task | None:
+        """A pending task (waiting for a retry or its time) is due now; None
+        if it is not pending."""
         statement = (
             tasks.update()
             .where(tasks.c.id == task_id, tasks.c.status == Status.PENDING.value)
-            .values(status=Status.FAILED.value, modified=now, last_error=reason)
+            .values(due=now, modified=now)
             .returning(*tasks.c)
         )
         return await self._changed(statement)
@@ -185,41 +205,6 @@ class TaskStore:
         async with self.db.begin() as conn:
             row = (await conn.execute(statement)).first()
         return task_from_row(row) if row else None
-
-
-def task_values(spec: NewTask, now: float) -> dict[str, Any]:
-    """The row of a new pending task, due now."""
-    return {
-        "app_id": spec.app_id,
-        "url": spec.url,
-        "method": spec.method,
-        "timeout_s": spec.timeout_s,
-        "body": spec.body,
-        "content_type": spec.content_type,
-        "charset": spec.charset,
-        "headers": [list(pair) for pair in spec.headers],
-        "status": Status.PENDING.value,
-        "retry_count": 0,
-        "due": now,
-        "created": now,
-        "modified": now,
-    }
-
-
-# Built once, executed with parameters: building `.values(...)` per call costs
-# more CPU than the round trip on the enqueue path. Several rows go in one
-# multi-row INSERT whose ids come back in the rows' order.
-INSERT_TASKS = tasks.insert().returning(tasks.c.id, sort_by_parameter_order=True)
-
-
-def new_task(spec: NewTask, task_id: int, now: float) -> Task:
-    """The stored task an insert of spec made."""
-    return Task(
-        id=task_id, app_id=spec.app_id, url=spec.url, method=spec.method,
-        timeout_s=spec.timeout_s, body=spec.body, content_type=spec.content_type,
-        charset=spec.charset, headers=spec.headers, status=Status.PENDING, retry_count=0,
-        due=now, created=now, modified=now, last_status_code=None, last_error=None,
-    )  # fmt: skip
 
 
 def _acquire(postgresql: bool) -> sa.Update:
@@ -237,9 +222,13 @@ def _acquire(postgresql: bool) -> sa.Update:
             status_in(UNFINISHED),
             sa.or_(
                 tasks.c.due <= sa.bindparam("now"),
-                sa.and_(tasks.c.retry_count == 0, tasks.c.due <= sa.bindparam("fresh_due")),
+                sa.and_(
+                    tasks.c.retry_count == 0,
+                    tasks.c.due == tasks.c.created,  # never a scheduled task early
+                    tasks.c.due <= sa.bindparam("fresh_due"),
+                ),
             ),
-            tasks.c.retry_count < sa.bindparam("max_retries"),
+            within_allowance(sa.bindparam("max_retries")),
         )
         .values(
             status=Status.IN_PROGRESS.value,

@@ -150,7 +150,7 @@ async def test_finished_task_is_never_acquired_or_due(
     for later in (NOW, NOW + 10_000, NOW + 10_000_000):
         assert await store.tasks.acquire([task.id], later, LEASE_EXTRA_S, MAX_RETRIES) == []
         assert await store.tasks.due_ids(later, 100, MAX_RETRIES) == []
-        assert await store.tasks.expire(later, 1) == []
+        assert await store.tasks.expire(later, 1) == ([], [])
     assert await store.tasks.get(task.id) == task
 
 
@@ -240,9 +240,10 @@ async def test_expire_fails_tasks_out_of_attempts_whose_lease_ran_out(store: Sto
     pending = await store.tasks.insert(spec(), NOW)
     assert last.due == NOW + 10 + LEASE_EXTRA_S
 
-    assert await store.tasks.expire(last.due - 1, 1) == []  # its final call may still answer
-    assert await store.tasks.expire(last.due + 1, 2) == []  # one more attempt allowed
-    (expired,) = await store.tasks.expire(last.due, 1)
+    assert await store.tasks.expire(last.due - 1, 1) == ([], [])  # its final call may still answer
+    assert await store.tasks.expire(last.due + 1, 2) == ([], [])  # one more attempt allowed
+    (expired,), callbacks = await store.tasks.expire(last.due, 1)
+    assert callbacks == []  # it asked for none
 
     assert expired.id == last.id
     assert expired.status is Status.FAILED
@@ -251,7 +252,7 @@ async def test_expire_fails_tasks_out_of_attempts_whose_lease_ran_out(store: Sto
     assert expired.last_error is not None and "final attempt" in expired.last_error
     assert await store.tasks.get(last.id) == expired
     assert await store.tasks.get(pending.id) == pending  # attempts left: untouched
-    assert await store.tasks.expire(last.due + 100, 1) == []
+    assert await store.tasks.expire(last.due + 100, 1) == ([], [])
 
 
 async def test_cleanup_deletes_old_finished_tasks_in_batches(store: Store) -> None:
@@ -364,7 +365,8 @@ async def test_settle_many_settles_held_attempts_and_skips_stale_ones(store: Sto
         Settlement(stale, outcome(Verdict.FAILED, 404, "HTTP 404"), Status.FAILED, stale.due),
         Settlement(held[2], outcome(Verdict.RETRY, 503, "HTTP 503"), Status.PENDING, NOW + 60),
     ]
-    first, skipped, retried = await store.tasks.settle_many(batch, NOW + 1)
+    (first, skipped, retried), callbacks = await store.tasks.settle_many(batch, NOW + 1)
+    assert callbacks == []
     assert skipped is None
     assert first == await store.tasks.get(held[0].id)
     assert first is not None and (first.status, first.last_status_code) == (Status.COMPLETED, 200)

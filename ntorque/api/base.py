@@ -1,4 +1,5 @@
-"""The JSON API: enqueue (POST /), task status, re-notify. Ends with `routes`.
+"""What every JSON API handler shares: the settings it needs, who is
+calling, the caller's tasks, JSON in and out.
 
 Handlers receive their dependencies through `initialize`; every error is a
 JSON body with a clear message, never a stack trace.
@@ -8,22 +9,23 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Mapping
 from typing import Any
 
 import tornado.web
-from tornado.routing import URLSpec
 
-from . import __version__, intake
-from .auth import App, Authenticator
-from .errors import PayloadTooLarge
-from .handlers import BaseHandler, Guard
-from .queue import Queue
-from .targets import Targets
-from .tasks import Task
+from .. import intake
+from ..auth import App, Authenticator
+from ..errors import InvalidRequest, PayloadTooLarge
+from ..handlers import BaseHandler, Guard
+from ..queue import Queue
+from ..targets import Policy, Targets
+from ..tasks import NewTask, Task
 
 log = logging.getLogger(__name__)
 
 KEY_HEADERS = ("NTORQUE_API_KEY", "NTORQUE-API-KEY")
+SMALL_BODY_BYTES = 64 * 1024  # a JSON request that is not a task or a batch of them
 
 
 class ApiOptions:
@@ -37,12 +39,15 @@ class ApiOptions:
         default_timeout_s: int,
         max_timeout_s: float,
         targets: Targets,
+        max_retries: int = 36,
+        max_schedule_ahead_s: float = 30 * 86400.0,
         guard: Guard | None = None,
     ) -> None:
         self.authenticate = authenticate
         self.max_body_bytes = max_body_bytes
         self.default_timeout_s = default_timeout_s
         self.max_timeout_s = max_timeout_s
+        self.limits = intake.Limits(max_retries, max_schedule_ahead_s)
         self.targets = targets
         self.guard = guard or Guard()
 
@@ -89,35 +94,76 @@ class JsonHandler(BaseHandler):
             raise tornado.web.HTTPError(404, f"no task {task_id}")
         return task
 
+    @property
+    def scope(self) -> int | None:
+        """Whose tasks a listing sees: the caller's; an admin's or an
+        unauthenticated server's, everyone's (None)."""
+        return None if self.app is None or self.app.admin else self.app.id
+
+    @property
+    def app_id(self) -> int | None:
+        return self.app.id if self.app else None
+
+    async def policy(self) -> Policy:
+        """Where the caller's hooks may go."""
+        return await self.api_options.targets.for_app(self.app_id)
+
+    def read_task(
+        self, policy: Policy, query: Mapping[str, str], headers: Mapping[str, str], body: bytes
+    ) -> NewTask:
+        """A single enqueue's validation (the seed's query, headers and body)."""
+        options = self.api_options
+        return intake.new_task(
+            app_id=self.app_id,
+            query=query,
+            headers=headers,
+            body=body,
+            default_timeout_s=options.default_timeout_s,
+            max_timeout_s=options.max_timeout_s,
+            policy=policy,
+            limits=options.limits,
+        )
+
     def send_json(self, status: int, data: dict[str, Any]) -> None:
         self.set_status(status)
         self.finish(json.dumps(data))
 
-    def write_error_message(self, status_code: int, message: str) -> None:
+    def write_error_message(
+        self, status_code: int, message: str, fields: dict[str, Any] | None = None
+    ) -> None:
         self.set_header("Content-Type", "application/json; charset=utf-8")
-        self.finish(json.dumps({"status": status_code, "error": message}))
+        self.finish(json.dumps({"status": status_code, "error": message, **(fields or {})}))
+
+
+class NotFoundHandler(JsonHandler):
+    def prepare(self) -> None:  # type: ignore[override]
+        raise tornado.web.HTTPError(404, "no such resource")
 
 
 @tornado.web.stream_request_body
-class RootHandler(JsonHandler):
-    """GET / is a banner; POST /?url=... enqueues a task."""
+class BodyHandler(JsonHandler):
+    """A handler whose request body is read as it streams in, up to
+    body_limit() bytes: a larger one is a 413 before it is all read."""
+
+    def body_limit(self) -> int:
+        return SMALL_BODY_BYTES
 
     async def prepare(self) -> None:
         await super().prepare()
         self._chunks: list[bytes] = []
         self._size = 0
-        if self.request.method != "POST" or self._finished:
+        if self.request.method not in ("POST", "PUT", "PATCH") or self._finished:
             return
         await self.authenticate()
         declared = self.request.headers.get("Content-Length", "0")
-        if declared.isdigit() and int(declared) > self.api_options.max_body_bytes:
+        if declared.isdigit() and int(declared) > self.body_limit():
             raise self._too_large()
 
     def data_received(self, chunk: bytes) -> None:
         if self._finished:
             return
         self._size += len(chunk)
-        if self._size > self.api_options.max_body_bytes:
+        if self._size > self.body_limit():
             # A body without Content-Length: answer 413 here, since an
             # exception raised from data_received only drops the connection.
             self._chunks.clear()
@@ -126,65 +172,16 @@ class RootHandler(JsonHandler):
             return
         self._chunks.append(chunk)
 
+    @property
+    def body(self) -> bytes:
+        return b"".join(self._chunks)
+
+    def json_body(self) -> Any:
+        """The request's JSON (null when there is no body); 400 when it does not parse."""
+        try:
+            return json.loads(self.body or b"null")
+        except (ValueError, UnicodeDecodeError):
+            raise InvalidRequest("the body is not valid JSON") from None
+
     def _too_large(self) -> PayloadTooLarge:
-        return PayloadTooLarge(f"the body is larger than {self.api_options.max_body_bytes} bytes")
-
-    def get(self) -> None:
-        if "text/html" in self.request.headers.get("Accept", ""):  # a browser: the console
-            self.redirect("/console")
-            return
-        self.send_json(200, {"message": "ntorque is installed and running", "version": __version__})
-
-    async def post(self) -> None:
-        if self._finished:  # the body was too large: answered already
-            return
-        query = {name: self.get_query_argument(name) for name in self.request.query_arguments}
-        app_id = self.app.id if self.app else None
-        spec = intake.new_task(
-            app_id=app_id,
-            query=query,
-            headers=self.request.headers,
-            body=b"".join(self._chunks),
-            default_timeout_s=self.api_options.default_timeout_s,
-            max_timeout_s=self.api_options.max_timeout_s,
-            policy=await self.api_options.targets.for_app(app_id),
-        )
-        task = await self.queue.enqueue(spec)
-        self.set_header("Location", f"{self.request.protocol}://{self.request.host}/task/{task.id}")
-        self.send_json(201, task.to_json())
-
-
-class TaskHandler(JsonHandler):
-    async def get(self, task_id: str) -> None:
-        await self.authenticate()
-        task = await self.owned_task(task_id)
-        self.send_json(200, task.to_json())
-
-
-class AttemptsHandler(JsonHandler):
-    async def get(self, task_id: str) -> None:
-        await self.authenticate()
-        task = await self.owned_task(task_id)
-        self.send_json(200, {"task_id": task.id, "attempts": await self.queue.attempts(task.id)})
-
-
-class PushHandler(JsonHandler):
-    async def post(self, task_id: str) -> None:
-        await self.authenticate()
-        task = await self.owned_task(task_id)
-        await self.queue.notify(task)
-        self.send_json(201, task.to_json())
-
-
-class NotFoundHandler(JsonHandler):
-    def prepare(self) -> None:  # type: ignore[override]
-        raise tornado.web.HTTPError(404, "no such resource")
-
-
-def routes(**dependencies: Any) -> list[URLSpec]:
-    return [
-        tornado.web.url(r"/", RootHandler, dependencies),
-        tornado.web.url(r"/tasks?/(\d{1,18})", TaskHandler, dependencies),
-        tornado.web.url(r"/tasks?/(\d{1,18})/push", PushHandler, dependencies),
-        tornado.web.url(r"/tasks?/(\d{1,18})/attempts", AttemptsHandler, dependencies),
-    ]
+        return PayloadTooLarge(f"the body is larger than {self.body_limit()} bytes")

@@ -1,0 +1,31 @@
+"""The JSON API: enqueue (one task, or a batch), read, list, cancel, retry
+and re-notify tasks. `routes` lists them; ../../README.md shows each with curl.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import tornado.web
+from tornado.routing import URLSpec
+
+from .base import ApiOptions, JsonHandler, NotFoundHandler
+from .enqueue import RootHandler
+from .listing import BulkHandler, TasksHandler
+from .task import ActionHandler, AttemptsHandler, PushHandler, TaskHandler
+
+__all__ = ["ApiOptions", "JsonHandler", "NotFoundHandler", "routes"]
+
+TASK = r"/tasks?/(\d{1,18})"  # the seed's singular /task/<id> stays as an alias
+
+
+def routes(**dependencies: Any) -> list[URLSpec]:
+    return [
+        tornado.web.url(r"/", RootHandler, dependencies),
+        tornado.web.url(r"/tasks", TasksHandler, dependencies),
+        tornado.web.url(r"/tasks/(cancel|retry)", BulkHandler, dependencies),
+        tornado.web.url(TASK, TaskHandler, dependencies),
+        tornado.web.url(TASK + "/push", PushHandler, dependencies),
+        tornado.web.url(TASK + "/attempts", AttemptsHandler, dependencies),
+        tornado.web.url(TASK + r"/(cancel|retry)", ActionHandler, dependencies),
+    ]

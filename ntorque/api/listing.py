@@ -1,0 +1,57 @@
+"""The caller's tasks: listed newest first by keyset (GET /tasks), and
+cancelled or retried in bulk by the same filters (POST /tasks/cancel|retry)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .. import selection
+from ..errors import InvalidRequest
+from .base import BodyHandler
+from .enqueue import BatchHandler
+
+
+class TasksHandler(BatchHandler):
+    """GET /tasks lists; POST /tasks enqueues a batch."""
+
+    async def get(self) -> None:  # type: ignore[override]  # the banner's get is sync
+        await self.authenticate()
+        query = {name: self.get_query_argument(name) for name in self.request.query_arguments}
+        chosen = selection.task_filter(query, self.scope)
+        limit = selection.limit(query.get("limit"))
+        tasks = await self.queue.listing(
+            chosen, limit + 1, selection.before_id(query.get("cursor"))
+        )
+        more = len(tasks) > limit
+        page = tasks[:limit]
+        self.send_json(
+            200,
+            {
+                "tasks": [task.to_json() for task in page],
+                "next_cursor": selection.cursor(page[-1].id) if more else None,
+            },
+        )
+
+
+class BulkHandler(BodyHandler):
+    """POST /tasks/cancel or /tasks/retry: every task the filters match (from
+    the query string, or a JSON object body), in bounded batches."""
+
+    async def post(self, action: str) -> None:
+        values = self.filters()
+        if set(values) & set(selection.PAGING):
+            raise InvalidRequest("a bulk action takes filters, not limit or cursor")
+        chosen = selection.task_filter(values, self.scope)
+        matched, changed = await self.queue.bulk(chosen, action)
+        self.send_json(200, {"matched": matched, "changed": changed})
+
+    def filters(self) -> dict[str, Any]:
+        values: dict[str, Any] = {
+            name: self.get_query_argument(name) for name in self.request.query_arguments
+        }
+        body = self.json_body()
+        if body is None:
+            return values
+        if not isinstance(body, dict):
+            raise InvalidRequest("the body must be a JSON object of filters")
+        return {**values, **body}

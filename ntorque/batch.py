@@ -1,0 +1,116 @@
+"""Pure: a batch enqueue's JSON array into validated tasks, each item read as
+a single enqueue would read its query, headers and body. All or nothing: any
+bad item makes the whole batch a 400 that names every bad item's field."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from collections.abc import Callable
+from typing import Any
+
+from . import intake
+from .errors import InvalidBatch, InvalidRequest
+from .tasks import Keyed, NewTask
+
+MAX_ITEMS = 1000
+QUERY_FIELDS = ("url", "method", "timeout", "delay", "eta", "retries", "backoff", "callback")
+OTHER_FIELDS = ("body", "body_base64", "content_type", "charset", "headers", "idempotency_key")
+MAX_ERRORS = 100  # errors named in one answer
+
+Item = tuple[NewTask, Keyed | None]
+ReadItem = Callable[[dict[str, str], dict[str, str], bytes], NewTask]
+
+
+def parse(body: bytes, read_item: ReadItem) -> list[Item]:
+    """The batch's tasks and idempotency keys, in order. read_item is the
+    single enqueue's validation (query, headers, body) -> NewTask."""
+    try:
+        items = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        raise InvalidRequest("the body must be a JSON array of tasks") from None
+    if not isinstance(items, list) or not items:
+        raise InvalidRequest("the body must be a JSON array of tasks, not empty")
+    if len(items) > MAX_ITEMS:
+        raise InvalidRequest(f"a batch holds at most {MAX_ITEMS} tasks")
+    parsed: list[Item] = []
+    errors: list[dict[str, object]] = []
+    seen: set[str] = set()
+    for index, item in enumerate(items):
+        try:
+            spec, keyed = _item(item, read_item)
+            if keyed is not None and keyed.key in seen:
+                raise InvalidRequest(
+                    "this idempotency_key is in the batch twice", "idempotency_key"
+                )
+        except InvalidRequest as error:
+            errors.append({"index": index, "field": error.field, "error": error.message})
+            continue
+        if keyed is not None:
+            seen.add(keyed.key)
+        parsed.append((spec, keyed))
+    if errors:
+        raise InvalidBatch(errors[:MAX_ERRORS])
+    return parsed
+
+
+def _item(item: Any, read_item: ReadItem) -> Item:
+    if not isinstance(item, dict):
+        raise InvalidRequest("each task must be a JSON object")
+    unknown = sorted(set(item) - set(QUERY_FIELDS) - set(OTHER_FIELDS))
+    if unknown:
+        raise InvalidRequest(f"unknown field {unknown[0][:40]!r}", field=unknown[0][:40])
+    query = {name: _scalar(item[name], name) for name in QUERY_FIELDS if item.get(name) is not None}
+    headers = _headers(item)
+    spec = read_item(query, headers, _body(item))
+    key = intake.idempotency_key(_text(item.get("idempotency_key"), "idempotency_key"))
+    return spec, None if key is None else Keyed(key, intake.fingerprint(spec))
+
+
+def _headers(item: dict[str, Any]) -> dict[str, str]:
+    """The item's content type and pass-through headers, as an enqueue sends them."""
+    headers = {}
+    content_type = _text(item.get("content_type"), "content_type")
+    charset = _text(item.get("charset"), "charset")
+    if content_type or charset:
+        kind = content_type or intake.DEFAULT_CONTENT_TYPE
+        headers["Content-Type"] = f"{kind}; charset={charset}" if charset else kind
+    passed = item.get("headers") or {}
+    if not isinstance(passed, dict):
+        raise InvalidRequest("headers must be an object of names and values", field="headers")
+    for name, value in passed.items():
+        headers[intake.HYPHEN_PREFIX + str(name)] = _text(value, "headers") or ""
+    return headers
+
+
+def _body(item: dict[str, Any]) -> bytes:
+    text, encoded = item.get("body"), item.get("body_base64")
+    if text is not None and encoded is not None:
+        raise InvalidRequest("give body or body_base64, not both", field="body_base64")
+    if encoded is not None:
+        try:
+            return base64.b64decode(_text(encoded, "body_base64") or "", validate=True)
+        except (binascii.Error, ValueError):
+            raise InvalidRequest("body_base64 is not valid base64", field="body_base64") from None
+    charset = _text(item.get("charset"), "charset") or intake.DEFAULT_CHARSET
+    try:
+        return (_text(text, "body") or "").encode(charset)
+    except (LookupError, UnicodeEncodeError):
+        raise InvalidRequest(
+            f"the body cannot be encoded in {charset[:40]}", field="body"
+        ) from None
+
+
+def _scalar(value: Any, field: str) -> str:
+    if isinstance(value, bool) or not isinstance(value, str | int | float):
+        raise InvalidRequest(f"{field} must be text or a number", field=field)
+    return str(value)
+
+
+def _text(value: Any, field: str) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise InvalidRequest(f"{field} must be text", field=field)
+    return value

@@ -1,0 +1,93 @@
+"""Pure: the listing's filters, limit and cursor, read from a query string or
+a JSON object, each bounded, each bad one a 400 naming it."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from collections.abc import Mapping
+from typing import Any
+
+from .errors import InvalidRequest
+from .schedule import parse_time
+from .tasks import Status, TaskFilter
+
+DEFAULT_LIMIT = 100
+MAX_LIMIT = 1000
+MAX_URL_PREFIX = 2048
+FILTERS = ("status", "url_prefix", "created_after", "created_before")
+PAGING = ("limit", "cursor")
+
+
+def task_filter(values: Mapping[str, Any], app_id: int | None) -> TaskFilter:
+    """The filters of a listing or a bulk action; unknown names are refused,
+    so a misspelt filter never widens a bulk cancel to every task."""
+    unknown = sorted(set(values) - set(FILTERS) - set(PAGING))
+    if unknown:
+        raise InvalidRequest(f"unknown filter {unknown[0][:40]!r}", field=unknown[0][:40])
+    return TaskFilter(
+        app_id=app_id,
+        status=_status(values.get("status")),
+        url_prefix=_url_prefix(values.get("url_prefix")),
+        created_after=_time(values.get("created_after"), "created_after"),
+        created_before=_time(values.get("created_before"), "created_before"),
+    )
+
+
+def limit(value: Any) -> int:
+    if value is None or value == "":
+        return DEFAULT_LIMIT
+    try:
+        number = int(value)
+    except (TypeError, ValueError):
+        raise InvalidRequest("limit must be a whole number", field="limit") from None
+    if not 1 <= number <= MAX_LIMIT:
+        raise InvalidRequest(f"limit must be between 1 and {MAX_LIMIT}", field="limit")
+    return number
+
+
+def cursor(task_id: int) -> str:
+    """An opaque cursor: the page after it starts below this task."""
+    return base64.urlsafe_b64encode(f"t{task_id}".encode()).decode().rstrip("=")
+
+
+def before_id(value: Any) -> int | None:
+    """The task id a cursor stands for; None for the first page."""
+    if value is None or value == "":
+        return None
+    text = str(value)
+    try:
+        decoded = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)).decode()
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        decoded = ""
+    if len(decoded) > 20 or not decoded.startswith("t") or not decoded[1:].isdigit():
+        raise InvalidRequest("cursor is not one this server gave", field="cursor")
+    return int(decoded[1:])
+
+
+def _status(value: Any) -> Status | None:
+    if value is None or value == "":
+        return None
+    try:
+        return Status(str(value))
+    except ValueError:
+        names = ", ".join(status.value for status in Status)
+        raise InvalidRequest(f"status must be one of {names}", field="status") from None
+
+
+def _url_prefix(value: Any) -> str | None:
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str) or len(value) > MAX_URL_PREFIX:
+        raise InvalidRequest(
+            f"url_prefix must be text of at most {MAX_URL_PREFIX} characters", field="url_prefix"
+        )
+    return value
+
+
+def _time(value: Any, field: str) -> float | None:
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str | int | float) or isinstance(value, bool):
+        raise InvalidRequest(f"{field} must be a time", field=field)
+    return parse_time(value, field)
