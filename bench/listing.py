@@ -1,20 +1,23 @@
 """python -m bench listing [--rows N] [--database-url URL]
 
-Issue 12's listing target: every filter combination of `GET /tasks` is
-served by an index, shown by EXPLAIN on a 1,000,000-row table.
+Issue 12's listing target: every filter combination of `GET /tasks` (and of
+the bulk cancel and retry, which walk the same selection) is served by an
+index, shown by EXPLAIN on a 1,000,000-row table.
 
 The bench creates a database, migrates it (ntorque's own migrations), fills
 `tasks` with N rows by one INSERT ... SELECT generate_series (four
 applications, five statuses, ten url hosts, created times over 30 days in id
-order), ANALYZEs it, then runs EXPLAIN (ANALYZE, FORMAT JSON) of the listing
-query for each combination of the filters (status, url_prefix,
-created_after, created_before), scoped to one application and unscoped (an
-admin), on the first page and on a later one (a keyset cursor). It prints
-one line each and exits 1 when any plan reads `tasks` with a Seq Scan. The
-database is dropped at the end.
+order), ANALYZEs it, then runs EXPLAIN (ANALYZE, FORMAT JSON) of the store's
+listing statements (a page, a bulk batch of ids) for each combination of
+the filters (status, url_prefix, created_after, created_before), scoped to
+one application and unscoped (an admin), on the first page and on a later
+one (a keyset cursor), with values matching many rows and very few. It
+prints one line each and exits 1 when any plan reads `tasks` with a Seq
+Scan. The database is dropped at the end.
 
-Unlike the other scenarios this one imports ntorque (its migrations and the
-statement its store issues): what is EXPLAINed is what the server runs.
+Unlike the other scenarios this one imports ntorque (its migrations and its
+store's listing, bench/listing_queries.py): what is EXPLAINed is what the
+server sends.
 """
 
 from __future__ import annotations

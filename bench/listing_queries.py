@@ -1,10 +1,11 @@
-"""The listing statements `python -m bench listing` EXPLAINs, for one set of
-filters: a page of GET /tasks ("page") and a batch of a bulk cancel or
-retry ("ids").
+"""The statements `python -m bench listing` EXPLAINs: the ones ntorque's store
+really sends, caught on their way to PostgreSQL.
 
-Written out after the contract (notes/spec12.md: newest first, keyset
-`id < cursor`, LIMIT limit + 1 to know whether a next page exists; url_prefix
-as LIKE 'escaped prefix%'), until the store's own listing statement exists.
+For one set of filters the bench calls the store's listing (`page`, what
+GET /tasks runs with limit + 1, and `ids`, a batch of a bulk cancel or
+retry) on an engine of its own, and keeps the SQL and parameters
+SQLAlchemy hands to asyncpg. Nothing is written out by hand: when the store
+changes its statement, the bench EXPLAINs the new one.
 """
 
 from __future__ import annotations
@@ -12,9 +13,17 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from ntorque.queue import BULK_BATCH
+from ntorque.store.base import Database
+from ntorque.store.engine import async_url
+from ntorque.store.listing import Listing as StoreListing
+from ntorque.tasks import Status, TaskFilter
+
 FILTERS = ("status", "url_prefix", "created_after", "created_before")
 KINDS = ("page", "ids")  # GET /tasks; a batch of POST /tasks/cancel or /tasks/retry
-BULK_BATCH = 500
 
 
 @dataclass(frozen=True)
@@ -29,47 +38,35 @@ class Listing:
     cursor: int | None = None  # the last id of the previous page
     limit: int = 100
 
-
-def like_prefix(prefix: str) -> str:
-    escaped = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-    return escaped + "%"
+    def task_filter(self) -> TaskFilter:
+        status = Status(self.status) if self.status is not None else None
+        return TaskFilter(self.app_id, status, self.url_prefix, self.created_after,
+                          self.created_before)  # fmt: skip
 
 
 class Statements:
-    """The statements for a listing (the same interface as the store's, once it exists)."""
+    """The store's listing on an engine of its own, its SQL caught as it is sent."""
 
     def __init__(self, url: str) -> None:
-        self.url = url
+        self.engine = create_async_engine(async_url(url), poolclass=sa.pool.NullPool)
+        self.store = StoreListing(Database(self.engine))
+        self.caught: list[tuple[str, list[Any]]] = []
+        sa.event.listen(self.engine.sync_engine, "before_cursor_execute", self._catch)
+
+    def _catch(self, _conn: Any, _cursor: Any, sql: str, parameters: Any, *_: Any) -> None:
+        self.caught.append((sql, list(parameters or ())))
 
     async def statement(self, kind: str, listing: Listing) -> tuple[str, list[Any]]:
-        return statement(kind, listing)
+        """The SQL (asyncpg's $n placeholders) and parameters the store sends."""
+        self.caught.clear()
+        if kind == "page":
+            await self.store.page(listing.task_filter(), listing.limit + 1, listing.cursor)
+        else:
+            await self.store.ids(listing.task_filter(), BULK_BATCH, listing.cursor)
+        selects = [caught for caught in self.caught if "FROM tasks" in caught[0]]
+        if len(selects) != 1:
+            raise RuntimeError(f"the store's {kind}() sent {len(selects)} statements on tasks")
+        return selects[0]
 
     async def close(self) -> None:
-        pass
-
-
-def statement(kind: str, listing: Listing) -> tuple[str, list[Any]]:
-    """The SQL (asyncpg's $n placeholders) and its parameters."""
-    conditions: list[str] = []
-    params: list[Any] = []
-
-    def where(condition: str, value: Any) -> None:
-        params.append(value)
-        conditions.append(condition.format(f"${len(params)}"))
-
-    if listing.app_id is not None:
-        where("app_id = {}", listing.app_id)
-    if listing.status is not None:
-        where("status = {}", listing.status)
-    if listing.url_prefix is not None:
-        where("url LIKE {}", like_prefix(listing.url_prefix))
-    if listing.created_after is not None:
-        where("created >= {}", listing.created_after)
-    if listing.created_before is not None:
-        where("created < {}", listing.created_before)
-    if listing.cursor is not None:
-        where("id < {}", listing.cursor)
-    filtered = f" WHERE {' AND '.join(conditions)}" if conditions else ""
-    params.append(listing.limit + 1 if kind == "page" else BULK_BATCH)
-    columns = "*" if kind == "page" else "id"
-    return f"SELECT {columns} FROM tasks{filtered} ORDER BY id DESC LIMIT ${len(params)}", params
+        await self.engine.dispose()
