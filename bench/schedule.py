@@ -44,9 +44,10 @@ from .receiver import Record
 
 LEAD_S = 2.0  # the first task is due this long after it is sent
 GRACE_S = 30.0  # wait this long past the last due time for the missing calls
+SETTLE_S = 1.0  # and this long after the last one arrived, so a duplicate call is seen too
 DUE_TOLERANCE_S = 0.01  # the due time the server shows vs the send time + delay
 TARGET_P99_MS = 1000.0
-DEFAULT_JSON = Path(__file__).resolve().parent / "results" / "schedule.json"
+RESULTS = Path(__file__).resolve().parent / "results"  # schedule-<backend>.json by default
 
 
 @dataclass(frozen=True)
@@ -214,6 +215,7 @@ async def wait_for_calls(port: int, expected: int, deadline: float) -> None:
     """Until the hook answered 200 for `expected` tasks, or the wall clock passes deadline."""
     while time.time() < deadline:
         if (await receiver_call(port, "GET", "/_stats"))["ok"] >= expected:
+            await asyncio.sleep(SETTLE_S)
             return
         await asyncio.sleep(0.2)
 
@@ -257,13 +259,16 @@ def options(argv: list[str]) -> argparse.Namespace:
         help="PostgreSQL admin url; the bench creates and drops its database",
     )
     parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/0")
-    parser.add_argument("--json", type=Path, default=DEFAULT_JSON, help="where to write results")
+    parser.add_argument(
+        "--json", type=Path, help="where to write results (bench/results/schedule-<backend>.json)"
+    )
     parser.add_argument("--keep", action="store_true", help="keep the work directory (logs)")
     parsed = parser.parse_args(argv)
     if parsed.tasks < 1 or parsed.nodes < 1 or parsed.spread_s < 0:
         parser.error("--tasks and --nodes must be at least 1, --spread-s not negative")
     if parsed.backend == "sqlite":
         parsed.nodes = 1  # the embedded database serves one process
+    parsed.json = parsed.json or RESULTS / f"schedule-{parsed.backend}.json"
     return parsed  # fmt: skip
 
 
