@@ -21,6 +21,9 @@ to the request path:
     seconds then answers 200 with probability ``phang``, else 200 at once.
     The draw for the n-th call on a path is seeded by (path, n), so a run is
     reproducible and :func:`chaos_reply` tells afterwards what each call got.
+``/retry-after/<code>/<seconds>/<form>[/<anything>]``
+    answers ``<code>`` with a ``Retry-After`` header of ``<seconds>``, as a
+    number (form ``s``) or as an HTTP date that many seconds ahead (``date``).
 ``/poison[/<anything>]``
     answers 500 when the request body contains ``POISON``, else 200.
 anything else
@@ -42,6 +45,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import email.utils
 import http.client
 import random
 import socket
@@ -147,6 +151,7 @@ class _Reply:
     location: str | None = None
     sleep_s: float = 0.0
     echo: bool = False  # answer with the request's own body
+    headers: tuple[tuple[str, str], ...] = ()
 
 
 class _BadRoute(ValueError):
@@ -225,7 +230,20 @@ def _chaos_reply(path: str, nth_call: int) -> _Reply:
     return _Reply(200, sleep_s=hang_s if kind == "hang" else 0.0)
 
 
+def _retry_after_reply(parts: list[str], nth_call: int) -> _Reply:
+    code, seconds = _status_reply(parts, nth_call).status, _float_arg(parts, 2)
+    form = parts[3] if len(parts) > 3 else ""
+    if form == "s":
+        value = str(int(seconds))
+    elif form == "date":
+        value = email.utils.formatdate(time.time() + seconds, usegmt=True)
+    else:
+        raise _BadRoute("the Retry-After form must be s or date")
+    return _Reply(code, headers=(("Retry-After", value),))
+
+
 _ROUTES = {
+    "retry-after": _retry_after_reply,
     "status": _status_reply,
     "slow": _slow_reply,
     "redirect": _redirect_reply,
@@ -271,6 +289,8 @@ class _HookHandler(RequestHandler):
         await self._sleep(reply.sleep_s)
         if reply.location is not None:
             self.set_header("Location", self._server.url(reply.location))
+        for name, value in reply.headers:
+            self.set_header(name, value)
         self._send(reply.status, call.body.decode(errors="replace") if reply.echo else "ok")
 
     get = head = options = post = put = patch = delete = _handle

@@ -18,7 +18,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 KEY_LINE = re.compile(r"its API key: (\S+)")
-FINAL = ("completed", "failed")
+FINAL = ("completed", "failed", "cancelled")
 REPOSITORY = Path(__file__).resolve().parents[1]
 
 

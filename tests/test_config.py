@@ -63,6 +63,8 @@ ENV_CASES: list[tuple[str, str, Any, str, Any]] = [
     ("NTORQUE_ROLE", "role", "all", "worker", "worker"),
     ("NTORQUE_CONCURRENCY", "concurrency", 50, "7", 7),
     ("NTORQUE_REQUEUE_BATCH", "requeue_batch", 1000, "10", 10),
+    ("NTORQUE_MAX_SCHEDULE_AHEAD", "max_schedule_ahead_s", 2592000.0, "3600", 3600.0),
+    ("NTORQUE_IDEMPOTENCY_WINDOW", "idempotency_window_s", 86400.0, "60.5", 60.5),
     ("NTORQUE_CLEANUP_INTERVAL", "cleanup_interval_s", 7200.0, "60", 60.0),
     ("NTORQUE_CLEANUP_BATCH", "cleanup_batch", 500, "50", 50),
     ("NTORQUE_AUTH_CACHE", "auth_cache_s", 5.0, "0", 0.0),

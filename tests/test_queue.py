@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import time
+from datetime import datetime
 from uuid import uuid4
 
 import pytest
@@ -284,3 +285,39 @@ async def test_a_stopped_node_notifies_no_retry(backend: Backend, hooks: HookSer
     await asyncio.sleep(delay_s + 0.3)  # past the retry's notification
     assert await waiting(backend, channel) == 0
     gc.collect()  # an unclosed connection would warn here
+
+
+# -- a hook's Retry-After ------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("form", "asked", "waited"),
+    [("s", 120, 120), ("date", 120, 120), ("s", 1, 2), ("s", 99999, 600)],
+)
+async def test_retry_after_delays_the_next_attempt_within_the_longest_wait(
+    backend: Backend, hooks: HookServer, form: str, asked: int, waited: int
+) -> None:
+    """At least what the hook asked (seconds or an HTTP date); never less
+    than the backoff (2 s here); at most max_due_delay_s (600 s here)."""
+    clock = Clock(time.time())  # an HTTP date is read against the wall clock
+    async with live_for(backend, loops=False, clock=clock, max_due_delay_s=600) as node:
+        path = f"/retry-after/503/{asked}/{form}/{uuid4().hex}"
+        task = await node.enqueue(hooks.url(path))
+        await node.consume()
+        retrying = await node.task(task["id"])
+        due = datetime.fromisoformat(retrying["due"]).timestamp()
+        assert due - clock() == pytest.approx(waited, abs=1.5 if form == "date" else 0.01)
+        (attempt,) = (await node.request("GET", f"/tasks/{task['id']}/attempts")).json["attempts"]
+        assert attempt["status_code"] == 503
+        assert attempt["retry_after_s"] == pytest.approx(asked, abs=1.5)
+
+
+async def test_retry_after_on_a_final_answer_is_not_a_wait(
+    backend: Backend, hooks: HookServer
+) -> None:
+    async with live_for(backend, loops=False) as node:
+        task = await node.enqueue(hooks.url(f"/retry-after/404/60/s/{uuid4().hex}"))
+        await node.consume()
+        assert (await node.task(task["id"]))["status"] == "failed"
+        (attempt,) = (await node.request("GET", f"/tasks/{task['id']}/attempts")).json["attempts"]
+        assert attempt["retry_after_s"] is None

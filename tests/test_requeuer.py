@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
 import uuid
 from collections.abc import AsyncIterator
+from datetime import datetime
 
 import pytest
 import pytest_asyncio
@@ -99,3 +102,39 @@ async def test_a_task_whose_consumer_died_is_performed_again_when_its_lease_runs
     done = await node.task(task["id"])
     assert (done["status"], done["retry_count"]) == ("completed", 2)
     assert [call.headers["ntorque-task-retry-count"] for call in hooks.calls(path)] == ["0", "1"]
+
+
+# -- scheduled tasks: timers, not polling --------------------------------------------
+
+
+async def test_a_task_due_soon_is_notified_by_its_enqueuing_nodes_timer(
+    backend: Backend, hooks: HookServer
+) -> None:
+    """The requeuer's round is a minute away; the task is called on time all the same."""
+    async with live_for(backend, requeue_interval_s=60) as node:
+        path = f"/status/200/{uuid.uuid4().hex}"
+        task = await node.enqueue(hooks.url(path), delay=0.5)
+        due = datetime.fromisoformat(task["due"]).timestamp()
+        (call,) = await hooks.wait_for_calls_async(path, 1, timeout_s=20)
+        assert call.at >= due
+
+
+async def test_the_requeuers_look_ahead_times_tasks_before_they_fall_due(
+    backend: Backend, hooks: HookServer
+) -> None:
+    """A task due beyond the enqueuing node's look-ahead (2 rounds) gets its
+    timer from a requeue round before its time, and none of the rounds
+    notifies it early; the consumer then finds it when it falls due."""
+    async with live_for(backend, loops=False, requeue_interval_s=1) as node:
+        path = f"/status/200/{uuid.uuid4().hex}"
+        task = await node.enqueue(hooks.url(path), delay=3)
+        due = datetime.fromisoformat(task["due"]).timestamp()
+        assert await node.consume() == []  # not notified: due too late for a timer
+        await asyncio.sleep(max(due - 2 - time.time(), 0) + 0.2)
+        assert await node.requeue() == (0, 0)  # not due yet: the round only times it
+        assert await node.consume() == []
+        await asyncio.sleep(max(due - time.time(), 0) + 0.1)
+        (acquired,) = await node.consume()  # notified by the timer the round set
+        assert acquired.id == task["id"]
+        (call,) = hooks.calls(path)
+        assert call.at >= due

@@ -122,6 +122,7 @@ class JsonHandler(BaseHandler):
             max_timeout_s=options.max_timeout_s,
             policy=policy,
             limits=options.limits,
+            now=self.queue.clock(),  # the clock due dates are compared with
         )
 
     def send_json(self, status: int, data: dict[str, Any]) -> None:
