@@ -158,8 +158,12 @@ async def _plan(connection: asyncpg.Connection, query: str) -> str:
 
 
 async def _sizes(connection: asyncpg.Connection) -> str:
+    return await table_sizes(connection, ("tasks", "attempts"))
+
+
+async def table_sizes(connection: asyncpg.Connection, tables: tuple[str, ...]) -> str:
     lines = []
-    for table in ("tasks", "attempts"):
+    for table in tables:
         count = await connection.fetchval(f"SELECT count(*) FROM {table}")
         size = await connection.fetchval("SELECT pg_size_pretty(pg_total_relation_size($1))", table)
         lines.append(f"{table}: {count:,} rows, {size} with indexes")
