@@ -20,8 +20,6 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-import redis
-
 from . import listing, postgres, report, schedule
 from .processes import start_receiver
 from .scenarios import POSTGRES_SCENARIOS, SCENARIOS, Bench
@@ -76,14 +74,8 @@ def options(argv: list[str] | None = None) -> argparse.Namespace:
 
 async def check_services(args: argparse.Namespace) -> None:
     """Fail at once, and clearly, when PostgreSQL or Redis is missing."""
-    if not any(name in POSTGRES_SCENARIOS for name in args.only):
-        return
-    await postgres.ping(args.database_url)
-    client = redis.Redis.from_url(args.redis_url, socket_connect_timeout=3)
-    try:
-        client.ping()
-    finally:
-        client.close()
+    if any(name in POSTGRES_SCENARIOS for name in args.only):
+        await postgres.ping_services(args.database_url, args.redis_url)
 
 
 async def run(bench: Bench, only: list[str]) -> None:

@@ -34,8 +34,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import redis
-
 from . import metrics, postgres, report
 from .httpraw import Connection, fetch, request_bytes, status_of
 from .loadgen import Target
@@ -273,14 +271,8 @@ def options(argv: list[str]) -> argparse.Namespace:
 
 
 async def reachable(args: argparse.Namespace) -> None:
-    if args.backend == "sqlite":
-        return
-    await postgres.ping(args.database_url)
-    client = redis.Redis.from_url(args.redis_url, socket_connect_timeout=3)
-    try:
-        client.ping()
-    finally:
-        client.close()
+    if args.backend != "sqlite":
+        await postgres.ping_services(args.database_url, args.redis_url)
 
 
 def main(argv: list[str]) -> int:
