@@ -1,4 +1,6 @@
 """python -m bench [--tasks N] [--only a,b] [--database-url URL] [--redis-url URL] [--json PATH]
+python -m bench schedule ...    (issue 12: delayed tasks on time; bench/schedule.py)
+python -m bench listing ...     (issue 12: every listing filter uses an index; bench/listing.py)
 
 Runs the scenarios of issue 5 against ntorque as a subprocess over HTTP,
 prints one table and the targets, writes everything to a JSON file. Exits 1
@@ -18,13 +20,15 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-import redis
-
-from . import postgres, report
+from . import listing, postgres, report, schedule
 from .processes import start_receiver
 from .scenarios import POSTGRES_SCENARIOS, SCENARIOS, Bench
 
 DEFAULT_JSON = Path(__file__).resolve().parent / "results" / "latest.json"
+COMMANDS = {
+    "schedule": schedule.main,
+    "listing": listing.main,
+}  # each parses the rest of the command line
 
 
 def options(argv: list[str] | None = None) -> argparse.Namespace:
@@ -70,14 +74,8 @@ def options(argv: list[str] | None = None) -> argparse.Namespace:
 
 async def check_services(args: argparse.Namespace) -> None:
     """Fail at once, and clearly, when PostgreSQL or Redis is missing."""
-    if not any(name in POSTGRES_SCENARIOS for name in args.only):
-        return
-    await postgres.ping(args.database_url)
-    client = redis.Redis.from_url(args.redis_url, socket_connect_timeout=3)
-    try:
-        client.ping()
-    finally:
-        client.close()
+    if any(name in POSTGRES_SCENARIOS for name in args.only):
+        await postgres.ping_services(args.database_url, args.redis_url)
 
 
 async def run(bench: Bench, only: list[str]) -> None:
@@ -103,6 +101,9 @@ def failed(results: dict[str, Any]) -> bool:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] in COMMANDS:
+        return COMMANDS[argv[0]](argv[1:])
     args = options(argv)
     document: dict[str, Any] = {**report.machine(), "options": {
         "tasks": args.tasks, "only": args.only, "prefill_rows": args.prefill_rows,

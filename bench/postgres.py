@@ -13,6 +13,7 @@ import time
 import uuid
 
 import asyncpg
+import redis
 
 
 def plain(url: str) -> str:
@@ -158,9 +159,23 @@ async def _plan(connection: asyncpg.Connection, query: str) -> str:
 
 
 async def _sizes(connection: asyncpg.Connection) -> str:
+    return await table_sizes(connection, ("tasks", "attempts"))
+
+
+async def table_sizes(connection: asyncpg.Connection, tables: tuple[str, ...]) -> str:
     lines = []
-    for table in ("tasks", "attempts"):
+    for table in tables:
         count = await connection.fetchval(f"SELECT count(*) FROM {table}")
         size = await connection.fetchval("SELECT pg_size_pretty(pg_total_relation_size($1))", table)
         lines.append(f"{table}: {count:,} rows, {size} with indexes")
     return "\n".join(lines)
+
+
+async def ping_services(admin_url: str, redis_url: str) -> None:
+    """Fail at once, and clearly, when PostgreSQL or Redis is missing."""
+    await ping(admin_url)
+    client = redis.Redis.from_url(redis_url, socket_connect_timeout=3)
+    try:
+        client.ping()
+    finally:
+        client.close()

@@ -107,19 +107,25 @@ LOOPBACK_HOOKS = {"NTORQUE_ALLOW_PRIVATE_TARGETS": "true"}
 
 
 class Ntorque(Child):
-    """`python -m ntorque serve --migrate` with the given settings in its environment."""
+    """`python -m ntorque serve --migrate` with the given settings in its environment.
 
-    def __init__(self, workdir: Path, settings: dict[str, str]) -> None:
+    The first node on a new database prints the API key; a further node on
+    the same database is given it (`key`)."""
+
+    def __init__(self, workdir: Path, settings: dict[str, str], key: str = "") -> None:
         self.port = free_port()
         env = {**base_environ(), **LOOPBACK_HOOKS, **settings, "NTORQUE_PORT": str(self.port)}
         args = [sys.executable, "-m", "ntorque", "serve", "--migrate"]
         super().__init__(args, env, workdir, "ntorque")
         self.wait_until(f"http://127.0.0.1:{self.port}/")
+        self.key = key or self._printed_key()
+
+    def _printed_key(self) -> str:
         match = KEY_LINE.search(self.output.read_text())
         if not match:
             self.stop()
             raise RuntimeError(f"ntorque printed no API key (not a new database?)\n{self.tail()}")
-        self.key = match.group(1)
+        return match.group(1)
 
     def cpu_s(self) -> float:
         return cpu_s(self.pid)

@@ -214,10 +214,8 @@ class Queue:
     def _next_state(self, task: Task, outcome: Outcome, now: float) -> tuple[Status, float]:
         if outcome.verdict is Verdict.COMPLETED:
             return Status.COMPLETED, task.due
-        allowance = task.allowance
-        if allowance is None:
-            allowance = task.attempts_before + self.max_retries
-        if outcome.verdict is Verdict.FAILED or task.retry_count >= allowance:
+        limit = task.attempt_limit(self.max_retries)
+        if outcome.verdict is Verdict.FAILED or task.retry_count >= limit:
             return Status.FAILED, task.due
         wait = backoff.delay_s(
             task.retry_count - task.attempts_before,

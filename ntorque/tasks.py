@@ -78,11 +78,11 @@ class Task:
     def finished(self) -> bool:
         return self.status in FINISHED
 
-    @property
-    def allowance(self) -> int | None:
-        """Attempts it may make in all (its own retries, counted from its last
-        manual retry); None: the server's max_retries applies."""
-        return None if self.retries is None else self.attempts_before + self.retries
+    def attempt_limit(self, max_retries: int) -> int:
+        """The attempts it may make in all: its own retries (else the server's
+        max_retries), counted from its last manual retry."""
+        allowed = max_retries if self.retries is None else self.retries
+        return self.attempts_before + allowed
 
     def to_json(self) -> dict[str, Any]:
         """The one serialisation of a task (API, console and events)."""

@@ -177,7 +177,7 @@ class Webhook:
                 "Content-Type": content_type_header(task),
                 "NTorque-Task-Id": str(task.id),
                 "NTorque-Task-Retry-Count": str(task.retry_count - 1),
-                "NTorque-Task-Retry-Limit": str(task.allowance or self.max_retries),
+                "NTorque-Task-Retry-Limit": str(task.attempt_limit(self.max_retries)),
             }
         )
         return Hop(task.url, task.method, task.body, headers)

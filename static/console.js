@@ -43,17 +43,22 @@
     });
   }
 
+  var ENDED = ["completed", "failed", "cancelled"]; // stacked from the bottom
+
   function drawChart(bars) {
     var svg = document.getElementById("chart");
     if (!svg || !bars) { return; }
     var peak = 1;
-    bars.forEach(function (b) { peak = Math.max(peak, b.completed + b.failed); });
+    bars.forEach(function (b) { peak = Math.max(peak, b.completed + b.failed + b.cancelled); });
     while (svg.firstChild) { svg.removeChild(svg.firstChild); }
     svg.setAttribute("viewBox", "0 0 " + bars.length * 10 + " 60");
     bars.forEach(function (b, i) {
-      var hc = b.completed * 58 / peak, hf = b.failed * 58 / peak;
-      svg.appendChild(bar("completed", i, 60 - hc, hc, b.completed + " completed"));
-      svg.appendChild(bar("failed", i, 60 - hc - hf, hf, b.failed + " failed"));
+      var top = 60;
+      ENDED.forEach(function (status) {
+        var height = b[status] * 58 / peak;
+        top -= height;
+        svg.appendChild(bar(status, i, top, height, b[status] + " " + status));
+      });
     });
   }
 
@@ -134,10 +139,12 @@
     return row;
   }
 
+  // As the server filters: "starts with" exactly, "contains" in any case.
   function matches(task) {
-    var status = body.dataset.status, search = (body.dataset.search || "").toLowerCase();
+    var status = body.dataset.status, search = body.dataset.search || "";
     if (status && task.status !== status) { return false; }
-    return !search || task.url.toLowerCase().indexOf(search) >= 0;
+    if (body.dataset.match === "prefix") { return task.url.indexOf(search) === 0; }
+    return !search || task.url.toLowerCase().indexOf(search.toLowerCase()) >= 0;
   }
 
   // Changes as they happen: rows shown are updated; a live page gains new ones.
@@ -201,11 +208,29 @@
     while (rows.children.length > size) { rows.removeChild(rows.lastElementChild); }
   }
 
+  // "(in 5 min)" after a pending task's due date while it lies ahead.
+  function dueIn(task) {
+    var el = document.getElementById("due-in");
+    if (!el) { return; }
+    var wait = task.due ? (Date.parse(task.due) - Date.now()) / 1000 : 0;
+    el.textContent = task.status === "pending" && wait >= 1 ? "(in " + age(wait) + ")" : "";
+  }
+
+  function taskLink(el, label, id) {
+    el.textContent = "";
+    if (id === null || id === undefined) { el.textContent = "-"; return; }
+    var link = document.createElement("a");
+    link.href = "/console/task/" + id;
+    link.textContent = label + " #" + id;
+    el.appendChild(link);
+  }
+
   // A task page: its facts, the actions its status allows, its attempts.
   function showTask(task, attempts) {
     document.querySelectorAll("[data-field]").forEach(function (el) {
       var field = el.dataset.field, value = task[field];
-      if (field === "status") { el.textContent = ""; el.appendChild(badge(task.status)); }
+      if (el.dataset.link) { taskLink(el, el.dataset.link, value); }
+      else if (field === "status") { el.textContent = ""; el.appendChild(badge(task.status)); }
       else if (field === "last_status_code") { el.textContent = code(task) || "-"; }
       else if (field === "due") { el.textContent = due(task); }
       else if (field === "modified") { el.textContent = when(task.modified); }
@@ -214,6 +239,7 @@
     document.querySelectorAll("form[data-when]").forEach(function (form) {
       form.classList.toggle("hidden", form.dataset.when.split(" ").indexOf(task.status) < 0);
     });
+    dueIn(task);
     showAttempts(attempts);
   }
 
@@ -229,6 +255,7 @@
         [when(a.started), "time"],
         [a.duration_s.toFixed(3) + " s", "num"],
         [a.status_code === null ? "-" : String(a.status_code), "num"],
+        [a.retry_after_s === null || a.retry_after_s === undefined ? "" : a.retry_after_s + " s", "num"],
         [a.error || "", ""]
       ].forEach(function (cell) {
         var td = document.createElement("td");
@@ -242,7 +269,7 @@
     if (!attempts.length) {
       var row = document.createElement("tr"), cell = document.createElement("td");
       row.id = "no-attempts";
-      cell.colSpan = 5;
+      cell.colSpan = 6;
       cell.className = "muted";
       cell.textContent = "Not attempted yet.";
       row.appendChild(cell);

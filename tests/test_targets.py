@@ -567,7 +567,10 @@ async def set_targets(node: LiveNode, *args: str) -> int:
 )
 async def test_refused_targets_are_a_400_at_enqueue(strict: LiveNode, url: str, error: str) -> None:
     status, body = await post(strict, url)
-    assert (status, body) == (400, {"status": 400, "error": f"target refused: {error}"})
+    assert (status, body) == (
+        400,
+        {"status": 400, "error": f"target refused: {error}", "field": "url"},
+    )
 
 
 @in_module_loop
@@ -618,7 +621,7 @@ async def test_an_application_gets_its_own_lists(
     for url, error in refused.items():
         assert await post(strict, url, key) == (
             400,
-            {"status": 400, "error": f"target refused: {error}"},
+            {"status": 400, "error": f"target refused: {error}", "field": "url"},
         )
     assert (await post(strict, hooks.url(hook_path())))[0] == 400  # another application: unchanged
     assert await set_targets(strict, "--name", name) == 0  # no lists: cleared

@@ -59,6 +59,7 @@ NO_TASK_ID = {
     r"/console/logout",
     r"/tasks",
     r"/tasks/(cancel|retry)",
+    r"/console/tasks/(cancel|retry)",
 }
 
 
@@ -110,6 +111,7 @@ async def test_application_a_sees_and_changes_nothing_of_application_b(
                 page = await session.request(method, path.format(id=task["id"]), form)
                 assert page.status == 404, (method, path, page.status)
                 assert secret_url not in page.text
+        await console_bulk_actions_see_only_their_own(session)
         cookie = session.cookie_header
         for walk in SOCKET_WALK.values():
             for watch in walk:
@@ -156,6 +158,23 @@ async def lists_and_bulk_actions_see_only_their_own(
     for action in ("retry", "cancel"):
         answer = await node.request("POST", f"/tasks/{action}", b"{}", None, key_a)
         assert json.loads(answer.body) == {"matched": 1, "changed": int(action == "cancel")}
+
+
+async def console_bulk_actions_see_only_their_own(session: Session) -> None:
+    """The console's "retry/cancel all shown" in A's session match A's tasks
+    only (A's one task was cancelled above), whichever filter: B's pending
+    task, whose url A names, stays as it was (checked at the end)."""
+    expected = {
+        "cancel?status=pending": (0, 0),
+        "cancel?match=prefix&q=http://127.0.0.1:9/b-only": (0, 0),
+        "cancel?match=prefix&q=http://127.0.0.1:9/": (1, 0),
+        "retry?status=cancelled": (1, 1),
+        "cancel?status=pending&match=prefix&q=http": (1, 1),
+    }
+    for action, (matched, changed) in expected.items():
+        page = await session.post(f"/console/tasks/{action}")
+        assert page.status == 303, (action, page.status)
+        assert f"matched={matched}&changed={changed}" in page.location, (action, page.location)
 
 
 async def session_form(session: Session, method: str) -> dict[str, str] | None:

@@ -10,7 +10,7 @@ from .base import BodyHandler, JsonHandler
 PAST = {"cancel": "cancelled", "retry": "retried"}
 
 
-class TaskHandler(JsonHandler):
+class TaskHandler(BodyHandler):
     async def get(self, task_id: str) -> None:
         await self.authenticate()
         task = await self.owned_task(task_id)
@@ -23,7 +23,7 @@ class TaskHandler(JsonHandler):
         self.send_json(200, (await act(self, task, "cancel")).to_json())
 
 
-class AttemptsHandler(JsonHandler):
+class AttemptsHandler(BodyHandler):
     async def get(self, task_id: str) -> None:
         await self.authenticate()
         task = await self.owned_task(task_id)

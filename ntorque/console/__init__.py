@@ -26,6 +26,7 @@ from .context import Console
 from .hub import Hub
 from .live import ConsoleSocket
 from .pages import (
+    BulkActionHandler,
     DashboardHandler,
     LoginHandler,
     LogoutHandler,
@@ -42,6 +43,15 @@ STATIC_PREFIX = "/console/static/"
 
 def asset_dir(package: str) -> Path:
     return Path(str(importlib.resources.files(package)))
+
+
+def duration(seconds: float) -> str:
+    """A wait as a person reads it (console.js's age() says the same)."""
+    if seconds < 120:
+        return f"{round(seconds)} s"
+    if seconds < 7200:
+        return f"{round(seconds / 60)} min"
+    return f"{round(seconds / 3600):,} h"
 
 
 def make_console(
@@ -65,6 +75,7 @@ def make_console(
     templates.filters["number"] = lambda n: f"{n:,}" if isinstance(n, int) else "-"
     templates.filters["when"] = lambda iso: (iso or "")[:19].replace("T", " ")
     templates.filters["clock"] = lambda epoch: time.strftime("%H:%M:%S", time.gmtime(epoch))
+    templates.filters["duration"] = duration
     # A finished task is due no more: its due date is its last lease, shown as "-".
     templates.tests["unfinished"] = lambda status: status in ("pending", "in_progress")
     settings = {"static_path": static, "static_url_prefix": STATIC_PREFIX}
@@ -89,6 +100,7 @@ def routes(console: Console) -> list[URLSpec]:
         tornado.web.url(r"/console/?", DashboardHandler, deps),
         tornado.web.url(r"/console/task/(\d{1,18})", TaskPageHandler, deps),
         tornado.web.url(r"/console/task/(\d{1,18})/(retry|cancel)", TaskActionHandler, deps),
+        tornado.web.url(r"/console/tasks/(cancel|retry)", BulkActionHandler, deps),
         tornado.web.url(r"/console/login", LoginHandler, deps),
         tornado.web.url(r"/console/logout", LogoutHandler, deps),
         tornado.web.url(r"/console/socket", ConsoleSocket, deps),

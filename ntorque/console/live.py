@@ -1,7 +1,7 @@
 """The console's websocket: one per open page, fed by the Hub.
 
 The page names what it shows in the socket's query: `?task=<id>` on a task
-page, the dashboard's own query (`?status= &q= &before=`) otherwise. The
+page, the dashboard's own query (`?status= &q= &match= &before=`) otherwise. The
 socket answers what that page would: 403 without the login cookie or from
 another origin (tornado's check), 404 for a task the viewer may not see, 400
 for a query the dashboard refuses.
@@ -26,10 +26,9 @@ import tornado.websocket
 
 from ..events import Summary, summary
 from ..handlers import log_uncaught
-from ..store.console import ConsoleQuery
 from .context import Console
 from .viewer import Viewer
-from .views import dashboard_query, listing, number, task_view, visible_task
+from .views import Dashboard, dashboard_query, listing, number, task_view, visible_task
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +38,7 @@ Message = dict[str, Any]
 
 
 class ConsoleSocket(tornado.websocket.WebSocketHandler):
-    """GET /console/socket?task=<id> or ?status= &q= &before= ."""
+    """GET /console/socket?task=<id> or ?status= &q= &match= &before= ."""
 
     console: Console
     viewer: Viewer | None = None
@@ -48,7 +47,7 @@ class ConsoleSocket(tornado.websocket.WebSocketHandler):
 
     def initialize(self, console: Console) -> None:
         self.console = console
-        self.listing_query: ConsoleQuery | None = None
+        self.listing_query: Dashboard | None = None
         self._held: list[Message] | None = None  # while the first state is read
         self._stale = False
         self._reading: asyncio.Future[None] | None = None
@@ -106,7 +105,7 @@ class ConsoleSocket(tornado.websocket.WebSocketHandler):
         if self.task_id is not None:
             return [view] if (view := await self._task_view()) else []
         assert self.listing_query is not None
-        shown = await listing(self.console.reads, self.listing_query)
+        shown = await listing(self.console.reads, self.console.queue, self.listing_query)
         return [{"type": "page", "tasks": [summary(task) for task in shown.tasks]}]
 
     async def _task_view(self) -> Message | None:

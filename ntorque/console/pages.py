@@ -1,9 +1,11 @@
-"""The console's pages: the queue at a glance, one task, its actions, login."""
+"""The console's pages: the queue at a glance, one task, its actions (one
+task's, or a filtered view's in bulk), login."""
 
 from __future__ import annotations
 
 import logging
 from typing import Any
+from urllib.parse import urlencode
 
 import tornado.web
 
@@ -11,7 +13,7 @@ from ..events import summary
 from ..queue import Queue
 from ..tasks import RETRIABLE, Status, Task
 from .viewer import COOKIE, COOKIE_DAYS, login_cookie
-from .views import SEARCH_SPAN, dashboard_query, listing, visible_task
+from .views import SEARCH_SPAN, Dashboard, dashboard_query, listing, number, visible_task
 from .web import ConsoleHandler
 
 log = logging.getLogger(__name__)
@@ -20,22 +22,74 @@ BODY_PREVIEW = 4000  # characters of a body shown
 
 
 class DashboardHandler(ConsoleHandler):
-    """GET /console: counts, throughput, recent tasks; ?status= &q= &before= ."""
+    """GET /console: counts, throughput, recent tasks; ?status= &q= &match=
+    &before=, and after a bulk action ?done= &matched= &changed= ."""
 
     async def get(self) -> None:
         assert self.viewer is not None
-        query = dashboard_query(self, self.viewer)
-        shown = await listing(self.console.reads, query)
+        asked = dashboard_query(self, self.viewer)
+        shown = await listing(self.console.reads, self.console.queue, asked)
         self.page(
             "dashboard.html",
             stats=await self.console.stats.get(self.viewer.scope),
             tasks=[summary(task) for task in shown.tasks],
             query=shown.query,
-            asked_before=query.before,
+            prefix=asked.prefix,
+            view=view_args(asked),
+            bulk=asked.selection() is not None,
+            done=self.bulk_done(),
+            asked_before=asked.query.before,
             older=shown.older,
             statuses=[s.value for s in Status],
             span=SEARCH_SPAN,
         )
+
+    def bulk_done(self) -> dict[str, Any] | None:
+        """What the bulk action that redirected here did (a notice, nothing more)."""
+        action = self.get_query_argument("done", "")
+        matched = number(self.get_query_argument("matched", "") or "")
+        changed = number(self.get_query_argument("changed", "") or "")
+        if action not in BULK_ACTIONS or matched is None or changed is None:
+            return None
+        return {"action": action, "matched": matched, "changed": changed}
+
+
+BULK_ACTIONS = ("cancel", "retry")
+
+
+def view_args(shown: Dashboard) -> str:
+    """The query string of the view's filters (no cursor): where a bulk action
+    posts, and where it comes back to."""
+    query = shown.query
+    search = query.search or (str(query.task_id) if query.task_id is not None else "")
+    args = {"status": query.status, "q": search, "match": "prefix" if shown.prefix else ""}
+    return urlencode({name: value for name, value in args.items() if value})
+
+
+class BulkActionHandler(ConsoleHandler):
+    """POST /console/tasks/cancel or /retry?<the view's filters> (XSRF-checked):
+    every task the view's filter selects, on every page, in the viewer's scope
+    (an admin's: all); then back to the view with what it did."""
+
+    async def post(self, action: str) -> None:
+        assert self.viewer is not None
+        shown = dashboard_query(self, self.viewer)
+        selection = shown.selection()
+        if selection is None:
+            raise tornado.web.HTTPError(
+                400, "bulk actions need a state filter or a url starts-with search"
+            )
+        matched, changed = await self.console.queue.bulk(selection, action)
+        log.info(
+            "console bulk %s app=%s matched=%s changed=%s",
+            action,
+            selection.app_id,
+            matched,
+            changed,
+        )
+        done = urlencode({"done": action, "matched": matched, "changed": changed})
+        back = view_args(shown)
+        self.redirect(f"/console?{back}&{done}" if back else f"/console?{done}", status=303)
 
 
 class TaskPageHandler(ConsoleHandler):
@@ -49,8 +103,10 @@ class TaskPageHandler(ConsoleHandler):
             app_id=task.app_id,
             attempts=await self.console.queue.attempts(task.id),
             body=body_preview(task),
-            can_retry=task.status in (*RETRIABLE, Status.PENDING),
+            can_retry=task.status in RETRIABLE,
+            can_run_now=task.status is Status.PENDING,
             can_cancel=not task.finished,
+            due_in_s=task.due - self.console.queue.clock() if not task.finished else None,
         )
 
 

@@ -22,6 +22,7 @@ BUCKETS = 30  # the chart's window: five minutes
 TICKS = 6  # time labels under the chart: its start, its end, evenly between
 COUNT_CAP = 100_000  # unfinished counts stop here (shown as "100,000+")
 FORGET_S = 60.0  # a scope nobody asked about this long is dropped
+ENDED = ("completed", "failed", "cancelled")  # counted per bar, stacked in this order
 
 
 @dataclass
@@ -87,7 +88,7 @@ def snapshot(
     """What pages and sockets show (JSON): counts, due work, the chart's bars
     and the times (epoch s) labelling its axis."""
     bars = [
-        {"start": b * BUCKET_S, "completed": c.get("completed", 0), "failed": c.get("failed", 0)}
+        {"start": b * BUCKET_S, **{status: c.get(status, 0) for status in ENDED}}
         for b, c in sorted(buckets.items())
     ]
     oldest = unfinished["oldest_due"]
@@ -95,8 +96,7 @@ def snapshot(
     return {
         "pending": unfinished["pending"],
         "in_progress": unfinished["in_progress"],
-        "completed": sum(bar["completed"] for bar in bars),
-        "failed": sum(bar["failed"] for bar in bars),
+        **{status: sum(bar[status] for bar in bars) for status in ENDED},
         "due_now": unfinished["due_now"],
         "oldest_due_age_s": round(now - oldest, 1) if oldest is not None else None,
         "capped": unfinished["capped"],

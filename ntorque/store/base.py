@@ -64,7 +64,11 @@ def within_allowance(max_retries: int | sa.BindParameter[Any]) -> sa.ColumnEleme
 
 
 def task_from_row(row: sa.Row[Any]) -> Task:
-    values = dict(row._mapping)
+    return task_from_values(dict(row._mapping))
+
+
+def task_from_values(values: dict[str, Any]) -> Task:
+    """A task from its column values (a listed task: body_size too, body empty)."""
     values["status"] = Status(values["status"])
     values["headers"] = tuple((str(name), str(value)) for name, value in values["headers"])
     values["body"] = bytes(values["body"])

@@ -10,8 +10,8 @@ from typing import Any
 import sqlalchemy as sa
 
 from ..tables import tasks
-from ..tasks import Status, Task, TaskFilter
-from .base import Database
+from ..tasks import Task, TaskFilter
+from .base import Database, task_from_values
 
 # Everything but the body, which may be large: its size instead.
 LISTED = [column for column in tasks.c if column.name != "body"]
@@ -76,7 +76,4 @@ class Listing:
 
 
 def _listed(row: Any) -> Task:
-    values = dict(row._mapping)
-    values["status"] = Status(values["status"])
-    values["headers"] = tuple((str(name), str(value)) for name, value in values["headers"])
-    return Task(body=b"", **values)
+    return task_from_values({**row._mapping, "body": b""})

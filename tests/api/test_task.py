@@ -106,7 +106,9 @@ async def test_retry_runs_a_failed_task_again_with_a_fresh_allowance(
         assert (again["status"], again["retry_count"]) == ("failed", 4)
         numbers = [attempt["number"] for attempt in await attempts(node, task["id"])]
         assert numbers == [1, 2, 3, 4]  # the history is kept and goes on
-        assert len(hooks.calls(path)) == 4
+        calls = hooks.calls(path)
+        assert [call.headers["ntorque-task-retry-count"] for call in calls] == ["0", "1", "2", "3"]
+        assert [call.headers["ntorque-task-retry-limit"] for call in calls] == ["2", "2", "4", "4"]
 
 
 async def test_retry_runs_a_cancelled_task(backend: Backend, hooks: HookServer) -> None:

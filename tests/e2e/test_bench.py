@@ -73,6 +73,68 @@ def test_bench_postgres_and_redis(tmp_path: Path, redis_url: str) -> None:
     assert "Index" in document["explain"]["acquire"]
 
 
+# -- issue 12: python -m bench schedule / listing ----------------------------------
+
+
+def run_command(tmp_path: Path, *args: str) -> tuple[subprocess.CompletedProcess[str], Any]:
+    """One of the bench's commands; what it printed and the JSON it wrote."""
+    path = tmp_path / "results.json"
+    done = subprocess.run(
+        [sys.executable, "-m", "bench", *args, "--json", str(path)],
+        cwd=REPOSITORY, env=dict(os.environ), capture_output=True, text=True, timeout=100,
+    )  # fmt: skip
+    assert path.exists(), done.stdout + done.stderr
+    return done, json.loads(path.read_text())
+
+
+def check_schedule(done: subprocess.CompletedProcess[str], figures: dict[str, Any]) -> None:
+    """Every task called once, none before the due time it was answered with."""
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert figures["tasks"] == 20 and figures["refused"] == {}, figures
+    counts = {key: figures[key] for key in ("early", "due_off", "missing", "duplicates")}
+    assert counts == {"early": 0, "due_off": 0, "missing": 0, "duplicates": 0}, figures
+    assert figures["lateness_ms"]["p100"] >= 0, figures
+    assert "schedule  " in done.stdout
+
+
+def test_bench_schedule_sqlite(tmp_path: Path) -> None:
+    done, document = run_command(
+        tmp_path, "schedule", "--backend", "sqlite", "--tasks", "20", "--spread-s", "3"
+    )
+    check_schedule(done, document["schedule"])
+    assert document["schedule"]["nodes"] == 1
+
+
+@pytest.mark.postgres
+@pytest.mark.redis
+def test_bench_schedule_postgres_two_nodes(tmp_path: Path, redis_url: str) -> None:
+    try:
+        services.postgres_admin("SELECT 1")
+    except Exception as error:
+        services.missing("PostgreSQL", error)
+    done, document = run_command(
+        tmp_path, "schedule", "--tasks", "20", "--spread-s", "3", "--nodes", "2",
+        "--database-url", services.POSTGRES_ADMIN_URL, "--redis-url", redis_url,
+    )  # fmt: skip
+    check_schedule(done, document["schedule"])
+    assert document["schedule"]["nodes"] == 2
+
+
+@pytest.mark.postgres
+def test_bench_listing_uses_indexes(tmp_path: Path) -> None:
+    try:
+        services.postgres_admin("SELECT 1")
+    except Exception as error:
+        services.missing("PostgreSQL", error)
+    done, document = run_command(
+        tmp_path, "listing", "--rows", "20000", "--database-url", services.POSTGRES_ADMIN_URL
+    )
+    plans = document["listing"]["plans"]
+    assert len(plans) == 2 * 2 * 2 * 2 * 16  # values x page/ids x scopes x pages x filters
+    assert [p["listing"] for p in plans if p["seq_scan"]] == [], done.stdout
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
 # -- the pure parts ---------------------------------------------------------------
 
 

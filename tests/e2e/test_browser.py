@@ -4,9 +4,13 @@ against `python -m ntorque` on each backend.
 A wrong key is refused and the form stays; log in, watch a task appear live
 after a POST to the API and turn completed without a reload (its due date
 then "-"), the chart's time axis; cancel asks first (dismissed: nothing
-happens; accepted: cancelled); "Retry now" on a failed task whose hook answers
-fast: the page shows the new status and attempt without a reload. No console
-errors (a CSP violation would be one). Saves test-artifacts/console-<backend>.png.
+happens; accepted: cancelled, and it may be retried); "Retry now" on a failed
+task whose hook answers fast: the page shows the new status and attempt
+without a reload; a scheduled task shows when it is due; a callback's link
+appears live when its task ends and leads back; "Cancel all shown" on a view
+filtered by state and url prefix asks first, then says what it did. No
+console errors (a CSP violation would be one). Saves
+test-artifacts/console-<backend>.png.
 Under CI a missing browser fails the test; elsewhere it skips.
 """
 
@@ -67,6 +71,11 @@ def test_console_live_in_chromium(backend: Backend, hooks: HookServer, tmp_path:
             retry_shows_the_new_attempt_live(page, server, hooks, failed["id"], marker)
             page.screenshot(
                 path=str(ARTIFACTS / f"console-task-{backend.name}.png"), full_page=True
+            )
+            scheduled_and_callbacks(page, server, hooks, marker)
+            cancel_all_shown(page, server, hooks, marker)
+            page.screenshot(
+                path=str(ARTIFACTS / f"console-bulk-{backend.name}.png"), full_page=True
             )
             browser.close()
         assert not errors, errors
@@ -150,10 +159,11 @@ def cancel_asks_first(page: Page, server: NtorqueServer, task_id: int) -> None:
     with page.expect_navigation():
         page.click("#cancel")
     assert len(asked) == 2
-    expect(badge).to_have_text("failed")
-    cancelled = server.task(task_id)
-    assert cancelled["status"] == "failed" and "cancelled" in cancelled["last_error"]
-    expect(page.locator('[data-field="last_error"]')).to_contain_text("cancelled")
+    expect(badge).to_have_text("cancelled")
+    assert server.task(task_id)["status"] == "cancelled"
+    expect(page.locator('[data-field="due"]')).to_have_text("-")
+    expect(page.locator("#retry")).to_be_visible()  # a cancelled task may be retried
+    expect(page.locator("#cancel")).to_be_hidden()
 
 
 def retry_shows_the_new_attempt_live(
@@ -180,3 +190,54 @@ def retry_shows_the_new_attempt_live(
     expect(page.locator("#retry")).to_be_visible()  # failed: it may be retried again
     expect(page.locator("#cancel")).to_be_hidden()
     assert page.evaluate("window.notReloaded") is True
+
+
+def scheduled_and_callbacks(
+    page: Page, server: NtorqueServer, hooks: HookServer, marker: str
+) -> None:
+    from playwright.sync_api import expect
+
+    later = server.enqueue(hooks.url(f"/status/200/later-{marker}"), delay=10800)
+    page.goto(f"{server.base_url}/console/task/{later['id']}")
+    expect(page.locator("#due-in")).to_have_text(re.compile(r"^\(in 3 h\)$"))
+    expect(page.locator("#run-now")).to_be_visible()
+    task = server.enqueue(
+        hooks.url(f"/slow/1/reported-{marker}"),
+        callback=hooks.url(f"/status/200/callback-{marker}"),
+    )
+    page.goto(f"{server.base_url}/console/task/{task['id']}")
+    link = page.locator('[data-field="callback_task_id"] a')
+    expect(link).to_have_text(re.compile(r"^callback task #\d+$"), timeout=20_000)
+    link.click()
+    page.wait_for_url(re.compile(r"/console/task/\d+$"))
+    expect(page.locator("#callback-of a")).to_have_text(f"callback of task #{task['id']}")
+
+
+def cancel_all_shown(page: Page, server: NtorqueServer, hooks: HookServer, marker: str) -> None:
+    """Two tasks of one url prefix wait for their second attempt, a third of
+    another prefix too; the view filtered by state and prefix cancels the two."""
+    from playwright.sync_api import expect
+
+    prefix = hooks.url(f"/status/503/bulk-{marker}")
+    made = [server.enqueue(f"{prefix}/{n}") for n in range(2)]
+    other = server.enqueue(hooks.url(f"/status/503/spared-{marker}"))
+    for task in [*made, other]:
+        retrying(server, task["id"])
+    page.goto(f"{server.base_url}/console")
+    page.select_option("#status", "pending")
+    page.select_option("#match", "prefix")
+    page.fill("#q", prefix)
+    page.click(".filters button[type=submit]")
+    expect(page.locator("#task-rows tr")).to_have_count(2)
+    asked: list[str] = []
+    page.once("dialog", lambda dialog: (asked.append(dialog.message), dialog.dismiss()))
+    page.click("#cancel-all")
+    assert asked and "pending tasks whose url starts with" in asked[0], asked
+    assert all(server.task(task["id"])["status"] == "pending" for task in made)
+    page.once("dialog", lambda dialog: dialog.accept())
+    with page.expect_navigation():
+        page.click("#cancel-all")
+    expect(page.locator("#bulk-done")).to_have_text("Cancel all shown: matched 2, changed 2.")
+    expect(page.locator("#no-tasks")).to_be_visible()
+    assert all(server.task(task["id"])["status"] == "cancelled" for task in made)
+    assert server.task(other["id"])["status"] == "pending"
