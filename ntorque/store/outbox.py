@@ -1,4 +1,4 @@
-"""The statements of ntorque.client's transactional outbox. They run on the
+"""The statements of ntorque.outbox (the transactional outbox of the clients). They run on the
 caller's own connection, inside the caller's transaction, so a task exists
 exactly when the caller's other changes commit.
 """
