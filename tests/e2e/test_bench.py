@@ -4,6 +4,7 @@ machine. Plus the pure parts (message parsing, lost/duplicate counting)."""
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import subprocess
@@ -18,6 +19,7 @@ from bench.httpraw import parse
 from bench.loadgen import Sent
 from bench.receiver import Record
 from tests import services
+from tests.conftest import side_by_side
 
 REPOSITORY = Path(__file__).resolve().parents[2]
 TOP_KEYS = {"date", "commit", "cpu_count", "options", "scenarios", "targets", "explain"}
@@ -97,27 +99,33 @@ def check_schedule(done: subprocess.CompletedProcess[str], figures: dict[str, An
     assert "schedule  " in done.stdout
 
 
-def test_bench_schedule_sqlite(tmp_path: Path) -> None:
-    done, document = run_command(
-        tmp_path, "schedule", "--backend", "sqlite", "--tasks", "20", "--spread-s", "3"
-    )
-    check_schedule(done, document["schedule"])
-    assert document["schedule"]["nodes"] == 1
-
-
 @pytest.mark.postgres
 @pytest.mark.redis
-def test_bench_schedule_postgres_two_nodes(tmp_path: Path, redis_url: str) -> None:
+def test_bench_schedule_on_sqlite_and_on_postgres_with_two_nodes(
+    tmp_path: Path, redis_url: str
+) -> None:
+    """Both runs mostly wait for their tasks' times: they run side by side."""
     try:
         services.postgres_admin("SELECT 1")
     except Exception as error:
         services.missing("PostgreSQL", error)
-    done, document = run_command(
-        tmp_path, "schedule", "--tasks", "20", "--spread-s", "3", "--nodes", "2",
+    few = ("schedule", "--tasks", "20", "--spread-s", "3")
+    postgres = (
+        *few, "--nodes", "2",
         "--database-url", services.POSTGRES_ADMIN_URL, "--redis-url", redis_url,
     )  # fmt: skip
-    check_schedule(done, document["schedule"])
-    assert document["schedule"]["nodes"] == 2
+    runs = {"sqlite": (*few, "--backend", "sqlite"), "postgres": postgres}
+    results: dict[str, tuple[subprocess.CompletedProcess[str], dict[str, Any]]] = {}
+
+    def run(name: str) -> None:
+        (tmp_path / name).mkdir()
+        results[name] = run_command(tmp_path / name, *runs[name])
+
+    side_by_side(*(functools.partial(run, name) for name in runs))
+    for name, nodes in (("sqlite", 1), ("postgres", 2)):
+        done, document = results[name]
+        check_schedule(done, document["schedule"])
+        assert document["schedule"]["nodes"] == nodes
 
 
 @pytest.mark.postgres
