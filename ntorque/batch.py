@@ -6,11 +6,10 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 from collections.abc import Callable
 from typing import Any
 
-from . import intake
+from . import intake, jsonbody
 from .errors import InvalidBatch, InvalidRequest
 from .tasks import Keyed, NewTask
 
@@ -26,10 +25,7 @@ ReadItem = Callable[[dict[str, str], dict[str, str], bytes], NewTask]
 def parse(body: bytes, read_item: ReadItem) -> list[Item]:
     """The batch's tasks and idempotency keys, in order. read_item is the
     single enqueue's validation (query, headers, body) -> NewTask."""
-    try:
-        items = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
-        raise InvalidRequest("the body must be a JSON array of tasks") from None
+    items = jsonbody.loads(body, "the body must be a JSON array of tasks")
     if not isinstance(items, list) or not items:
         raise InvalidRequest("the body must be a JSON array of tasks, not empty")
     if len(items) > MAX_ITEMS:

@@ -14,9 +14,9 @@ from typing import Any
 
 import tornado.web
 
-from .. import intake
+from .. import intake, jsonbody
 from ..auth import App, Authenticator
-from ..errors import InvalidRequest, PayloadTooLarge
+from ..errors import PayloadTooLarge
 from ..handlers import BaseHandler, Guard
 from ..queue import Queue
 from ..targets import Policy, Targets
@@ -179,10 +179,7 @@ class BodyHandler(JsonHandler):
 
     def json_body(self) -> Any:
         """The request's JSON (null when there is no body); 400 when it does not parse."""
-        try:
-            return json.loads(self.body or b"null")
-        except (ValueError, UnicodeDecodeError):
-            raise InvalidRequest("the body is not valid JSON") from None
+        return jsonbody.loads(self.body or b"null")
 
     def _too_large(self) -> PayloadTooLarge:
         return PayloadTooLarge(f"the body is larger than {self.body_limit()} bytes")
