@@ -104,6 +104,16 @@ class JsonHandler(BaseHandler):
     def app_id(self) -> int | None:
         return self.app.id if self.app else None
 
+    def raw_query(self) -> dict[str, str]:
+        """The query's values as sent (the last of each name): tornado's
+        get_query_argument turns control characters into spaces and strips
+        them, so a filter like url_prefix=%00 came out blank, and a blank
+        filter selects everything: a bulk cancel of every task."""
+        return {
+            name: self.decode_argument(values[-1], name=name)
+            for name, values in self.request.query_arguments.items()
+        }
+
     async def policy(self) -> Policy:
         """Where the caller's hooks may go."""
         return await self.api_options.targets.for_app(self.app_id)
