@@ -181,6 +181,7 @@ SURROGATES = "surrogatepass"
 NASTY_TEXT = [
     "", " ", "\x00", "a\x00b", "\ud800", "x\udfff", "é", "💥", "\u202e", "\ufeff", "ﬁ",
     "%", "_", "%00", "\\", "'", '"', "null", "[]", "{}", "a" * 300, "\u0660", "²", "\U0010ffff",
+    "\ud7ff",  # the code point before the surrogates
 ]  # fmt: skip
 NASTY_NUMBERS = [
     "nan", "NaN", "-nan", "inf", "-inf", "Infinity", "1e400", "-1e400", "1e308", "1e-400",
@@ -798,6 +799,8 @@ def edge_cases(part: int) -> tuple[Request, ...]:
         ("POST", "/tasks/cancel?status=%20", b"", 400, ()),
         ("GET", "/tasks?url_prefix=%00", b"", 400, ()),
         ("GET", "/tasks?url_prefix=%ED%A0%80", b"", 400, ()),
+        ("GET", "/tasks?url_prefix=" + quote("http://127.0.0.1:9/\ud7ff"), b"", 200, ()),
+        ("GET", "/tasks?url_prefix=" + quote("\U0010ffff"), b"", 200, ()),
         ("GET", "/tasks?limit=1000", b"", 200, ()),
         ("GET", "/tasks?limit=1001", b"", 400, ()),
         ("GET", "/tasks?cursor=" + encoded_cursor("t²"), b"", 400, ()),
