@@ -6,11 +6,10 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 from collections.abc import Callable
 from typing import Any
 
-from . import intake
+from . import intake, jsonbody
 from .errors import InvalidBatch, InvalidRequest
 from .tasks import Keyed, NewTask
 
@@ -23,13 +22,11 @@ Item = tuple[NewTask, Keyed | None]
 ReadItem = Callable[[dict[str, str], dict[str, str], bytes], NewTask]
 
 
-def parse(body: bytes, read_item: ReadItem) -> list[Item]:
+def parse(body: bytes, read_item: ReadItem, max_body_bytes: int) -> list[Item]:
     """The batch's tasks and idempotency keys, in order. read_item is the
-    single enqueue's validation (query, headers, body) -> NewTask."""
-    try:
-        items = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
-        raise InvalidRequest("the body must be a JSON array of tasks") from None
+    single enqueue's validation (query, headers, body) -> NewTask; each
+    task's body is bounded as a single enqueue's is (max_body_bytes)."""
+    items = jsonbody.loads(body, "the body must be a JSON array of tasks")
     if not isinstance(items, list) or not items:
         raise InvalidRequest("the body must be a JSON array of tasks, not empty")
     if len(items) > MAX_ITEMS:
@@ -39,7 +36,7 @@ def parse(body: bytes, read_item: ReadItem) -> list[Item]:
     seen: set[str] = set()
     for index, item in enumerate(items):
         try:
-            spec, keyed = _item(item, read_item)
+            spec, keyed = _item(item, read_item, max_body_bytes)
             if keyed is not None and keyed.key in seen:
                 raise InvalidRequest(
                     "this idempotency_key is in the batch twice", "idempotency_key"
@@ -55,7 +52,7 @@ def parse(body: bytes, read_item: ReadItem) -> list[Item]:
     return parsed
 
 
-def _item(item: Any, read_item: ReadItem) -> Item:
+def _item(item: Any, read_item: ReadItem, max_body_bytes: int) -> Item:
     if not isinstance(item, dict):
         raise InvalidRequest("each task must be a JSON object")
     unknown = sorted(set(item) - set(QUERY_FIELDS) - set(OTHER_FIELDS))
@@ -63,7 +60,10 @@ def _item(item: Any, read_item: ReadItem) -> Item:
         raise InvalidRequest(f"unknown field {unknown[0][:40]!r}", field=unknown[0][:40])
     query = {name: _scalar(item[name], name) for name in QUERY_FIELDS if item.get(name) is not None}
     headers = _headers(item)
-    spec = read_item(query, headers, _body(item))
+    body = _body(item)
+    if len(body) > max_body_bytes:
+        raise InvalidRequest(f"the body is larger than {max_body_bytes} bytes", field="body")
+    spec = read_item(query, headers, body)
     key = intake.idempotency_key(_text(item.get("idempotency_key"), "idempotency_key"))
     return spec, None if key is None else Keyed(key, intake.fingerprint(spec))
 
@@ -76,12 +76,24 @@ def _headers(item: dict[str, Any]) -> dict[str, str]:
     if content_type or charset:
         kind = content_type or intake.DEFAULT_CONTENT_TYPE
         headers["Content-Type"] = f"{kind}; charset={charset}" if charset else kind
-    passed = item.get("headers") or {}
+    passed = item.get("headers", {})
     if not isinstance(passed, dict):
         raise InvalidRequest("headers must be an object of names and values", field="headers")
     for name, value in passed.items():
-        headers[intake.HYPHEN_PREFIX + str(name)] = _text(value, "headers") or ""
+        text = _text(value, "headers") or ""
+        if not _latin1(text):  # what an HTTP header carries, as a single enqueue's does
+            shown = repr(name[:60])
+            raise InvalidRequest(f"header {shown} must be Latin-1 text", field="headers")
+        headers[intake.HYPHEN_PREFIX + name] = text
     return headers
+
+
+def _latin1(text: str) -> bool:
+    try:
+        text.encode("latin-1")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _body(item: dict[str, Any]) -> bytes:
@@ -93,13 +105,17 @@ def _body(item: dict[str, Any]) -> bytes:
             return base64.b64decode(_text(encoded, "body_base64") or "", validate=True)
         except (binascii.Error, ValueError):
             raise InvalidRequest("body_base64 is not valid base64", field="body_base64") from None
-    charset = _text(item.get("charset"), "charset") or intake.DEFAULT_CHARSET
+    charset = _text(item.get("charset"), "charset")
+    if charset:  # checked before it is used: an odd name raised ValueError here
+        with intake.blame("charset"):
+            intake.check_charset(charset)
+    charset = charset or intake.DEFAULT_CHARSET
     try:
         return (_text(text, "body") or "").encode(charset)
-    except (LookupError, UnicodeEncodeError):
-        raise InvalidRequest(
-            f"the body cannot be encoded in {charset[:40]}", field="body"
-        ) from None
+    except LookupError:  # a codec, not a text encoding (rot13, base64)
+        raise InvalidRequest(f"{charset} is not a text encoding", field="charset") from None
+    except UnicodeError:  # not only UnicodeEncodeError: idna raises its parent
+        raise InvalidRequest(f"the body cannot be encoded in {charset}", field="body") from None
 
 
 def _scalar(value: Any, field: str) -> str:

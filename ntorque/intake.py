@@ -191,13 +191,18 @@ def parse_content_type(header: str) -> tuple[str, str]:
         raise InvalidRequest("Content-Type is not valid")
     if not charset:
         return kind, NO_CHARSET
+    return kind, check_charset(charset)
+
+
+def check_charset(charset: str) -> str:
+    """A charset name Python knows, of at most MAX_CHARSET_NAME token characters."""
     if len(charset) > MAX_CHARSET_NAME or not TOKEN.match(charset):
         raise InvalidRequest(f"unknown charset {charset[:MAX_CHARSET_NAME]!r}")
     try:
         codecs.lookup(charset)
     except LookupError:
         raise InvalidRequest(f"unknown charset {charset[:40]!r}") from None
-    return kind, charset
+    return charset
 
 
 def body_charset(content_type: str, declared: str, body: bytes) -> str:
@@ -225,7 +230,7 @@ def is_textual(content_type: str) -> bool:
 def _decodes(body: bytes, charset: str) -> bool:
     try:
         body.decode(charset)
-    except (UnicodeDecodeError, LookupError):
+    except (UnicodeError, LookupError):  # UnicodeError: "undefined" raises the parent
         return False
     return True
 

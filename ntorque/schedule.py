@@ -28,24 +28,24 @@ def due(
     if delay is not None and not _blank(delay):
         seconds = _number(delay, "delay")
         if not 0 <= seconds <= ahead:
-            raise InvalidRequest(f"delay must be between 0 and {ahead:g} seconds", field="delay")
+            raise InvalidRequest(f"delay must be between 0 and {ahead:.15g} seconds", field="delay")
         return now + seconds
     assert eta is not None
     when = parse_time(eta, "eta")
     if when < now - PAST_TOLERANCE_S:
         raise InvalidRequest("eta is in the past", field="eta")
     if when > now + ahead:
-        raise InvalidRequest(f"eta is more than {ahead:g} seconds ahead", field="eta")
+        raise InvalidRequest(f"eta is more than {ahead:.15g} seconds ahead", field="eta")
     return max(when, now)
 
 
 def parse_time(value: str | float, field: str) -> float:
     """Epoch seconds, or an ISO 8601 time with an offset, as epoch seconds."""
     if isinstance(value, int | float) and not isinstance(value, bool):
-        return _finite(float(value), field)
+        return _finite(value, field)
     text = str(value).strip()
     try:
-        return _finite(float(text), field)
+        return _finite(text, field)
     except ValueError:
         pass
     try:
@@ -61,13 +61,19 @@ def parse_time(value: str | float, field: str) -> float:
 
 def _number(value: str | float, field: str) -> float:
     try:
-        return _finite(float(value), field)
+        return _finite(value, field)
     except (TypeError, ValueError):
         raise InvalidRequest(f"{field} must be a number of seconds", field=field) from None
 
 
-def _finite(number: float, field: str) -> float:
-    if not math.isfinite(number) or abs(number) > 1e11:  # past year 5000: not a time
+def _finite(value: str | float, field: str) -> float:
+    """float(value), within ±1e11 (past year 5000: not a time). A whole
+    number too large for a float (JSON has them) is out of range too."""
+    try:
+        number = float(value)
+    except OverflowError:
+        number = math.inf
+    if not math.isfinite(number) or abs(number) > 1e11:
         raise InvalidRequest(f"{field} is out of range", field=field)
     return number
 

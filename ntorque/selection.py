@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -15,6 +16,9 @@ from .tasks import Status, TaskFilter
 DEFAULT_LIMIT = 100
 MAX_LIMIT = 1000
 MAX_URL_PREFIX = 2048
+CURSOR = re.compile(r"t[0-9]{1,19}")
+MAX_TASK_ID = 2**63 - 1  # a BIGINT
+CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 FILTERS = ("status", "url_prefix", "created_after", "created_before")
 PAGING = ("limit", "cursor")
 
@@ -60,7 +64,8 @@ def before_id(value: Any) -> int | None:
         decoded = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)).decode()
     except (binascii.Error, UnicodeDecodeError, ValueError):
         decoded = ""
-    if len(decoded) > 20 or not decoded.startswith("t") or not decoded[1:].isdigit():
+    # ASCII digits only ("²".isdigit() too), and an id the database can hold
+    if not CURSOR.fullmatch(decoded) or int(decoded[1:]) > MAX_TASK_ID:
         raise InvalidRequest("cursor is not one this server gave", field="cursor")
     return int(decoded[1:])
 
@@ -82,6 +87,8 @@ def _url_prefix(value: Any) -> str | None:
         raise InvalidRequest(
             f"url_prefix must be text of at most {MAX_URL_PREFIX} characters", field="url_prefix"
         )
+    if CONTROL.search(value):  # no url holds one; PostgreSQL text cannot hold NUL
+        raise InvalidRequest("url_prefix must not contain control characters", field="url_prefix")
     return value
 
 

@@ -9,6 +9,7 @@ short maximum delay).
 from __future__ import annotations
 
 import asyncio
+import base64
 import http.client
 import uuid
 from collections.abc import AsyncIterator
@@ -472,3 +473,41 @@ async def test_attempts_list_every_call(backend: Backend, hooks: HookServer) -> 
         _, other = await server.create_app()
         stranger = await server.request("GET", f"/task/{task['id']}/attempts", key=other)
         assert stranger.status == 404
+
+
+# -- task control: inputs the fuzz test found breaking it ------------------------
+
+
+def cursor_of(text: str) -> str:
+    return base64.urlsafe_b64encode(text.encode()).decode().rstrip("=")
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body", "field"),
+    [
+        # tornado's query reading turned control characters into stripped
+        # spaces: a blank filter, which selects every task
+        ("POST", "/tasks/cancel?url_prefix=%00", b"", "url_prefix"),
+        ("POST", "/tasks/cancel?url_prefix=http%3A%2F%2F127.0.0.1%01", b"", "url_prefix"),
+        ("POST", "/tasks/cancel?status=%20", b"", "status"),
+        ("GET", "/tasks?url_prefix=%00", b"", "url_prefix"),
+        ("POST", "/tasks/cancel?limit=5", b"", "limit"),
+        # 500s: a ValueError, a database error, an OverflowError, a RecursionError
+        ("GET", "/tasks?cursor=" + cursor_of("t²"), b"", "cursor"),
+        ("GET", "/tasks?cursor=" + cursor_of("t" + "9" * 19), b"", "cursor"),
+        ("POST", "/tasks/cancel", b'{"created_after": 1' + b"0" * 400 + b"}", "created_after"),
+        ("POST", "/tasks/cancel", b'{"url_prefix": "\\u0000"}', "url_prefix"),
+        ("POST", "/tasks/cancel", b'{"url_prefix": "\\ud800"}', None),
+        ("POST", "/tasks/retry", b"[" * 5000, None),
+        ("POST", "/tasks", b"[" * 5000, None),
+    ],
+)
+async def test_bad_control_input_is_a_400_and_changes_nothing(
+    server: LiveNode, hooks: HookServer, method: str, path: str, body: bytes, field: str | None
+) -> None:
+    logged = len(server.logged.text)
+    waiting = await server.enqueue(hooks.url(hook_path()), delay=600)
+    data = assert_json_error(await server.request(method, path, body or None), 400)
+    assert data.get("field") == field, data
+    assert (await server.task(waiting["id"]))["status"] == "pending"
+    assert "Traceback" not in server.logged.text[logged:]

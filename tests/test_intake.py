@@ -169,6 +169,9 @@ def test_a_body_without_a_charset_is_kept_as_bytes() -> None:
         ("text/plain; charset=klingon", b"x", "unknown charset 'klingon'"),
         ("text/plain; charset=utf-8", b"\xff\xfe\xfd", "the body is not valid utf-8"),
         ("text/plain; charset=ascii", "é".encode(), "the body is not valid ascii"),
+        # codecs that raise UnicodeError itself, not UnicodeDecodeError: a 500 before
+        ("text/plain; charset=undefined", b"x", "the body is not valid undefined"),
+        ("text/plain; charset=rot13", b"x", "the body is not valid rot13"),
         ("text/\x01plain", b"x", "Content-Type is not valid"),
         ("text/" + "p" * 260, b"x", "Content-Type is not valid"),
     ],

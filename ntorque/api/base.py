@@ -14,9 +14,9 @@ from typing import Any
 
 import tornado.web
 
-from .. import intake
+from .. import intake, jsonbody
 from ..auth import App, Authenticator
-from ..errors import InvalidRequest, PayloadTooLarge
+from ..errors import PayloadTooLarge
 from ..handlers import BaseHandler, Guard
 from ..queue import Queue
 from ..targets import Policy, Targets
@@ -104,6 +104,16 @@ class JsonHandler(BaseHandler):
     def app_id(self) -> int | None:
         return self.app.id if self.app else None
 
+    def raw_query(self) -> dict[str, str]:
+        """The query's values as sent (the last of each name): tornado's
+        get_query_argument turns control characters into spaces and strips
+        them, so a filter like url_prefix=%00 came out blank, and a blank
+        filter selects everything: a bulk cancel of every task."""
+        return {
+            name: self.decode_argument(values[-1], name=name)
+            for name, values in self.request.query_arguments.items()
+        }
+
     async def policy(self) -> Policy:
         """Where the caller's hooks may go."""
         return await self.api_options.targets.for_app(self.app_id)
@@ -179,10 +189,7 @@ class BodyHandler(JsonHandler):
 
     def json_body(self) -> Any:
         """The request's JSON (null when there is no body); 400 when it does not parse."""
-        try:
-            return json.loads(self.body or b"null")
-        except (ValueError, UnicodeDecodeError):
-            raise InvalidRequest("the body is not valid JSON") from None
+        return jsonbody.loads(self.body or b"null")
 
     def _too_large(self) -> PayloadTooLarge:
         return PayloadTooLarge(f"the body is larger than {self.body_limit()} bytes")

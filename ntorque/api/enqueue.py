@@ -72,5 +72,6 @@ class BatchHandler(RootHandler):
         if self._finished:
             return
         read_item = functools.partial(self.read_task, await self.policy())
-        results = await self.enqueue_keyed(batch.parse(self.body, read_item))
+        items = batch.parse(self.body, read_item, self.api_options.max_body_bytes)
+        results = await self.enqueue_keyed(items)
         self.send_json(201, {"tasks": [task.to_json() for task, _ in results]})

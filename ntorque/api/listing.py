@@ -16,7 +16,7 @@ class TasksHandler(BatchHandler):
 
     async def get(self) -> None:  # type: ignore[override]  # the banner's get is sync
         await self.authenticate()
-        query = {name: self.get_query_argument(name) for name in self.request.query_arguments}
+        query = self.raw_query()
         chosen = selection.task_filter(query, self.scope)
         limit = selection.limit(query.get("limit"))
         tasks = await self.queue.listing(
@@ -39,16 +39,14 @@ class BulkHandler(BodyHandler):
 
     async def post(self, action: str) -> None:
         values = self.filters()
-        if set(values) & set(selection.PAGING):
-            raise InvalidRequest("a bulk action takes filters, not limit or cursor")
+        if paging := sorted(set(values) & set(selection.PAGING)):
+            raise InvalidRequest("a bulk action takes filters, not limit or cursor", paging[0])
         chosen = selection.task_filter(values, self.scope)
         matched, changed = await self.queue.bulk(chosen, action)
         self.send_json(200, {"matched": matched, "changed": changed})
 
     def filters(self) -> dict[str, Any]:
-        values: dict[str, Any] = {
-            name: self.get_query_argument(name) for name in self.request.query_arguments
-        }
+        values: dict[str, Any] = self.raw_query()
         body = self.json_body()
         if body is None:
             return values

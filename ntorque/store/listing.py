@@ -64,15 +64,37 @@ class Listing:
         return where
 
     def _prefixed(self, prefix: str) -> list[sa.ColumnElement[bool]]:
-        """url starts with prefix, as a range an index serves: [prefix, the
-        prefix with its last character's code point plus one). PostgreSQL's
-        pattern operators compare code points whatever the collation, as the
-        text_pattern_ops index orders them; SQLite compares bytes of UTF-8,
-        which is the same order."""
-        upper = prefix[:-1] + chr(min(ord(prefix[-1]) + 1, 0x10FFFF))
-        if self.db.postgresql:
-            return [tasks.c.url.op("~>=~")(prefix), tasks.c.url.op("~<~")(upper)]
-        return [tasks.c.url >= prefix, tasks.c.url < upper]
+        """url starts with prefix, as a range an index serves: [prefix,
+        after_prefix(prefix)). PostgreSQL's pattern operators compare code
+        points whatever the collation, as the text_pattern_ops index orders
+        them; SQLite compares bytes of UTF-8, which is the same order."""
+        upper = after_prefix(prefix)
+        url = tasks.c.url
+        postgresql = self.db.postgresql
+        where: list[sa.ColumnElement[bool]] = [
+            url.op("~>=~")(prefix) if postgresql else url >= prefix
+        ]
+        if upper is not None:  # None: every url from the prefix on
+            where.append(url.op("~<~")(upper) if postgresql else url < upper)
+        return where
+
+
+def after_prefix(prefix: str) -> str | None:
+    """The least text after every text that starts with prefix: its last
+    character that is not the last code point, plus one (over the
+    surrogates, which no text holds: a bound holding one failed to encode),
+    the rest dropped; None when every character is U+10FFFF."""
+    for end in range(len(prefix) - 1, -1, -1):
+        code = ord(prefix[end]) + 1
+        if code <= LAST_CODE_POINT:
+            if SURROGATES[0] <= code <= SURROGATES[1]:
+                code = SURROGATES[1] + 1
+            return prefix[:end] + chr(code)
+    return None
+
+
+LAST_CODE_POINT = 0x10FFFF
+SURROGATES = (0xD800, 0xDFFF)
 
 
 def _listed(row: Any) -> Task:
