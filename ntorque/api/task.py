@@ -50,11 +50,8 @@ async def act(handler: JsonHandler, task: Task, action: str) -> Task:
     changed = await (handler.queue.cancel if action == "cancel" else handler.queue.retry)([task.id])
     if changed:
         return changed[0]
-    current = await handler.queue.get(task.id) or task
-    if action == "cancel":
-        raise Conflict(
-            f"task {task.id} is {current.status}: only an unfinished task can be cancelled"
-        )
-    raise Conflict(
-        f"task {task.id} is {current.status}: only a failed or cancelled task can be retried"
+    status = (await handler.queue.get(task.id) or task).status
+    allowed = (
+        "a pending or in-progress task" if action == "cancel" else "a failed or cancelled task"
     )
+    raise Conflict(f"task {task.id} is {status}: only {allowed} can be {PAST[action]}")

@@ -58,7 +58,8 @@ async def test_cancelling_a_finished_task_is_409_and_changes_nothing(
         assert answer.status == 409
         assert answer.json == {
             "status": 409,
-            "error": f"task {task['id']} is completed: only an unfinished task can be cancelled",
+            "error": f"task {task['id']} is completed: "
+            "only a pending or in-progress task can be cancelled",
         }
         assert await node.task(task["id"]) == done
 
