@@ -402,3 +402,22 @@ async def test_hot_statements_find_their_rows_by_primary_key(
         assert uses_index and "Seq Scan" not in plan and "SCAN tasks" not in plan, (
             f"{statement}\n{plan}"
         )
+
+
+async def test_a_scheduled_task_is_never_acquired_before_its_time(store: Store) -> None:
+    """The fresh-task clock slack is for tasks due at once, not for scheduled ones."""
+    task = await store.tasks.insert(spec(due=NOW + 0.5), NOW)
+    assert task.due == NOW + 0.5
+    assert await store.tasks.acquire([task.id], NOW, LEASE_EXTRA_S, MAX_RETRIES) == []
+    assert await store.tasks.due_ids(NOW, 100, MAX_RETRIES) == []
+    assert await store.tasks.upcoming(NOW, NOW + 1, 100, MAX_RETRIES) == [(task.id, NOW + 0.5)]
+    (acquired,) = await store.tasks.acquire([task.id], NOW + 0.5, LEASE_EXTRA_S, MAX_RETRIES)
+    assert acquired.id == task.id and acquired.retry_count == 1
+
+
+async def test_a_task_s_own_retries_bound_its_attempts(store: Store) -> None:
+    task = await store.tasks.insert(spec(retries=1), NOW)
+    (first,) = await store.tasks.acquire([task.id], NOW, LEASE_EXTRA_S, MAX_RETRIES)
+    await store.tasks.settle(first, BUSY, Status.PENDING, NOW + 1, NOW)
+    assert await store.tasks.acquire([task.id], NOW + 2, LEASE_EXTRA_S, MAX_RETRIES) == []
+    assert await store.tasks.due_ids(NOW + 2, 100, MAX_RETRIES) == []
