@@ -15,7 +15,7 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ntorque.store import Settlement, Store
-from ntorque.tasks import Outcome, Status, Verdict
+from ntorque.tasks import Keyed, Outcome, Status, Verdict
 from tests.factories import (
     BINARY_BODY,
     BUSY,
@@ -421,3 +421,13 @@ async def test_a_task_s_own_retries_bound_its_attempts(store: Store) -> None:
     await store.tasks.settle(first, BUSY, Status.PENDING, NOW + 1, NOW)
     assert await store.tasks.acquire([task.id], NOW + 2, LEASE_EXTRA_S, MAX_RETRIES) == []
     assert await store.tasks.due_ids(NOW + 2, 100, MAX_RETRIES) == []
+
+
+async def test_expired_idempotency_keys_are_forgotten(store: Store) -> None:
+    keyed = [Keyed("k1", "f1"), Keyed("k2", "f2"), None]
+    made = await store.tasks.keys.insert([spec()] * 3, keyed, 7, NOW + 60, NOW)
+    assert [replayed for _, replayed in made] == [False, False, False]
+    assert await store.tasks.keys.forget_expired(NOW + 60) == 0  # the window's last moment
+    assert await store.tasks.keys.forget_expired(NOW + 61) == 2
+    again = await store.tasks.keys.insert([spec()], [Keyed("k1", "f1")], 7, NOW + 200, NOW + 61)
+    assert again[0][1] is False and again[0][0].id not in {task.id for task, _ in made}
