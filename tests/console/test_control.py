@@ -18,8 +18,6 @@ from urllib.parse import quote
 
 import pytest
 import pytest_asyncio
-import tornado.web
-from tornado.httpserver import HTTPServer
 
 from tests.conftest import Backend, live_for
 from tests.console_session import (
@@ -35,7 +33,6 @@ from tests.console_session import (
 )
 from tests.hookserver import HookServer
 from tests.inprocess import LiveNode
-from tests.server import free_port
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
@@ -191,23 +188,11 @@ async def test_callbacks_are_linked_both_ways(node: Node, hooks: HookServer) -> 
     assert 'id="callback-url"' not in back.text  # a callback gets no callback of its own
 
 
-class TooBusy(tornado.web.RequestHandler):
-    def post(self) -> None:
-        self.set_status(503)
-        self.set_header("Retry-After", "30")
-        self.finish("busy")
-
-
-async def test_the_attempts_table_shows_retry_after(node: Node) -> None:
+async def test_the_attempts_table_shows_retry_after(node: Node, hooks: HookServer) -> None:
     key, session = await node.app()
-    port = free_port()
-    server = HTTPServer(tornado.web.Application([(r"/.*", TooBusy)]))
-    server.listen(port, "127.0.0.1")
-    try:
-        task = await node.live.enqueue(f"http://127.0.0.1:{port}/busy", key=key)
-        await settled(node.live, task["id"], key, retrying)
-    finally:
-        server.stop()
+    busy = hooks.url(f"/retry-after/503/30/s/{uuid.uuid4().hex}")
+    task = await node.live.enqueue(busy, key=key)
+    await settled(node.live, task["id"], key, retrying)
     page = await session.get(f"/console/task/{task['id']}")
     assert "Retry after" in page.text
     attempts = re.search(r'<tbody id="attempt-rows">.*?</tbody>', page.text, re.S)
