@@ -122,8 +122,11 @@ class TaskStore:
         async with self.db.begin() as conn:
             held = await settle_batch(conn, batch, now)
             results = [settled(item, now) if item.task.id in held else None for item in batch]
-            ended = [task for task in results if task is not None and task.finished]
-            made = await callbacks.add(conn, ended, now, last_attempts(batch, held))
+            calling = {task.id for task in results if task and task.finished and task.callback_url}
+            if not calling:  # the usual batch: nothing more to do on the settle path
+                return results, []
+            ended = [task for task in results if task and task.id in calling]
+            made = await callbacks.add(conn, ended, now, last_attempts(batch, calling))
         by_id = {task.id: task for task in made.ended}
         return [by_id.get(task.id, task) if task else None for task in results], made.callbacks
 
