@@ -54,7 +54,7 @@ class Node:
         self.settings = settings
         self.clock = clock  # the wall clock of due dates and leases (tests move it by hand)
         self.engine = make_engine(settings)
-        self.store = Store(self.engine)
+        self.store = Store(self.engine, settings.default_timeout_s)
         self.channel = make_channel(settings.redis_url, settings.redis_channel)
         self.events = Events()
         # Task changes of every node reach every node's console.
@@ -125,7 +125,6 @@ class Node:
         options = api.ApiOptions(
             authenticate=self.settings.authenticate,
             max_body_bytes=self.settings.max_body_bytes,
-            default_timeout_s=self.settings.default_timeout_s,
             max_timeout_s=self.settings.max_due_delay_s,
             max_retries=self.settings.max_retries,
             max_schedule_ahead_s=self.settings.max_schedule_ahead_s,

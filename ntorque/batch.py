@@ -14,7 +14,9 @@ from .errors import InvalidBatch, InvalidRequest
 from .tasks import Keyed, NewTask
 
 MAX_ITEMS = 1000
-QUERY_FIELDS = ("url", "method", "timeout", "delay", "eta", "retries", "backoff", "callback")
+QUERY_FIELDS = (
+    "url", "method", "timeout", "delay", "eta", "retries", "backoff", "callback", "queue",
+)  # fmt: skip
 OTHER_FIELDS = ("body", "body_base64", "content_type", "charset", "headers", "idempotency_key")
 MAX_ERRORS = 100  # errors named in one answer
 

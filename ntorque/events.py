@@ -31,7 +31,7 @@ Watcher = Callable[[list[Summary]], None]
 
 # The fields of Task.to_json() a live row shows; headers and body stay out.
 ROW_FIELDS = (
-    "id", "url", "method", "status", "retry_count", "timeout", "due", "created",
+    "id", "queue", "url", "method", "status", "retry_count", "timeout", "due", "created",
     "modified", "last_status_code", "last_error",
 )  # fmt: skip
 

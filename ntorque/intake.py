@@ -13,8 +13,9 @@ from dataclasses import dataclass
 
 from . import schedule
 from .errors import InvalidRequest
+from .queues import QUEUE_NAME, QUEUE_NAME_RULE
 from .targets import Policy
-from .tasks import BACKOFFS, NewTask
+from .tasks import BACKOFFS, DEFAULT_QUEUE, NewTask
 
 METHODS = ("POST", "PUT", "PATCH", "DELETE")
 DEFAULT_CONTENT_TYPE = "application/x-www-form-urlencoded"
@@ -63,7 +64,6 @@ def new_task(
     query: Mapping[str, str],
     headers: Mapping[str, str],
     body: bytes,
-    default_timeout_s: int,
     max_timeout_s: float,
     policy: Policy,
     limits: Limits = Limits(),
@@ -87,7 +87,7 @@ def new_task(
         app_id=app_id,
         url=url,
         method=check_method(query.get("method", "POST")),
-        timeout_s=check_timeout(query.get("timeout"), default_timeout_s, max_timeout_s),
+        timeout_s=check_timeout(query.get("timeout"), max_timeout_s),
         body=body,
         content_type=content_type,
         charset=charset,
@@ -96,6 +96,7 @@ def new_task(
         retries=check_retries(query.get("retries"), limits.max_retries),
         backoff=check_backoff(query.get("backoff")),
         callback_url=None if callback is None else check_callback(callback, policy),
+        queue=check_queue_name(query.get("queue")),
     )
 
 
@@ -158,6 +159,15 @@ def fingerprint(spec: NewTask) -> str:
     return digest.hexdigest()
 
 
+def check_queue_name(value: str | None) -> str:
+    """A queue's name as a client gives it: the default queue when left out."""
+    if value is None:
+        return DEFAULT_QUEUE
+    if not QUEUE_NAME.fullmatch(value):
+        raise InvalidRequest(QUEUE_NAME_RULE, field="queue")
+    return value
+
+
 def check_method(method: str) -> str:
     upper = method.strip().upper()
     if upper not in METHODS:
@@ -165,9 +175,10 @@ def check_method(method: str) -> str:
     return upper
 
 
-def check_timeout(value: str | None, default_s: int, max_s: float) -> int:
+def check_timeout(value: str | None, max_s: float) -> int | None:
+    """Whole seconds; None when not given (the queue's, else the server's)."""
     if value is None or value.strip() == "":
-        return default_s
+        return None
     try:
         timeout = int(value.strip())
     except ValueError:

@@ -69,11 +69,12 @@ class Outbox:
             query={"url": url, "method": method, "timeout": str(timeout or "")},
             headers=sent,
             body=body,
-            default_timeout_s=self.default_timeout_s,
             max_timeout_s=self.max_timeout_s,
             policy=Policy(),
         )
-        task_id = await outbox.insert_task(self.connection, spec, time.time())
+        task_id = await outbox.insert_task(
+            self.connection, spec, time.time(), self.default_timeout_s
+        )
         self.ids.append(task_id)
         return task_id
 

@@ -9,13 +9,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from . import backoff
 from .batching import Batcher
 from .channel import Channel
 from .events import Events
+from .flow import Flow, QueueKey
 from .store.settle import Settlement
 from .store.tasks import TaskStore
 from .tasks import (
@@ -69,6 +70,7 @@ class Queue:
         self._timed: dict[int, float] = {}  # task id -> the due date its timer is for
         self._pushes: set[asyncio.Future[None]] = set()
         self._closed = False
+        self.flow = Flow(store.queues, channel, max_retries=max_retries, clock=clock)
         self._inserts = Batcher(self._enqueue_batch, max_batch=MAX_BATCH)
         self._settles = Batcher(self._settle_batch, max_batch=MAX_BATCH)
 
@@ -126,9 +128,10 @@ class Queue:
 
     async def acquire(self, ids: Sequence[int]) -> list[Task]:
         """Lease the due, unfinished tasks among ids; the lease outlasts each timeout."""
-        acquired = await self.store.acquire(
-            ids, self.clock(), self.min_due_delay_s, self.max_retries
-        )
+        leased = await self.store.lease(ids, self.clock(), self.min_due_delay_s, self.max_retries)
+        for wait in leased.waits:  # tasks a rate limit turned away: wake at its next token
+            self.flow.wake_at((wait.app_id, wait.queue), wait.until)
+        acquired = leased.tasks
         for task in acquired:
             log.debug("task %s acquired attempt=%s", task.id, task.retry_count)
         self.events.publish_many(acquired)
@@ -141,6 +144,7 @@ class Queue:
             log.info("task %s released unperformed", task.id)
             self.events.publish(task)
         await self.channel.push([task.id for task in released])
+        self.flow.wake_soon(_limited_queues(leased))
 
     async def settle(self, task: Task, outcome: Outcome) -> Task | None:
         """Record an attempt's outcome; None when a newer attempt owns the task.
@@ -160,6 +164,8 @@ class Queue:
             self._settled(item, task)
         self.events.publish_many([task for task in settled if task is not None])
         await self._callbacks(callbacks)
+        # Calls of limited queues ended: room for the tasks waiting there.
+        self.flow.wake_soon(_limited_queues(task for task, _ in results))
         return settled
 
     async def _callbacks(self, callbacks: list[Task]) -> None:
@@ -230,6 +236,7 @@ class Queue:
     async def close(self) -> None:
         """Notify no more retries; wait for the notifications under way."""
         self._closed = True
+        await self.flow.close()
         if self._pushes:
             await asyncio.wait(set(self._pushes))
 
@@ -248,6 +255,10 @@ class Queue:
         upcoming = await self.store.upcoming(now, now + self.lookahead_s, limit, self.max_retries)
         for task_id, due in upcoming:
             self._notify_at(task_id, due)
+        # Limited queues are not in due_ids: each is woken with what its
+        # limits let start (after a crash no settle wakes them).
+        for key in await self.store.queues.limited_with_due(now):
+            ids.extend(range(await self.flow.wake(key)))
         return len(ids)
 
     async def cleanup(self, older_than_s: float, limit: int) -> int:
@@ -308,3 +319,8 @@ class Queue:
             before_id = ids[-1]
         log.info("bulk %s matched=%s changed=%s", action, matched, changed)
         return matched, changed
+
+
+def _limited_queues(tasks: Iterable[Task]) -> set[QueueKey]:
+    """The queues of tasks leased under a limit."""
+    return {(task.app_id or 0, task.queue) for task in tasks if task.limited}

@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from .errors import InvalidRequest
+from .queues import QUEUE_NAME_RULE, check_name
 from .schedule import parse_time
 from .tasks import Status, TaskFilter
 
@@ -19,7 +20,7 @@ MAX_URL_PREFIX = 2048
 CURSOR = re.compile(r"t[0-9]{1,19}")
 MAX_TASK_ID = 2**63 - 1  # a BIGINT
 CONTROL = re.compile(r"[\x00-\x1f\x7f]")
-FILTERS = ("status", "url_prefix", "created_after", "created_before")
+FILTERS = ("status", "queue", "url_prefix", "created_after", "created_before")
 PAGING = ("limit", "cursor")
 
 
@@ -33,6 +34,7 @@ def task_filter(values: Mapping[str, Any], app_id: int | None) -> TaskFilter:
         app_id=app_id,
         status=_status(values.get("status")),
         url_prefix=_url_prefix(values.get("url_prefix")),
+        queue=_queue(values.get("queue")),
         created_after=_time(values.get("created_after"), "created_after"),
         created_before=_time(values.get("created_before"), "created_before"),
     )
@@ -78,6 +80,14 @@ def _status(value: Any) -> Status | None:
     except ValueError:
         names = ", ".join(status.value for status in Status)
         raise InvalidRequest(f"status must be one of {names}", field="status") from None
+
+
+def _queue(value: Any) -> str | None:
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str):
+        raise InvalidRequest(QUEUE_NAME_RULE, field="queue")
+    return check_name(value)
 
 
 def _url_prefix(value: Any) -> str | None:

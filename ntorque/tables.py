@@ -48,6 +48,7 @@ server_secrets = sa.Table(
     sa.Column("created", sa.Float, nullable=False),
 )
 
+DEFAULT_QUEUE = "default"
 UNFINISHED_SQL = "status IN ('pending', 'in_progress')"
 FINISHED_SQL = "status IN ('completed', 'failed', 'cancelled')"
 
@@ -80,9 +81,20 @@ tasks = sa.Table(
     sa.Column("callback_url", sa.Text, nullable=True),
     sa.Column("callback_task_id", Id, nullable=True),
     sa.Column("callback_of", Id, nullable=True),
+    # The named queue it belongs to, in its application's namespace.
+    sa.Column("queue", sa.String(64), nullable=False, server_default=DEFAULT_QUEUE),
     # Due work, oldest first: the requeuer's and the acquire's query.
     sa.Index(
         "ix_tasks_due_unfinished",
+        "due",
+        postgresql_where=sa.text(UNFINISHED_SQL),
+        sqlite_where=sa.text(UNFINISHED_SQL),
+    ),
+    # A queue's due work and live leases: the limited acquire counts its
+    # calls in flight here, and a queue's wake-up finds its next tasks.
+    sa.Index(
+        "ix_tasks_queue_due_unfinished",
+        "queue",
         "due",
         postgresql_where=sa.text(UNFINISHED_SQL),
         sqlite_where=sa.text(UNFINISHED_SQL),
@@ -100,6 +112,7 @@ tasks = sa.Table(
     # url prefixes need pattern order on PostgreSQL (LIKE 'prefix%').
     sa.Index("ix_tasks_app_id_status_id", "app_id", "status", "id"),
     sa.Index("ix_tasks_app_id_created", "app_id", "created"),
+    sa.Index("ix_tasks_app_id_queue_id", "app_id", "queue", "id"),
     sa.Index("ix_tasks_app_id_url", "app_id", "url", postgresql_ops={"url": "text_pattern_ops"}),
     # Not on SQLite: with no statistics, its planner would take it for the
     # due and cleanup queries over their partial indexes.
@@ -136,4 +149,27 @@ idempotency_keys = sa.Table(
     sa.Column("fingerprint", sa.String(64), nullable=False),
     sa.Column("expires", sa.Float, nullable=False),
     sa.Index("ix_idempotency_keys_expires", "expires"),
+)
+
+# Named queues' settings, per application (app_id 0 when requests are not
+# authenticated). A row exists once a task names the queue or it is
+# configured; null settings mean "no limit" or "the server's default".
+# tokens and tokens_at are the rate limit's bucket, changed only under the
+# row's lock by the acquire.
+queues = sa.Table(
+    "queues",
+    metadata,
+    sa.Column("app_id", Id, primary_key=True),
+    sa.Column("name", sa.String(64), primary_key=True),
+    sa.Column("max_concurrency", sa.Integer, nullable=True),
+    sa.Column("rate_per_s", sa.Float, nullable=True),
+    sa.Column("burst", sa.Integer, nullable=True),
+    sa.Column("paused", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("retries", sa.Integer, nullable=True),
+    sa.Column("backoff", sa.String(16), nullable=True),
+    sa.Column("timeout_s", sa.Integer, nullable=True),
+    sa.Column("tokens", sa.Float, nullable=False, server_default="0"),
+    sa.Column("tokens_at", sa.Float, nullable=False, server_default="0"),
+    sa.Column("created", sa.Float, nullable=False),
+    sa.Column("modified", sa.Float, nullable=False),
 )

@@ -25,6 +25,7 @@ UNFINISHED = (Status.PENDING, Status.IN_PROGRESS)
 FINISHED = (Status.COMPLETED, Status.FAILED, Status.CANCELLED)
 RETRIABLE = (Status.FAILED, Status.CANCELLED)  # what POST /tasks/<id>/retry runs again
 BACKOFFS = ("linear", "exponential")
+DEFAULT_QUEUE = "default"
 
 
 @dataclass(frozen=True)
@@ -34,14 +35,15 @@ class NewTask:
     app_id: int | None
     url: str
     method: str
-    timeout_s: int
+    timeout_s: int | None  # None: its queue's default, else the server's
     body: bytes
     content_type: str
     charset: str
     headers: tuple[tuple[str, str], ...]
     due: float | None = None  # when to call it first; None: now
-    retries: int | None = None  # its own attempt allowance; None: the server's
-    backoff: str | None = None  # linear or exponential; None: the server's
+    queue: str = DEFAULT_QUEUE
+    retries: int | None = None  # its own attempt allowance; None: its queue's, else the server's
+    backoff: str | None = None  # linear or exponential; None: its queue's, else the server's
     callback_url: str | None = None  # told when the task ends
     callback_of: int | None = None  # on a callback task: the task it reports on
 
@@ -72,7 +74,11 @@ class Task:
     callback_url: str | None = None
     callback_task_id: int | None = None
     callback_of: int | None = None
+    queue: str = DEFAULT_QUEUE
     body_size: int | None = None  # a listed task's, whose body is not read
+    # Leased under its queue's limits: when it settles, its queue has room
+    # again and the tasks waiting for it are woken (not stored).
+    limited: bool = False
 
     @property
     def finished(self) -> bool:
@@ -88,6 +94,7 @@ class Task:
         """The one serialisation of a task (API, console and events)."""
         return {
             "id": self.id,
+            "queue": self.queue,
             "url": self.url,
             "method": self.method,
             "status": str(self.status),
@@ -127,6 +134,7 @@ class TaskFilter:
     url_prefix: str | None = None
     created_after: float | None = None  # created at or after
     created_before: float | None = None  # created before
+    queue: str | None = None
 
 
 class Verdict(enum.StrEnum):
@@ -173,6 +181,7 @@ def callback_spec(task: Task, last_attempt: Mapping[str, Any] | None) -> NewTask
         content_type="application/json",
         charset="utf-8",
         headers=(),
+        queue=task.queue,  # what pauses or limits a task's queue holds its callback too
         callback_of=task.id,
     )
 

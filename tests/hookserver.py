@@ -127,6 +127,17 @@ class _Recorder:
     lock: threading.Lock = field(default_factory=threading.Lock)
     calls: list[Call] = field(default_factory=list)
     counts: dict[str, int] = field(default_factory=dict)
+    open_now: dict[str, int] = field(default_factory=dict)  # calls being answered, per path
+    most_open: dict[str, int] = field(default_factory=dict)  # the most at once, per path
+
+    def opened(self, path: str) -> None:
+        with self.lock:
+            self.open_now[path] = self.open_now.get(path, 0) + 1
+            self.most_open[path] = max(self.most_open.get(path, 0), self.open_now[path])
+
+    def closed(self, path: str) -> None:
+        with self.lock:
+            self.open_now[path] -= 1
 
     def record(self, call: Call) -> int:
         """Store call; return how many calls its path has had (1-based)."""
@@ -143,6 +154,7 @@ class _Recorder:
         with self.lock:
             self.calls.clear()
             self.counts.clear()
+            self.most_open.clear()
 
 
 @dataclass(frozen=True)
@@ -281,6 +293,13 @@ class _HookHandler(RequestHandler):
             at=time.time(),
         )
         nth_call = self._server._recorder.record(call)
+        self._server._recorder.opened(call.path)
+        try:
+            await self._answer(call, nth_call)
+        finally:
+            self._server._recorder.closed(call.path)
+
+    async def _answer(self, call: Call, nth_call: int) -> None:
         try:
             reply = _route(call.path, nth_call, call.body)
         except _BadRoute as exc:
@@ -441,6 +460,11 @@ class HookServer:
         return self.base_url + path
 
     # -- recorded calls ------------------------------------------------------
+
+    def most_at_once(self, path: str) -> int:
+        """The most calls to path the server was answering at one moment."""
+        with self._recorder.lock:
+            return self._recorder.most_open.get(path, 0)
 
     def calls(self, path: str | None = None) -> list[Call]:
         """Snapshot of calls in arrival order, optionally for one exact path."""

@@ -23,7 +23,6 @@ NOW = 1_800_000_000.0
 read_item = functools.partial(
     intake.new_task,
     app_id=7,
-    default_timeout_s=60,
     max_timeout_s=7200,
     policy=Policy(),
     limits=intake.Limits(max_retries=10),

@@ -31,7 +31,6 @@ def make(
         query={"url": "http://example.com/hooks/send_email", **(query or {})},
         headers=given,
         body=body,
-        default_timeout_s=60,
         max_timeout_s=7200,
         policy=Policy(),
     )
@@ -101,7 +100,6 @@ def test_url_is_required() -> None:
             query={},
             headers={},
             body=b"",
-            default_timeout_s=60,
             max_timeout_s=7200,
             policy=Policy(),
         )

@@ -114,4 +114,4 @@ def test_outbox_validates_like_the_api() -> None:
 
     with pytest.raises(InvalidRequest):
         new_task(app_id=None, query={"url": "ftp://x"}, headers={}, body=b"",
-                 default_timeout_s=60, max_timeout_s=7200, policy=Policy())  # fmt: skip
+ max_timeout_s=7200, policy=Policy())  # fmt: skip

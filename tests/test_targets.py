@@ -214,7 +214,6 @@ def enqueue(url: str, check: Policy | None) -> None:
         query={"url": url},
         headers={},
         body=b"",
-        default_timeout_s=60,
         max_timeout_s=7200,
         policy=check or Policy(),
     )

@@ -1,5 +1,6 @@
 """The JSON API: enqueue (one task, or a batch), read, list, cancel, retry
-and re-notify tasks. `routes` lists them; ../../README.md shows each with curl.
+and re-notify tasks; named queues and their limits. `routes` lists them;
+../../README.md shows each with curl.
 """
 
 from __future__ import annotations
@@ -12,11 +13,13 @@ from tornado.routing import URLSpec
 from .base import ApiOptions, JsonHandler, NotFoundHandler
 from .enqueue import RootHandler
 from .listing import BulkHandler, TasksHandler
+from .queues import QueueActionHandler, QueueHandler, QueuesHandler
 from .task import ActionHandler, AttemptsHandler, PushHandler, TaskHandler
 
 __all__ = ["ApiOptions", "JsonHandler", "NotFoundHandler", "routes"]
 
 TASK = r"/tasks?/(\d{1,18})"  # the seed's singular /task/<id> stays as an alias
+QUEUE = r"/queues/([^/]+)"  # a bad name is a 400 that says why, not a 404
 
 
 def routes(**dependencies: Any) -> list[URLSpec]:
@@ -28,4 +31,7 @@ def routes(**dependencies: Any) -> list[URLSpec]:
         tornado.web.url(TASK + "/push", PushHandler, dependencies),
         tornado.web.url(TASK + "/attempts", AttemptsHandler, dependencies),
         tornado.web.url(TASK + r"/(cancel|retry)", ActionHandler, dependencies),
+        tornado.web.url(r"/queues", QueuesHandler, dependencies),
+        tornado.web.url(QUEUE, QueueHandler, dependencies),
+        tornado.web.url(QUEUE + r"/(pause|resume)", QueueActionHandler, dependencies),
     ]

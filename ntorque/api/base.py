@@ -36,7 +36,6 @@ class ApiOptions:
         *,
         authenticate: bool,
         max_body_bytes: int,
-        default_timeout_s: int,
         max_timeout_s: float,
         targets: Targets,
         max_retries: int = 36,
@@ -45,7 +44,6 @@ class ApiOptions:
     ) -> None:
         self.authenticate = authenticate
         self.max_body_bytes = max_body_bytes
-        self.default_timeout_s = default_timeout_s
         self.max_timeout_s = max_timeout_s
         self.limits = intake.Limits(max_retries, max_schedule_ahead_s)
         self.targets = targets
@@ -128,7 +126,6 @@ class JsonHandler(BaseHandler):
             query=query,
             headers=headers,
             body=body,
-            default_timeout_s=options.default_timeout_s,
             max_timeout_s=options.max_timeout_s,
             policy=policy,
             limits=options.limits,

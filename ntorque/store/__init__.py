@@ -23,8 +23,8 @@ __all__ = [
 class Store:
     """The store's parts over one engine; each user takes the part it needs."""
 
-    def __init__(self, engine: AsyncEngine) -> None:
-        db = Database(engine)
+    def __init__(self, engine: AsyncEngine, default_timeout_s: int = 60) -> None:
+        db = Database(engine, default_timeout_s)
         self.engine = engine
         self.tasks = TaskStore(db)
         self.apps = AppStore(db)

@@ -22,8 +22,10 @@ UNAVAILABLE = (sa.exc.OperationalError, sa.exc.InterfaceError, OSError, asyncio.
 class Database:
     """One engine, and transactions on it."""
 
-    def __init__(self, engine: AsyncEngine) -> None:
+    def __init__(self, engine: AsyncEngine, default_timeout_s: int = 60) -> None:
         self.engine = engine
+        # A new task's timeout when neither it nor its queue gives one.
+        self.default_timeout_s = default_timeout_s
 
     @property
     def postgresql(self) -> bool:

@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ..tables import attempts, tasks
 from ..tasks import Task, callback_spec
-from .rows import INSERT_TASKS, new_task, task_values
+from .rows import insert_tasks
 
 
 class Made(NamedTuple):
@@ -37,8 +37,8 @@ async def add(
     if missing:
         last.update(await _last_attempts(conn, missing))
     specs = [callback_spec(task, last.get(task.id)) for task in wanting]
-    ids = (await conn.execute(INSERT_TASKS, [task_values(spec, now) for spec in specs])).scalars()
-    made = [new_task(spec, task_id, now) for spec, task_id in zip(specs, ids, strict=True)]
+    # Callbacks carry their task's timeout: no default is needed.
+    made = await insert_tasks(conn, specs, now, default_timeout_s=0)
     await conn.execute(
         LINK, [{"ended_id": made_for.callback_of, "made_id": made_for.id} for made_for in made]
     )

@@ -17,7 +17,7 @@ from ..tables import idempotency_keys as keys
 from ..tables import tasks
 from ..tasks import Keyed, NewTask, Task
 from .base import Database, task_from_row
-from .rows import INSERT_TASKS, new_task, task_values
+from .rows import insert_tasks
 
 RACES = 3  # a batch whose keys another request took meanwhile is tried again
 
@@ -67,15 +67,15 @@ class Idempotency:
                         raise KeyReused(index)
                     results[index] = (task, True)
             fresh = [index for index, result in enumerate(results) if result is None]
-            rows = [task_values(specs[index], now) for index in fresh]
-            ids = list((await conn.execute(INSERT_TASKS, rows)).scalars()) if rows else []
+            fresh_specs = [specs[index] for index in fresh]
+            inserted = await insert_tasks(conn, fresh_specs, now, self.db.default_timeout_s)
             made: list[dict[str, Any]] = []
-            for index, task_id in zip(fresh, ids, strict=True):
-                results[index] = (new_task(specs[index], task_id, now), False)
+            for index, task in zip(fresh, inserted, strict=True):
+                results[index] = (task, False)
                 each = keyed[index]
                 if each is not None:
                     made.append(
-                        {"app_id": scope, "key": each.key, "task_id": task_id,
+                        {"app_id": scope, "key": each.key, "task_id": task.id,
                          "fingerprint": each.fingerprint, "expires": expires}
                     )  # fmt: skip
             if made and len(await self._claim(conn, made)) < len(made):

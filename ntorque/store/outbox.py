@@ -8,17 +8,16 @@ from __future__ import annotations
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ..keys import KEY_HASH_SECRET, stored_hashes
-from ..tables import tasks
 from ..tasks import NewTask
 from .apps import ACTIVE_APP_BY_KEY_HASHES, SERVER_SECRET
-from .rows import task_values
-
-INSERT_ONE = tasks.insert().returning(tasks.c.id)
+from .rows import insert_tasks
 
 
-async def insert_task(conn: AsyncConnection, spec: NewTask, now: float) -> int:
+async def insert_task(
+    conn: AsyncConnection, spec: NewTask, now: float, default_timeout_s: int
+) -> int:
     """Write a pending task, due now; its id (committed with the caller's transaction)."""
-    return int((await conn.execute(INSERT_ONE, task_values(spec, now))).scalar_one())
+    return (await insert_tasks(conn, [spec], now, default_timeout_s))[0].id
 
 
 async def active_app_id(conn: AsyncConnection, key: str) -> int | None:

@@ -9,16 +9,17 @@ from collections.abc import Sequence
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects.postgresql import ARRAY
 
 from ..tables import attempts, tasks
 from ..tasks import FINISHED, UNFINISHED, NewTask, Outcome, Status, Task
 from . import callbacks
+from .admission import Leased, acquire_postgresql, acquire_sqlite, in_limited_queue
 from .base import Database, status_in, task_from_row, within_allowance
 from .control import Control
 from .idempotency import Idempotency
 from .listing import Listing
-from .rows import INSERT_TASKS, new_task, task_values
+from .queues import QueueStore
+from .rows import insert_tasks
 from .settle import Settlement, held_by, last_attempts, settle_batch, settled
 
 # A fresh task (never attempted) may be acquired this much before its due
@@ -34,6 +35,7 @@ class TaskStore:
         self.control = Control(db)
         self.listing = Listing(db)
         self.keys = Idempotency(db)
+        self.queues = QueueStore(db)
 
     async def insert(self, spec: NewTask, now: float) -> Task:
         """Store a pending task, due now; committed when this returns."""
@@ -41,10 +43,8 @@ class TaskStore:
 
     async def insert_many(self, specs: Sequence[NewTask], now: float) -> list[Task]:
         """Store pending tasks in one statement and one commit, in order."""
-        rows = [task_values(spec, now) for spec in specs]
         async with self.db.begin() as conn:
-            ids = (await conn.execute(INSERT_TASKS, rows)).scalars().all()
-        return [new_task(spec, task_id, now) for spec, task_id in zip(specs, ids, strict=True)]
+            return await insert_tasks(conn, specs, now, self.db.default_timeout_s)
 
     async def get(self, task_id: int) -> Task | None:
         async with self.db.begin() as conn:
@@ -61,14 +61,21 @@ class TaskStore:
     async def acquire(
         self, ids: Sequence[int], now: float, lease_extra_s: float, max_retries: int
     ) -> list[Task]:
-        """Take the given tasks that are unfinished, due and not out of attempts.
+        """lease()'s tasks."""
+        return (await self.lease(ids, now, lease_extra_s, max_retries)).tasks
 
-        One statement: the retry count goes up by one and the due date moves to
-        now + the task's timeout + lease_extra_s, so it outlasts the web-hook
-        call. A stale or duplicate id simply matches no row.
+    async def lease(
+        self, ids: Sequence[int], now: float, lease_extra_s: float, max_retries: int
+    ) -> Leased:
+        """Take the given tasks that are unfinished, due and not out of
+        attempts, as far as their queues' limits allow (see admission).
+
+        One transaction: the retry count goes up by one and the due date moves
+        to now + the task's timeout + lease_extra_s, so it outlasts the
+        web-hook call. A stale or duplicate id simply matches no row.
         """
         if not ids:
-            return []
+            return Leased([], [])
         params = {
             "ids": list(ids),
             "now": now,
@@ -76,9 +83,10 @@ class TaskStore:
             "max_retries": max_retries,
             "lease_from": now + lease_extra_s,
         }
+        take = acquire_postgresql if self.db.postgresql else acquire_sqlite
         async with self.db.begin() as conn:
-            rows = (await conn.execute(ACQUIRE[self.db.postgresql], params)).all()
-        return sorted((task_from_row(row) for row in rows), key=lambda task: task.id)
+            leased = await take(conn, params)
+        return Leased(sorted(leased.tasks, key=lambda task: task.id), leased.waits)
 
     async def release(self, leased: Sequence[Task], now: float) -> list[Task]:
         """Hand back leases whose calls were never made (the node stopped in
@@ -134,7 +142,12 @@ class TaskStore:
         """Unfinished tasks whose due date has passed, oldest first."""
         statement = (
             sa.select(tasks.c.id)
-            .where(status_in(UNFINISHED), tasks.c.due <= now, within_allowance(max_retries))
+            .where(
+                status_in(UNFINISHED),
+                tasks.c.due <= now,
+                within_allowance(max_retries),
+                ~in_limited_queue(),  # woken by their queues, as their limits allow
+            )
             .order_by(tasks.c.due)
             .limit(limit)
         )
@@ -208,39 +221,3 @@ class TaskStore:
         async with self.db.begin() as conn:
             row = (await conn.execute(statement)).first()
         return task_from_row(row) if row else None
-
-
-def _acquire(postgresql: bool) -> sa.Update:
-    """The guarded lease, built once per dialect (see TaskStore.acquire). On
-    PostgreSQL the ids are one array parameter, so the statement text stays
-    the same whatever the batch size; SQLite expands them into IN (...)."""
-    if postgresql:
-        wanted = tasks.c.id == sa.any_(sa.bindparam("ids", type_=ARRAY(sa.BigInteger)))
-    else:
-        wanted = tasks.c.id.in_(sa.bindparam("ids", expanding=True))
-    return (
-        tasks.update()
-        .where(
-            wanted,
-            status_in(UNFINISHED),
-            sa.or_(
-                tasks.c.due <= sa.bindparam("now"),
-                sa.and_(
-                    tasks.c.retry_count == 0,
-                    tasks.c.due == tasks.c.created,  # never a scheduled task early
-                    tasks.c.due <= sa.bindparam("fresh_due"),
-                ),
-            ),
-            within_allowance(sa.bindparam("max_retries")),
-        )
-        .values(
-            status=Status.IN_PROGRESS.value,
-            retry_count=tasks.c.retry_count + 1,
-            due=sa.bindparam("lease_from", type_=sa.Float) + tasks.c.timeout_s,
-            modified=sa.bindparam("now"),
-        )
-        .returning(*tasks.c)
-    )
-
-
-ACQUIRE = {False: _acquire(postgresql=False), True: _acquire(postgresql=True)}

@@ -305,7 +305,7 @@ async def test_a_vanished_peer_leaves_the_hub(
 def new_spec() -> NewTask:
     return new_task(
         app_id=None, query={"url": "http://127.0.0.1:9/x"}, headers={}, body=b"",
-        default_timeout_s=5, max_timeout_s=60, policy=Policy(),
+ max_timeout_s=60, policy=Policy(),
     )  # fmt: skip
 
 
