@@ -1,5 +1,5 @@
 """python -m ntorque [serve|migrate|create-app|list-apps|deactivate-app|rotate-key|
-rotate-secret|show-secret|set-targets].
+rotate-secret|show-secret|set-targets|queues ...] (queues: see cli_queues).
 
 The only caller of config.load(); with no subcommand it serves.
 """
@@ -14,7 +14,7 @@ import sys
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import TypeVar
 
-from . import app
+from . import app, cli_queues
 from .applications import Applications
 from .config import ROLES, Settings, load
 from .errors import (
@@ -30,7 +30,7 @@ T = TypeVar("T")
 log = logging.getLogger("ntorque.__main__")  # not "__main__" under python -m
 COMMANDS = (
     "serve", "migrate", "create-app", "list-apps", "deactivate-app", "rotate-key", "set-targets",
-    "rotate-secret", "show-secret",
+    "rotate-secret", "show-secret", "queues",
 )  # fmt: skip
 
 
@@ -81,6 +81,7 @@ def parser() -> argparse.ArgumentParser:
         targets.add_argument(
             option, action="append", default=[], help="CIDR or host pattern (repeat or a,b)"
         )
+    cli_queues.add_parser(commands, common)
     return main
 
 
@@ -113,6 +114,10 @@ def run(options: argparse.Namespace, environ: Mapping[str, str] | None = None) -
         return asyncio.run(app.serve(settings))
     if options.command == "set-targets":
         return asyncio.run(with_store(settings, lambda store: set_targets(options, store)))
+    if options.command == "queues":
+        return asyncio.run(
+            with_store(settings, lambda store: cli_queues.run(options, store, settings))
+        )
     if options.command in ("rotate-secret", "show-secret"):
         return asyncio.run(with_store(settings, lambda store: signing(options, store)))
     return asyncio.run(with_store(settings, lambda store: manage(options, store)))

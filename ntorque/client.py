@@ -24,6 +24,7 @@ from .client_requests import (
     Enqueue,
     EnqueuedTask,
     Filters,
+    QueueSettings,
     Request,
     result,
 )
@@ -37,6 +38,7 @@ __all__ = [
     "ClientError",
     "EnqueuedTask",
     "Outbox",
+    "QueueSettings",
     "SignatureError",
     "transaction",
     "verify",
@@ -44,6 +46,7 @@ __all__ = [
 
 T = TypeVar("T")
 Task = dict[str, Any]
+Queue = dict[str, Any]
 
 
 class Client:
@@ -109,6 +112,32 @@ class Client:
     def retry_many(self, **filters: Unpack[Filters]) -> dict[str, int]:
         """Retry the tasks the filters select: {"matched": n, "changed": m}."""
         return self._send(build.bulk("retry", filters))
+
+    def queues(self) -> list[Queue]:
+        """Every queue of the caller, by name, with its settings and figures."""
+        return self._send(build.queues())
+
+    def queue(self, name: str) -> Queue:
+        return self._send(build.queue(name))
+
+    def set_queue(self, name: str, **settings: Unpack[QueueSettings]) -> Queue:
+        """Replace the queue's settings (made if need be); those left out are reset."""
+        return self._send(build.configure_queue(name, "PUT", settings))
+
+    def update_queue(self, name: str, **changes: Unpack[QueueSettings]) -> Queue:
+        """Change the settings given (None clears one); the others stay."""
+        return self._send(build.configure_queue(name, "PATCH", changes))
+
+    def pause_queue(self, name: str) -> Queue:
+        """Start none of its tasks until resumed (calls in flight finish)."""
+        return self._send(build.queue_action(name, "pause"))
+
+    def resume_queue(self, name: str) -> Queue:
+        return self._send(build.queue_action(name, "resume"))
+
+    def delete_queue(self, name: str) -> None:
+        """Forget the queue's settings (409 while unfinished tasks name it)."""
+        return self._send(build.delete_queue(name))
 
     def _send(self, request: Request[T]) -> T:
         sent = urllib.request.Request(
@@ -186,6 +215,27 @@ class AsyncClient:
 
     async def retry_many(self, **filters: Unpack[Filters]) -> dict[str, int]:
         return await self._send(build.bulk("retry", filters))
+
+    async def queues(self) -> list[Queue]:
+        return await self._send(build.queues())
+
+    async def queue(self, name: str) -> Queue:
+        return await self._send(build.queue(name))
+
+    async def set_queue(self, name: str, **settings: Unpack[QueueSettings]) -> Queue:
+        return await self._send(build.configure_queue(name, "PUT", settings))
+
+    async def update_queue(self, name: str, **changes: Unpack[QueueSettings]) -> Queue:
+        return await self._send(build.configure_queue(name, "PATCH", changes))
+
+    async def pause_queue(self, name: str) -> Queue:
+        return await self._send(build.queue_action(name, "pause"))
+
+    async def resume_queue(self, name: str) -> Queue:
+        return await self._send(build.queue_action(name, "resume"))
+
+    async def delete_queue(self, name: str) -> None:
+        return await self._send(build.delete_queue(name))
 
     async def _send(self, request: Request[T]) -> T:
         try:

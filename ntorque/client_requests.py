@@ -13,14 +13,14 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Generic, Literal, Required, TypedDict, TypeVar
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
 
 T = TypeVar("T")
 KEY_HEADER = "NTORQUE-API-KEY"
 PASSTHROUGH_PREFIX = "NTORQUE-PASSTHROUGH-"
 JSON = "application/json"
-FILTERS = ("status", "url_prefix", "created_after", "created_before")
-ENQUEUE_QUERY = ("method", "timeout", "delay", "eta", "retries", "backoff", "callback")
+FILTERS = ("status", "queue", "url_prefix", "created_after", "created_before")
+ENQUEUE_QUERY = ("method", "timeout", "delay", "eta", "retries", "backoff", "callback", "queue")
 
 Time = datetime | float  # a datetime with its offset, or epoch seconds
 
@@ -57,6 +57,7 @@ class Enqueue(TypedDict, total=False):
     backoff: Literal["linear", "exponential"]
     callback: str  # the url told when the task ends
     idempotency_key: str
+    queue: str  # its named queue (left out: "default")
 
 
 class BatchItem(TypedDict, total=False):
@@ -77,15 +78,30 @@ class BatchItem(TypedDict, total=False):
     backoff: Literal["linear", "exponential"]
     callback: str
     idempotency_key: str
+    queue: str
 
 
 class Filters(TypedDict, total=False):
     """What selects tasks in a listing and in bulk cancel and retry."""
 
     status: str
+    queue: str
     url_prefix: str
     created_after: Time
     created_before: Time
+
+
+class QueueSettings(TypedDict, total=False):
+    """A named queue's settings as set_queue() and update_queue() send them.
+    None is sent as JSON null: no limit, or the server's default."""
+
+    max_concurrency: int | None  # calls in flight at once, across every node
+    rate_per_s: float | None  # calls started per second, across every node
+    burst: int | None  # with rate_per_s; left out: one second's worth
+    paused: bool
+    retries: int | None  # defaults for tasks that leave them out
+    backoff: Literal["linear", "exponential"] | None
+    timeout: int | None
 
 
 class EnqueuedTask(dict[str, Any]):
@@ -153,6 +169,10 @@ def counts(answer: Answer) -> dict[str, int]:
     return {"matched": int(data["matched"]), "changed": int(data["changed"])}
 
 
+def nothing(answer: Answer) -> None:
+    """A 204: the answer is the status."""
+
+
 def member(name: str) -> Callable[[Answer], list[dict[str, Any]]]:
     def read(answer: Answer) -> list[dict[str, Any]]:
         found: list[dict[str, Any]] = json_object(answer)[name]
@@ -217,6 +237,38 @@ def batch_item(item: BatchItem) -> dict[str, Any]:
     if "headers" in sent:
         sent["headers"] = dict(sent["headers"])
     return sent
+
+
+def queues() -> Request[list[dict[str, Any]]]:
+    """GET /queues: every queue of the caller, by name."""
+    return Request("GET", "/queues", member("queues"))
+
+
+def queue(name: str) -> Request[dict[str, Any]]:
+    return Request("GET", _queue_path(name), json_object)
+
+
+def configure_queue(name: str, method: str, settings: QueueSettings) -> Request[dict[str, Any]]:
+    """PUT (replace every setting; those left out are reset) or PATCH (change
+    those given); the queue's JSON. None is sent: it clears a limit."""
+    body = _json(dict(settings))
+    return Request(method, _queue_path(name), json_object, body, {"Content-Type": JSON})
+
+
+def queue_action(name: str, verb: str) -> Request[dict[str, Any]]:
+    """POST /queues/<name>/pause or /resume: the queue's JSON."""
+    return Request("POST", f"{_queue_path(name)}/{verb}", json_object, b"")
+
+
+def delete_queue(name: str) -> Request[None]:
+    """DELETE /queues/<name>: 204, or 409 while unfinished tasks name it."""
+    return Request("DELETE", _queue_path(name), nothing)
+
+
+def _queue_path(name: str) -> str:
+    # Valid names need no quoting; an invalid one must still reach the
+    # server whole, to be refused with its reason (not split at a "/").
+    return "/queues/" + quote(name, safe="")
 
 
 # -- values -----------------------------------------------------------------------

@@ -22,6 +22,7 @@ import socket
 import subprocess
 import sys
 import sysconfig
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -30,12 +31,16 @@ from typing import Any
 
 import asyncpg
 import pytest
+import redis.asyncio as redis
 from alembic.script import ScriptDirectory
 
 from ntorque.__main__ import main
+from ntorque.config import Settings
+from ntorque.store import Store
 from ntorque.store import engine as database
 from tests import services
 from tests.conftest import BACKENDS, Backend, make_backend, server_for
+from tests.factories import spec
 from tests.hookserver import HookServer
 from tests.server import NtorqueServer, free_port
 
@@ -460,7 +465,7 @@ def test_console_script(request: pytest.FixtureRequest, tmp_path: Path) -> None:
     cli = server_for(backend, tmp_path)
     done = in_process(backend, "--help")
     assert done.returncode == 0, done.stderr
-    for command in ("serve", "migrate", "create-app", "list-apps"):
+    for command in ("serve", "migrate", "create-app", "list-apps", "queues"):
         assert command in done.stdout
     name = unique("script")
     created = subprocess.run(
@@ -493,3 +498,155 @@ def test_development_mode_serves_and_logs_debug(
         assert_serves(server, hooks, app_key)
         assert server.stop() == 0
     assert " DEBUG " in server.log_path.read_text()
+
+
+# -- named queues ----------------------------------------------------------------
+
+
+def app_id_of(managed: Managed, name: str) -> int:
+    """The application's id, as list-apps printed it."""
+    for line in managed.listed.stdout.splitlines():
+        app_id, listed, *_ = line.split("\t")
+        if listed == name:
+            return int(app_id)
+    raise AssertionError(f"{name} not listed: {managed.listed.stdout}")
+
+
+def insert_tasks(backend: Backend, app_id: int | None, queue: str, count: int) -> list[int]:
+    """Tasks of the queue, due now, stored as an enqueue stores them."""
+
+    async def insert() -> list[int]:
+        made = database.make_engine(Settings(database_url=backend.database_url))
+        try:
+            specs = [spec(app_id=app_id, queue=queue) for _ in range(count)]
+            return [task.id for task in await Store(made).tasks.insert_many(specs, time.time())]
+        finally:
+            await made.dispose()
+
+    return services.run_async(insert())
+
+
+def queue_json(done: Done) -> dict[str, Any]:
+    assert done.returncode == 0, done.stderr
+    data: dict[str, Any] = json.loads(done.stdout)
+    return data
+
+
+def test_queues_set_show_list_and_delete(managed: Managed) -> None:
+    """set changes only the options given (`none` clears one); --json is the API's JSON."""
+    backend, app, name = managed.backend, managed.second, unique("mail")
+    made = in_process(
+        backend, "queues", "set", name, "--app", app,
+        "--max-concurrency", "5", "--rate-per-s", "2.5", "--retries", "3", "--paused",
+    )  # fmt: skip
+    assert made.returncode == 0, made.stderr
+    assert made.stdout.splitlines()[:3] == [
+        f"queue {name}: paused",
+        "  limits:   max_concurrency 5, rate_per_s 2.5, burst 3",
+        "  defaults: retries 3",
+    ]
+    assert made.stderr == ""  # no log chatter
+    changed = queue_json(
+        in_process(backend, "queues", "set", name, "--app", app, "--rate-per-s", "none",
+                   "--backoff", "linear", "--no-paused", "--json")
+    )  # fmt: skip
+    assert {key: changed[key] for key in ("paused", "max_concurrency", "rate_per_s", "burst")} == {
+        "paused": False, "max_concurrency": 5, "rate_per_s": None, "burst": None,
+    }  # fmt: skip
+    assert [changed[key] for key in ("retries", "backoff", "timeout")] == [3, "linear", None]
+    shown = in_process(backend, "queues", "show", name, "--app", app, "--json")
+    assert queue_json(shown) == changed
+    listed = queue_json(in_process(backend, "queues", "list", "--app", app, "--json"))
+    assert listed["next_cursor"] is None
+    assert {"default", name} <= {queue["name"] for queue in listed["queues"]}
+    table = in_process(backend, "queues", "list", "--app", app).stdout.splitlines()
+    assert table[0].split()[:3] == ["NAME", "STATE", "CONCURRENCY"]
+    (line,) = [line.split() for line in table if line.startswith(name)]
+    assert line == [name, "running", "5", "-", "-", "0", "0", "0", "-"]
+    deleted = in_process(backend, "queues", "delete", name, "--app", app)
+    assert (deleted.returncode, deleted.stdout) == (0, f"deleted queue {name!r}\n")
+    refused(in_process(backend, "queues", "show", name, "--app", app), "no queue", name)
+
+
+def test_pause_and_resume_print_the_queue(managed: Managed) -> None:
+    backend, app, name = managed.backend, managed.second, unique("pause")
+    paused = in_process(backend, "queues", "pause", name, "--app", app, "--json")
+    assert queue_json(paused)["paused"] is True
+    resumed = in_process(backend, "queues", "resume", name, "--app", app)
+    assert resumed.stdout.startswith(f"queue {name}: running\n"), resumed.stdout
+    assert in_process(backend, "queues", "delete", name, "--app", app, "--json").stdout == ""
+
+
+def test_queue_commands_refuse_what_they_cannot_do(managed: Managed) -> None:
+    backend, app, name = managed.backend, managed.second, unique("busy")
+    refused(in_process(backend, "queues", "list"), "--app")  # authentication is on
+    refused(in_process(backend, "queues", "list", "--app", "nobody"), "nobody")
+    refused(in_process(backend, "queues", "show", "a b", "--app", app), "queue must be")
+    refused(
+        in_process(backend, "queues", "set", name, "--app", app, "--backoff", "quadratic"),
+        "backoff",
+    )
+    refused(in_process(backend, "queues", "set", name, "--app", app, "--burst", "2"), "rate_per_s")
+    refused(in_process(backend, "queues", "set", name, "--app", app, "--retries", "x"), "--retries")
+    refused(in_process(backend, "queues", "delete", name, "--app", app), "no configured queue")
+    in_process(backend, "queues", "pause", name, "--app", app)
+    insert_tasks(backend, app_id_of(managed, app), name, 1)
+    refused(in_process(backend, "queues", "delete", name, "--app", app), "unfinished tasks")
+    assert in_process(backend, "queues", "show", name, "--app", app, "--json").returncode == 0
+
+
+def test_queues_of_no_application_when_authentication_is_off(managed: Managed) -> None:
+    backend, name = managed.backend, unique("open")
+    insert_tasks(backend, None, name, 2)
+    off = {"NTORQUE_AUTHENTICATE": "false"}
+    shown = queue_json(in_process(backend, "queues", "show", name, "--json", **off))
+    assert (shown["figures"]["pending"], shown["figures"]["due_now"]) == (2, 2)
+    refused(in_process(backend, "queues", "show", name, "--app", managed.second), "no queue")
+
+
+@pytest.mark.postgres
+@pytest.mark.redis
+def test_resume_pushes_the_queues_due_ids_to_the_nodes_channel(
+    postgres_databases: services.PostgresDatabases, redis_url: str, tmp_path: Path
+) -> None:
+    """With Redis, what a resume lets start reaches every node's consumers at once:
+    the ids go onto the channel's list (within the queue's limits)."""
+    backend = Backend("postgres", postgres_databases.new(), redis_url)
+    off, name = {"NTORQUE_AUTHENTICATE": "false"}, unique("wake")
+    try:
+        in_process(backend, "queues", "set", name, "--paused", "--max-concurrency", "2", **off)
+        ids = insert_tasks(backend, None, name, 3)
+        assert redis_list(redis_url, backend.redis_channel) == []
+        assert in_process(backend, "queues", "resume", name, **off).returncode == 0
+        assert redis_list(redis_url, backend.redis_channel) == ids[:2]  # its concurrency limit
+    finally:
+        postgres_databases.give_back(backend.database_url)
+
+
+def redis_list(url: str, name: str) -> list[int]:
+    async def read() -> list[int]:
+        client = redis.from_url(url)
+        try:
+            return [int(item) for item in await client.lrange(name, 0, -1)]
+        finally:
+            await client.delete(name)
+            await client.aclose()
+
+    return services.run_async(read())
+
+
+def test_a_resumed_queue_runs_on_the_serving_node(
+    module_backend: Backend, hooks: HookServer, tmp_path: Path, managed: Managed, app_key: str
+) -> None:
+    """The command changes the database; the node it does not share a process
+    with starts the waiting task (by Redis at once, or by its requeuer)."""
+    name = unique("served")
+    with server_for(module_backend, tmp_path, NTORQUE_REQUEUE_INTERVAL="1") as server:
+        server.key = app_key
+        in_process(module_backend, "queues", "pause", name, "--app", managed.second)
+        hook = f"/status/200/{uuid.uuid4().hex}"
+        task = server.enqueue(hooks.url(hook), queue=name)
+        time.sleep(1.5)  # more than a requeue round: the pause holds it
+        assert (server.task(task["id"])["status"], hooks.calls(hook)) == ("pending", [])
+        in_process(module_backend, "queues", "resume", name, "--app", managed.second)
+        assert server.wait_for(task["id"], timeout_s=15)["status"] == "completed"

@@ -201,3 +201,61 @@ async def test_a_batch_with_a_bad_item_stores_nothing(api: Clients, hooks: HookS
     assert raised.value.status == 400
     assert [(error["index"], error["field"]) for error in raised.value.errors] == [(1, "url")]
     assert await every_task(api, url_prefix=prefix) == []
+
+
+# -- named queues ------------------------------------------------------------------
+
+
+def queue_name(kind: str) -> str:
+    return f"client-{kind}-{uuid.uuid4().hex[:12]}"
+
+
+async def test_a_queue_is_set_changed_paused_resumed_and_deleted(api: Clients) -> None:
+    name = queue_name("settings")
+    made = await api.set_queue(name, max_concurrency=2, rate_per_s=5, retries=3)
+    assert (made["name"], made["max_concurrency"], made["rate_per_s"]) == (name, 2, 5.0)
+    assert (made["burst"], made["retries"], made["paused"]) == (5, 3, False)  # burst: 1 s worth
+    changed = await api.update_queue(name, rate_per_s=None, max_concurrency=4)
+    assert changed["max_concurrency"] == 4 and changed["retries"] == 3  # the rest kept
+    assert (changed["rate_per_s"], changed["burst"]) == (None, None)  # no rate, no burst
+    assert (await api.pause_queue(name))["paused"] is True
+    assert (await api.queue(name))["paused"] is True
+    assert (await api.resume_queue(name))["paused"] is False
+    replaced = await api.set_queue(name, timeout=30)  # PUT: what is left out is reset
+    reset = ("max_concurrency", "retries", "timeout")
+    assert [replaced[field] for field in reset] == [None, None, 30]
+    assert name in [listed["name"] for listed in await api.queues()]
+    assert await api.delete_queue(name) is None
+    with pytest.raises(ClientError) as raised:
+        await api.queue(name)
+    assert raised.value.status == 404
+
+
+async def test_a_bad_queue_setting_raises_naming_the_field(api: Clients) -> None:
+    with pytest.raises(ClientError) as raised:
+        await api.set_queue(queue_name("bad"), max_concurrency=0)
+    assert (raised.value.status, raised.value.field) == (400, "max_concurrency")
+    with pytest.raises(ClientError) as raised:
+        await api.queue("no/such name")
+    assert raised.value.status == 400
+
+
+async def test_tasks_name_their_queue_and_are_listed_by_it(
+    api: Clients, node: LiveNode, hooks: HookServer
+) -> None:
+    name, hook = queue_name("tasks"), hooks.url(path("queued"))
+    await api.set_queue(name, retries=2, paused=True)
+    one = await api.enqueue(hook, queue=name)
+    batch = await api.enqueue_batch([{"url": hook, "queue": name}, {"url": hook}])
+    assert [one["queue"], *(task["queue"] for task in batch)] == [name, name, "default"]
+    assert one["retries"] == 2  # the queue's default, applied at enqueue
+    listed = await every_task(api, queue=name)
+    assert sorted(task["id"] for task in listed) == sorted([one["id"], batch[0]["id"]])
+    with pytest.raises(ClientError) as raised:
+        await api.delete_queue(name)  # its tasks wait: paused
+    assert raised.value.status == 409
+    assert (await api.queue(name))["figures"]["pending"] == 2
+    await api.resume_queue(name)
+    for task in (one, batch[0]):
+        assert (await node.wait_for(task["id"], ENDED))["status"] == "completed"
+    await api.delete_queue(name)

@@ -39,6 +39,7 @@ def test_enqueue_sends_each_option_where_the_api_takes_it() -> None:
             "backoff": "linear",
             "callback": "https://example.com/done",
             "idempotency_key": "order-42",
+            "queue": "mail",
         },
     )
     assert (request.method, urlsplit(request.path).path, request.body) == ("POST", "/", b"a=1")
@@ -50,6 +51,7 @@ def test_enqueue_sends_each_option_where_the_api_takes_it() -> None:
         "retries": "3",
         "backoff": "linear",
         "callback": "https://example.com/done",
+        "queue": "mail",
     }
     assert request.headers == {
         "NTORQUE-PASSTHROUGH-X-Trace": "t1",
@@ -103,10 +105,13 @@ def test_task_routes() -> None:
 def test_a_listing_puts_its_filters_in_the_query() -> None:
     assert build.tasks({}, None, None).path == "/tasks"
     request = build.tasks(
-        {"status": "failed", "url_prefix": "https://x/", "created_after": MORNING}, 50, "c1"
+        {"status": "failed", "queue": "mail", "url_prefix": "https://x/", "created_after": MORNING},
+        50,
+        "c1",
     )
     assert query(request) == {
         "status": "failed",
+        "queue": "mail",
         "url_prefix": "https://x/",
         "created_after": "2026-12-01T09:00:00+00:00",
         "limit": "50",
@@ -143,6 +148,38 @@ def test_a_batch_sends_bytes_as_base64_and_times_as_text() -> None:
         {"id": 1},
         {"id": 2},
     ]
+
+
+def test_queue_routes() -> None:
+    assert (build.queues().method, build.queues().path) == ("GET", "/queues")
+    listed = answer(200, {"queues": [{"name": "mail"}], "next_cursor": None})
+    assert result(build.queues(), listed) == [{"name": "mail"}]
+    assert (build.queue("mail").method, build.queue("mail").path) == ("GET", "/queues/mail")
+    for verb in ("pause", "resume"):
+        request = build.queue_action("mail", verb)
+        assert (request.method, request.path, request.body) == ("POST", f"/queues/mail/{verb}", b"")
+    deleted = build.delete_queue("mail")
+    assert (deleted.method, deleted.path, deleted.body) == ("DELETE", "/queues/mail", None)
+    assert result(deleted, Answer(204, {}, b"")) is None
+
+
+def test_queue_settings_are_json_and_none_is_sent_as_null() -> None:
+    """PATCH {"rate_per_s": null} removes the rate limit: None must reach the server."""
+    request = build.configure_queue("mail", "PATCH", {"max_concurrency": 5, "rate_per_s": None})
+    assert (request.method, request.path) == ("PATCH", "/queues/mail")
+    assert request.headers == {"Content-Type": "application/json"}
+    assert json.loads(request.body or b"") == {"max_concurrency": 5, "rate_per_s": None}
+    assert build.configure_queue("mail", "PUT", {}).body == b"{}"
+
+
+def test_a_queue_name_is_sent_whole() -> None:
+    """A bad name reaches the server in one piece, which refuses it saying why."""
+    assert build.queue("a/b c").path == "/queues/a%2Fb%20c"
+
+
+def test_a_batch_item_names_its_queue() -> None:
+    request = build.enqueue_batch([{"url": "https://x/1", "queue": "mail"}])
+    assert json.loads(request.body or b"") == [{"url": "https://x/1", "queue": "mail"}]
 
 
 def test_an_error_answer_raises_with_the_servers_words() -> None:

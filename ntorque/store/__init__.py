@@ -27,5 +27,6 @@ class Store:
         db = Database(engine, default_timeout_s)
         self.engine = engine
         self.tasks = TaskStore(db)
+        self.queues = self.tasks.queues  # the same one: the acquire reads its rows
         self.apps = AppStore(db)
         self.console = ConsoleReads(db)
