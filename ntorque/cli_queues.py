@@ -234,8 +234,8 @@ def table(rows: list[dict[str, Any]]) -> str:
     )
 
 
-def cell(row: dict[str, Any], key: str) -> str:
-    value = row[key] if key in row else row["figures"][key]
-    if key == "paused":
+def cell(row: dict[str, Any], column: str) -> str:
+    value = row[column] if column in row else row["figures"][column]
+    if column == "paused":
         return "paused" if value else "running"
     return "-" if value is None else f"{value:g}" if isinstance(value, float) else str(value)

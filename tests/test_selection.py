@@ -50,7 +50,7 @@ def test_no_filter_and_blank_filters_select_everything_in_scope() -> None:
     assert selection.task_filter(blank, 3) == TaskFilter(app_id=3)
 
 
-@pytest.mark.parametrize("name", ["statuses", "url", "", "queue", "x" * 100])
+@pytest.mark.parametrize("name", ["statuses", "url", "", "queues", "x" * 100])
 def test_an_unknown_filter_is_refused_by_name(name: str) -> None:
     # a misspelt filter must never widen a bulk cancel to every task
     message = refused(name[:40], {name: "1"})

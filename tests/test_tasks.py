@@ -14,6 +14,7 @@ from ntorque.tasks import Status, Task
 def stored_task(**changes: Any) -> Task:
     values: dict[str, Any] = {
         "id": 42,
+        "queue": "default",
         "app_id": None,
         "url": "https://example.com/hooks/send_email?x=1",
         "method": "PUT",
@@ -37,6 +38,7 @@ def stored_task(**changes: Any) -> Task:
 def test_task_json() -> None:
     assert stored_task().to_json() == {
         "id": 42,
+        "queue": "default",
         "url": "https://example.com/hooks/send_email?x=1",
         "method": "PUT",
         "status": "in_progress",
