@@ -19,6 +19,11 @@ QUEUE_NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 QUEUE_NAME_RULE = "queue must be 1 to 64 characters of A-Z, a-z, 0-9, '_', '.' and '-'"
 MAX_CONCURRENCY = 10_000
 MAX_RATE_PER_S = 10_000.0
+# One call a day fits; a slower rate is a pause. Bounded below because the
+# acquire divides by it and multiplies it by a fraction of a second: near
+# the smallest floats, PostgreSQL's double precision arithmetic raises
+# (overflow, underflow) and every acquire holding one of its tasks fails.
+MIN_RATE_PER_S = 0.00001
 MAX_BURST = 10_000
 RECENT_S = 300.0  # the window of the completed and failed figures
 
@@ -168,9 +173,9 @@ def _rate(data: Mapping[str, Any]) -> float | None:
         isinstance(value, bool)
         or not isinstance(value, int | float)
         or not math.isfinite(value)
-        or not 0 < value <= MAX_RATE_PER_S
+        or not MIN_RATE_PER_S <= value <= MAX_RATE_PER_S
     ):
-        error = f"rate_per_s must be a number above 0 and at most {MAX_RATE_PER_S:g}"
+        error = f"rate_per_s must be a number from {MIN_RATE_PER_S:.5f} to {MAX_RATE_PER_S:g}"
         raise InvalidRequest(error, field="rate_per_s")
     return float(value)
 

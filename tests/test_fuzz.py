@@ -43,7 +43,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, unquote_to_bytes
 
 import pytest
 import pytest_asyncio
@@ -51,7 +51,8 @@ import sqlalchemy as sa
 from hypothesis import HealthCheck, given, seed, settings
 from hypothesis import strategies as st
 
-from ntorque import config
+from ntorque import config, jsonbody
+from ntorque.errors import InvalidRequest
 from ntorque.store import engine as database
 from ntorque.targets import Policy
 from tests.conftest import Backend, live_for
@@ -74,6 +75,7 @@ class Request:
     body: bytes
     malformed: bool  # not valid HTTP: the HTTP layer answers
     expected: int | None = None  # the status a fixed edge case must get
+    fields: frozenset[str] | None = None  # what a 400 may name as its "field" (None: unchecked)
 
 
 @dataclass
@@ -708,9 +710,15 @@ def check(request: Request, status: int, body: bytes, tally: Tally) -> None:
         return
     if request.method == "HEAD":
         return
+    if status == 204:  # a queue deleted
+        assert request.method == "DELETE" and body == b"", (request, body)
+        return
     answer = json.loads(body)
     if status >= 400:
         check_error(request, status, answer)
+        if status == 400 and request.fields is not None:
+            named = answer.get("field", "")  # an empty name is left out
+            assert named in request.fields, (request, answer)
     else:
         check_answer(request, status, answer, tally)
 
@@ -728,14 +736,13 @@ def check_answer(request: Request, status: int, answer: Any, tally: Tally) -> No
         for task in answer["tasks"]:
             check_task(task, request)
             tally.created.add(task["id"])
-    elif path == "/tasks" and request.method == "GET":
-        assert set(answer) == {"tasks", "next_cursor"}, answer
-        assert answer["next_cursor"] is None or isinstance(answer["next_cursor"], str), answer
-        for task in answer["tasks"]:
-            assert isinstance(task["id"], int) and task["status"] in TASK_STATUSES, task
+    elif path in ("/tasks", "/queues") and request.method == "GET":
+        check_list(path, answer, request)
     elif path in ("/tasks/cancel", "/tasks/retry"):
         assert set(answer) == {"matched", "changed"}, answer
         assert 0 <= answer["changed"] <= answer["matched"], answer
+    elif path.startswith("/queues/"):
+        check_queue(answer, request)
     elif (action := TASK_ACTION.fullmatch(path)) and (action[1] or request.method == "DELETE"):
         expected = "pending" if action[1] == "/retry" else "cancelled"
         assert answer["status"] == expected, (request, answer)
@@ -744,10 +751,23 @@ def check_answer(request: Request, status: int, answer: Any, tally: Tally) -> No
 TASK_ACTION = re.compile(r"/tasks?/\d+(/cancel|/retry)?")
 
 
+def check_list(path: str, answer: Any, request: Request) -> None:
+    """A listing: its items, and the cursor of the next page."""
+    plural = path.removeprefix("/")
+    assert set(answer) == {plural, "next_cursor"}, answer
+    assert answer["next_cursor"] is None or isinstance(answer["next_cursor"], str), answer
+    for item in answer[plural]:
+        if plural == "queues":
+            check_queue(item, request)
+        else:
+            assert isinstance(item["id"], int) and item["status"] in TASK_STATUSES, item
+
+
 def check_task(task: dict[str, object], request: Request) -> None:
     """A task the node just made (or replayed): nothing the default policy
     refuses got in, as hook or callback; it is due within the bounds."""
     assert task["status"] in ("pending", "cancelled"), (request, task)  # a replay's may be
+    assert QUEUE_NAME.fullmatch(str(task["queue"])), (request, task)
     Policy().check_url(str(task["url"]))
     if task["callback_url"] is not None:
         Policy().check_url(str(task["callback_url"]))
@@ -1004,3 +1024,450 @@ async def test_generated_requests_never_break_the_api(
     assert tally.statuses[409] > 0 and tally.statuses[422] > 0, tally  # conflicts were met too
     for what, query in HALF_WRITTEN.items():
         assert await in_database(module_backend, query) == 0, what
+
+
+# -- named queues (issue 13) -------------------------------------------------------------
+#
+# A part of its own per backend, on the same node: the queue routes with
+# drawn names (unicode, encoded slashes, control characters, very long) and
+# drawn settings bodies (wrong types, huge numbers, NaN and Infinity, floats
+# for whole numbers, booleans for numbers, duplicate keys, nesting, not an
+# object, empty, over the small-body limit); and the queue parameter of an
+# enqueue, of batch items and of listing and bulk filters. Besides the
+# checks of every part: a 400 on a queue names the input at fault; a
+# rejected PUT or PATCH leaves the queue as it was (read before and after);
+# no stored setting is out of its bounds; every stored queue name follows
+# the rule; no rejected request leaves a queue row behind.
+
+QUEUE_REQUESTS = 1225  # per backend: 5 to 10 s each, after the other parts
+QUEUE_REQUESTS_PER_EXAMPLE = 7
+QUEUE_SEED = 13
+SMALL_BODY = 64 * 1024  # the JSON body limit of every route but the enqueues
+QUEUE_NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+NAME_POOL = ["mail", "q1", "Q.2-x_y", "default", "n" * 64]  # drawn often: state builds up
+SETTING_NAMES = (
+    "max_concurrency", "rate_per_s", "burst", "paused", "retries", "backoff", "timeout"
+)  # fmt: skip
+QUEUE_FIELDS = {"name", *SETTING_NAMES, "figures", "created", "modified"}
+# Raw path segments, sent as they are (not quoted again).
+RAW_NAMES = [
+    "%2F", "%2f", "a%2Fb", "..%2F..", "%00", "mail%00", "%ff", "%C0%AF", "%", "%zz", "%2", "a%20b",
+    "%0d%0a", "m%C3%A4il", "%F0%9F%92%A5", "%ED%A0%80", "+", "a+b", ".", "..", "-", "_",
+]  # fmt: skip
+
+
+QUEUE_BODIES = [*FIXED_BODIES, b" ", b'"x"', b"1", b"true", b"{} {}", b'{"paused": true}x']
+
+
+@functools.cache
+def queue_names() -> st.SearchStrategy[str]:
+    """A queue's name as text: good ones (the pool, most often), and not."""
+    return st.one_of(
+        st.sampled_from(NAME_POOL),
+        st.sampled_from(NAME_POOL),
+        st.from_regex(QUEUE_NAME, fullmatch=True),
+        st.sampled_from(["a" * 65, "b" * 5000, "", " ", "mail ", " mail", "ma il", "mail\t"]),
+        st.sampled_from(["a/b", "/", "ä", "💥", "\u202e", "\x00", "m\x01", "\x7f", "ﬁ", "²"]),
+        nasty_text(70),
+    )
+
+
+def decoded(segment: str) -> str | None:
+    """The name a path segment stands for; None when it is not UTF-8 (the
+    HTTP layer refuses it, naming no field)."""
+    try:
+        return unquote_to_bytes(segment).decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+
+
+@functools.cache
+def queue_paths() -> st.SearchStrategy[tuple[str, str | None]]:
+    """A queue's path segment as sent, and the name it decodes to."""
+    quoted = queue_names().map(lambda name: quote(name, safe="", errors=SURROGATES))
+    segments = st.one_of(quoted, quoted, quoted, st.sampled_from(RAW_NAMES))
+    return segments.map(lambda segment: (segment, decoded(segment)))
+
+
+def setting_value(name: str) -> st.SearchStrategy[object]:
+    """A setting's value: mostly of its kind and near its bounds, often not."""
+    proper: dict[str, st.SearchStrategy[object]] = {
+        "max_concurrency": st.integers(-1, 10_001),
+        "rate_per_s": st.one_of(
+            st.floats(0, 10_001), st.sampled_from([0.00001, 0.0000099, 1e-310, 5e-324, 10_000])
+        ),
+        "burst": st.integers(-1, 10_001),
+        "paused": st.booleans(),
+        "retries": st.integers(-1, 40),
+        "backoff": st.sampled_from(["linear", "exponential", "LINEAR", "fib", ""]),
+        "timeout": st.integers(-1, 10_000),
+    }
+    wrong = st.one_of(
+        st.sampled_from([
+            True, False, None, 2.0, 1.5, 1e3, -0.0, 10**400, -(10**400), 2**63, 2**64,
+            float("nan"), float("inf"), float("-inf"), "1", "", [], {}, [1], {"a": 1},
+            {"max_concurrency": 1},
+        ]),
+        json_values(),
+    )  # fmt: skip
+    return st.one_of(proper[name], proper[name], wrong)
+
+
+@st.composite
+def settings_bodies(draw: st.DrawFn) -> tuple[bytes, frozenset[str] | None]:
+    """A PUT or PATCH body, and the fields a 400 may name (None: any, or none)."""
+    kind = draw(st.integers(0, 9))
+    if kind == 0:
+        return draw(st.sampled_from(QUEUE_BODIES)), None
+    if kind == 1:
+        return draw(st.builds(as_json, json_values(), st.booleans())), None
+    if kind == 2:
+        return b'{"max_concurrency": 1, "x": "' + b"y" * SMALL_BODY + b'"}', None  # 413
+    names = draw(
+        st.lists(
+            st.one_of(
+                st.sampled_from(SETTING_NAMES), st.sampled_from(SETTING_NAMES), nasty_text(10)
+            ),
+            max_size=4,
+        )
+    )  # repeats are duplicate keys: the last one counts
+    pairs = [(name, draw(setting_value(name) if name in SETTING_NAMES else json_values()))
+             for name in names]  # fmt: skip
+    ascii_only = draw(st.booleans())
+    dumps = functools.partial(json.dumps, ensure_ascii=ascii_only)
+    text = "{" + ", ".join(f"{dumps(name)}: {dumps(value)}" for name, value in pairs) + "}"
+    body = text.encode("utf-8", SURROGATES)
+    try:
+        jsonbody.loads(body)
+    except InvalidRequest:
+        return body, None  # a lone surrogate, or an integer too long to read: no field
+    return body, frozenset(name for name, _ in pairs) | {"queue"}
+
+
+@st.composite
+def queue_requests(draw: st.DrawFn, key: str) -> list[Request]:
+    auth = draw(
+        st.sampled_from([[("NTORQUE_API_KEY", key)]] * 8 + [[], [("NTORQUE-API-KEY", "nope")]])
+    )
+    json_type = [("Content-Type", "application/json")] if draw(st.booleans()) else []
+    segment, name = draw(queue_paths())
+    body, fields = draw(settings_bodies())
+    method = draw(
+        st.sampled_from(
+            ["PUT", "PUT", "PATCH", "PATCH", "GET", "DELETE", "POST", "HEAD", "OPTIONS"]
+        )
+    )
+    action = draw(st.sampled_from(["pause", "resume", "Pause", "stop"]))
+    # A 400 on a name that decodes names "queue" (or, before it, a setting).
+    named = frozenset({"queue"}) if name else None
+    body_fields = fields if name else None
+    requests = [
+        Request(
+            method,
+            f"/queues/{segment}",
+            (*auth, *json_type),
+            body,
+            False,
+            fields=body_fields if method in ("PUT", "PATCH") else named,
+        ),
+        Request(
+            "POST",
+            f"/queues/{segment}/{action}",
+            tuple(auth),
+            draw(st.sampled_from([b"", b"{}", b"x"])),
+            False,
+            fields=named,
+        ),
+        Request(
+            "GET",
+            "/queues" + encoded_query(draw(filter_pairs(paging=True)), ""),
+            tuple(auth),
+            b"",
+            False,
+        ),
+    ]
+    # The queue parameter elsewhere: an enqueue, a batch, a listing, a bulk action.
+    text_name = draw(queue_names())
+    enqueue = "/" + encoded_query(
+        [("url", GOOD_URL), ("queue", text_name), *draw(sane_schedule_pairs())], ""
+    )
+    items = draw(
+        st.lists(
+            st.fixed_dictionaries(
+                {"url": st.just(GOOD_URL)},
+                optional={"queue": st.one_of(queue_names(), json_values())},
+            ),
+            min_size=1,
+            max_size=4,
+        )
+    )
+    listing = "/tasks" + encoded_query(
+        [("queue", draw(queue_names())), *draw(filter_pairs(paging=True))], ""
+    )
+    bulk_action = draw(st.sampled_from(["cancel", "retry"]))
+    in_body = draw(st.booleans())
+    bulk_filter = [("queue", draw(queue_names())), ("created_after", time_slot(-5, "epoch"))]
+    bulk = f"/tasks/{bulk_action}" + ("" if in_body else encoded_query(bulk_filter, ""))
+    bulk_body = (
+        as_json(
+            {
+                "queue": draw(st.one_of(queue_names(), json_values())),
+                "created_after": time_slot(-5, "num"),
+            },
+            True,
+        )
+        if in_body
+        else b""
+    )
+    requests += [
+        Request("POST", enqueue, (*auth, GOOD_TYPE), b"", False),
+        Request("POST", "/tasks", tuple(auth), as_json(items, draw(st.booleans())), False),
+        Request("GET", listing, tuple(auth), b"", False),
+        Request("POST", bulk, (*auth, *json_type), bulk_body, False),
+    ]
+    return requests
+
+
+def check_queue(queue: dict[str, Any], request: Request) -> None:
+    """A queue as answered: its fields, its name by the rule, and settings
+    within their bounds (a rate limit always with its burst)."""
+    assert set(queue) == QUEUE_FIELDS, (request, queue)
+    assert QUEUE_NAME.fullmatch(queue["name"]), (request, queue)
+    assert isinstance(queue["paused"], bool), (request, queue)
+    bounds = {"max_concurrency": 10_000, "burst": 10_000, "retries": 36, "timeout": 600}
+    for name, high in bounds.items():
+        value = queue[name]
+        assert value is None or (type(value) is int and 1 <= value <= high), (request, queue)
+    rate = queue["rate_per_s"]
+    assert (rate is None) == (queue["burst"] is None), (request, queue)
+    assert rate is None or 0.00001 <= rate <= 10_000, (request, queue)
+    assert queue["backoff"] in (None, "linear", "exponential"), (request, queue)
+    assert all(type(count) is int and count >= 0 for name, count in queue["figures"].items()
+               if name != "oldest_due_age_s"), (request, queue)  # fmt: skip
+
+
+@functools.cache
+def drawn_queue_requests() -> tuple[Request, ...]:
+    """The queue part's requests, drawn once from its own seed."""
+    requests: list[Request] = []
+
+    @settings(
+        max_examples=QUEUE_REQUESTS // QUEUE_REQUESTS_PER_EXAMPLE,
+        deadline=None,
+        database=None,
+        suppress_health_check=list(HealthCheck),
+    )
+    @seed(QUEUE_SEED)
+    @given(queue_requests(KEY_SLOT))
+    def one(batch: list[Request]) -> None:
+        requests.extend(batch)
+
+    one()
+    return tuple(requests)
+
+
+def queue_edge_cases() -> tuple[Request, ...]:
+    """Each bound on either side, the JSON Python reads but a setting is
+    not, and each route's lifecycle: with the status (and field) each must get."""
+    auth = (("NTORQUE_API_KEY", KEY_SLOT),)
+    edge = "/queues/edge"
+    top = b'{"max_concurrency": 10000, "rate_per_s": 10000, "burst": 10000, "retries": 36, '
+    top += b'"timeout": 600, "backoff": "exponential", "paused": false}'
+    enqueue = "/?url=" + quote(GOOD_URL, safe="") + "&queue="
+    cases: list[tuple[str, str, bytes, int, str | None]] = [
+        ("GET", edge, b"", 404, None),
+        ("PATCH", edge, b"{}", 404, None),
+        ("DELETE", edge, b"", 404, None),
+        ("PUT", edge, top, 200, None),
+        ("PUT", edge, b'{"max_concurrency": 10001}', 400, "max_concurrency"),
+        ("PUT", edge, b'{"max_concurrency": 0}', 400, "max_concurrency"),
+        ("PUT", edge, b'{"max_concurrency": 2.0}', 400, "max_concurrency"),
+        ("PUT", edge, b'{"max_concurrency": true}', 400, "max_concurrency"),
+        ("PUT", edge, b'{"max_concurrency": 1e400}', 400, "max_concurrency"),
+        ("PUT", edge, b'{"max_concurrency": ' + b"9" * 400 + b"}", 400, "max_concurrency"),
+        ("PUT", edge, b'{"max_concurrency": ' + b"9" * 5000 + b"}", 400, None),  # unreadable
+        ("PUT", edge, b'{"rate_per_s": NaN}', 400, "rate_per_s"),
+        ("PUT", edge, b'{"rate_per_s": Infinity}', 400, "rate_per_s"),
+        ("PUT", edge, b'{"rate_per_s": -Infinity}', 400, "rate_per_s"),
+        ("PUT", edge, b'{"rate_per_s": 10000.000001}', 400, "rate_per_s"),
+        ("PUT", edge, b'{"rate_per_s": 0.0000099}', 400, "rate_per_s"),
+        ("PUT", edge, b'{"rate_per_s": 5e-324}', 400, "rate_per_s"),
+        ("PUT", edge, b'{"rate_per_s": "1"}', 400, "rate_per_s"),
+        ("PUT", edge, b'{"rate_per_s": 1, "burst": 10001}', 400, "burst"),
+        ("PUT", edge, b'{"burst": 1}', 400, "burst"),
+        ("PUT", edge, b'{"paused": 1}', 400, "paused"),
+        ("PUT", edge, b'{"paused": "true"}', 400, "paused"),
+        ("PUT", edge, b'{"retries": 37}', 400, "retries"),
+        ("PUT", edge, b'{"retries": 0}', 400, "retries"),
+        ("PUT", edge, b'{"timeout": 601}', 400, "timeout"),
+        ("PUT", edge, b'{"timeout": 0.5}', 400, "timeout"),
+        ("PUT", edge, b'{"backoff": "Linear"}', 400, "backoff"),
+        ("PUT", edge, b'{"backoff": ["linear"]}', 400, "backoff"),
+        ("PUT", edge, b'{"max_concurrency": {"max_concurrency": 1}}', 400, "max_concurrency"),
+        ("PUT", edge, b'{"concurrency": 1}', 400, "concurrency"),
+        ("PUT", edge, b'{"max_concurrency": 1, "max_concurrency": "x"}', 400, "max_concurrency"),
+        ("PUT", edge, rb'{"\ud800": 1}', 400, None),
+        ("PUT", edge, b"", 400, None),
+        ("PUT", edge, b"[]", 400, None),
+        ("PUT", edge, b"null", 400, None),
+        ("PUT", edge, b"{", 400, None),
+        ("PUT", edge, b'{"a":' * 40 + b"1" + b"}" * 40, 400, None),
+        ("PUT", edge, b" " * SMALL_BODY + b"{}", 413, None),
+        ("PATCH", edge, b'{"max_concurrency": "x", "max_concurrency": 1}', 200, None),
+        ("PATCH", edge, b'{"rate_per_s": 0.00001, "burst": 1}', 200, None),
+        ("PATCH", edge, b'{"rate_per_s": null, "burst": 2}', 400, "burst"),
+        ("PATCH", edge, b'{"paused": true}', 200, None),
+        ("POST", edge + "/resume", b"x", 200, None),
+        ("POST", edge, b"{}", 405, None),
+        ("DELETE", edge, b"", 204, None),
+        ("DELETE", edge, b"", 404, None),
+        ("POST", edge + "/pause", b"", 200, None),  # makes it, paused
+        ("DELETE", edge, b"", 204, None),
+        ("POST", enqueue + "edge-busy", b"", 201, None),
+        ("DELETE", "/queues/edge-busy", b"", 409, None),
+        ("POST", "/tasks/cancel?queue=edge-busy", b"", 200, None),
+        ("DELETE", "/queues/edge-busy", b"", 204, None),
+        ("POST", enqueue + "n" * 64, b"", 201, None),
+        ("POST", enqueue + "n" * 65, b"", 400, "queue"),
+        ("POST", enqueue + "%2F", b"", 400, "queue"),
+        ("POST", enqueue + "a%2Fb", b"", 400, "queue"),
+        ("POST", enqueue + "m%C3%A4il", b"", 400, "queue"),
+        ("POST", "/tasks", as_json([{"url": GOOD_URL, "queue": "a" * 65}], True), 400, None),
+        ("POST", "/tasks", as_json([{"url": GOOD_URL, "queue": ["a"]}], True), 400, None),
+        ("GET", "/tasks?queue=" + "a" * 65, b"", 400, "queue"),
+        ("GET", "/tasks?queue=%2F", b"", 400, "queue"),
+        ("GET", "/tasks?queue=mail%00", b"", 400, "queue"),
+        ("POST", "/tasks/cancel?queue=%20", b"", 400, "queue"),
+        ("POST", "/tasks/retry", b'{"queue": 1}', 400, "queue"),
+        ("GET", "/queues/" + "a" * 64, b"", 404, None),
+        ("GET", "/queues/" + "a" * 65, b"", 400, "queue"),
+        ("GET", "/queues/" + "a" * 5000, b"", 400, "queue"),
+        ("GET", "/queues/%2F", b"", 400, "queue"),
+        ("GET", "/queues/a%2Fb", b"", 400, "queue"),
+        ("GET", "/queues/%00", b"", 400, "queue"),
+        ("GET", "/queues/%ff", b"", 400, None),
+        ("GET", "/queues/", b"", 404, None),
+        ("GET", "/queues/a/b", b"", 404, None),
+        ("POST", "/queues//pause", b"", 404, None),
+        ("DELETE", "/queues/m%C3%A4il", b"", 400, "queue"),
+        ("POST", "/queues/%0d%0a/pause", b"", 400, "queue"),
+        ("PUT", "/queues/%2F", b"{}", 400, "queue"),
+    ]
+    return tuple(
+        Request(
+            method, target, auth, body, False, expected, None if fd is None else frozenset({fd})
+        )
+        for method, target, body, expected, fd in cases
+    )
+
+
+QUEUE_PATH = re.compile(r"/queues/([^/?]+)")
+
+
+def configured_name(request: Request) -> str | None:
+    """The pool's queue a PUT or PATCH would change (its state is read
+    before and after: a rejected one must leave it as it was)."""
+    found = QUEUE_PATH.fullmatch(request.target)
+    if request.method not in ("PUT", "PATCH") or found is None:
+        return None
+    name = decoded(found[1])
+    return name if name is not None and QUEUE_NAME.fullmatch(name) else None
+
+
+def send_queue_requests(
+    port: int, key: str, requests: tuple[Request, ...], tally: Tally
+) -> set[str]:
+    """Like send_all, and a rejected PUT or PATCH of a good name changed
+    nothing (read with the node's key before and after). The names a
+    request changed (answered 2xx): their rows need no task."""
+    client = RawClient(port)
+    auth = (("NTORQUE_API_KEY", key),)
+    changed: set[str] = set()
+    try:
+        for drawn_request in requests:
+            request = prepared(drawn_request, key, time.time())
+            name = configured_name(request)
+            if name is not None:
+                read = Request("GET", f"/queues/{name}", auth, b"", False)
+                before = stable(*client.send(read))
+            status, body = client.send(request)
+            check(request, status, body, tally)
+            if name is not None and status >= 400:
+                assert stable(*client.send(read)) == before, (request, status, body)
+            found = QUEUE_PATH.match(request.target)
+            if found and status < 300 and request.method not in ("GET", "HEAD"):
+                changed.add(decoded(found[1]) or "")
+    finally:
+        client.close()
+    return changed
+
+
+def stable(status: int, body: bytes) -> tuple[int, object]:
+    """A queue as read: what no request but a change may alter."""
+    answer = json.loads(body)
+    if status == 200:
+        answer["figures"].pop("oldest_due_age_s")
+    return status, answer
+
+
+# What no queue request may leave behind (each query counts offenders).
+QUEUE_HALF_WRITTEN = {
+    "a rate limit without its burst, or a burst without one": """
+        SELECT count(*) FROM queues WHERE (rate_per_s IS NULL) <> (burst IS NULL)""",
+    "a setting out of its bounds": """
+        SELECT count(*) FROM queues WHERE max_concurrency NOT BETWEEN 1 AND 10000
+        OR rate_per_s < 0.00001 OR rate_per_s > 10000 OR burst NOT BETWEEN 1 AND 10000
+        OR retries NOT BETWEEN 1 AND 36 OR timeout_s NOT BETWEEN 1 AND 600
+        OR backoff NOT IN ('linear', 'exponential')""",
+}
+
+
+async def rows_in_database(backend: Backend, query: str) -> list[tuple[Any, ...]]:
+    engine = database.make_engine(config.Settings(database_url=backend.database_url))
+    try:
+        async with engine.connect() as connection:
+            return [tuple(row) for row in (await connection.execute(sa.text(query))).all()]
+    finally:
+        await engine.dispose()
+
+
+@pytest.mark.asyncio(loop_scope="module")
+async def test_generated_queue_requests_never_break_the_api(
+    fuzzed: LiveNode, module_backend: Backend, capsys: pytest.CaptureFixture[str]
+) -> None:
+    tally = Tally()
+    last_id = await in_database(module_backend, "SELECT max(id) FROM tasks")
+    started = time.monotonic()
+    requests = await asyncio.to_thread(drawn_queue_requests)
+    requests += queue_edge_cases()
+    changed = await asyncio.to_thread(send_queue_requests, fuzzed.port, fuzzed.key, requests, tally)
+    seconds = time.monotonic() - started
+    made = "SELECT count(*) FROM tasks WHERE id > :id AND callback_of IS NULL"
+    stored = await in_database(module_backend, made, id=last_id or 0)
+    created = len([task_id for task_id in tally.created if task_id > (last_id or 0)])
+    line = (
+        f"FUZZ {module_backend.name} queues: requests={tally.total} created={created} "
+        f"stored={stored} seconds={seconds:.1f} statuses={dict(sorted(tally.statuses.items()))}"
+    )
+    record(line)
+    with capsys.disabled():
+        print(f"\n{line}")
+    assert tally.total >= QUEUE_REQUESTS
+    assert stored == created  # a rejected enqueue or batch stores no task
+    assert "Traceback" not in fuzzed.logged.text, fuzzed.logged.text[-4000:]
+    assert tally.statuses[200] > 100 and tally.statuses[400] > 100, tally
+    assert tally.statuses[201] > 100 and tally.statuses[413] > 0, tally
+    for what, query in {**QUEUE_HALF_WRITTEN, **HALF_WRITTEN}.items():
+        assert await in_database(module_backend, query) == 0, what
+    rows = await rows_in_database(module_backend, "SELECT app_id, name FROM queues")
+    named = set(
+        await rows_in_database(
+            module_backend, "SELECT DISTINCT coalesce(app_id, 0), queue FROM tasks"
+        )
+    )
+    for app_id, name in rows:
+        assert QUEUE_NAME.fullmatch(name), name
+        # Made by a task that names it, or by a request answered as a change.
+        assert (app_id, name) in named or name in changed, (app_id, name)
+    for _, name in named:
+        assert QUEUE_NAME.fullmatch(name), name

@@ -1,6 +1,8 @@
 """Application A's key against application B's tasks, on every route: the
 API, every console page and action, and the live socket. Nothing leaks
-(404, like a missing task) and nothing changes.
+(404, like a missing task) and nothing changes. Queue names are each
+application's own: A's requests on B's queue's name read and change A's
+queue of that name, never B's (its settings, figures, tasks and limits).
 
 The walk is checked against the server's own route table, so a route added
 later without a place here fails this test.
@@ -8,7 +10,10 @@ later without a place here fails this test.
 
 from __future__ import annotations
 
+import asyncio
 import json
+import time
+import uuid
 from typing import Any
 
 import pytest
@@ -26,6 +31,7 @@ from tests.console_session import (
     shows,
     task_ids,
 )
+from tests.hookserver import HookServer
 from tests.inprocess import LiveNode
 
 # Every route pattern, and how this test visits it with B's task id.
@@ -51,6 +57,22 @@ CONSOLE_WALK = {
 }
 # The live socket: what a page tells it it watches (a task page: its task).
 SOCKET_WALK = {r"/console/socket": ["task={id}"]}
+# Routes of a queue, visited with the name of B's queue, in this order, and
+# the status each gets: A has no queue of that name (404) until A's PUT
+# makes A's own; A's pause and resume change A's own.
+QUEUE_WALK: dict[str, list[tuple[str, str, bytes | None, int]]] = {
+    r"/queues/([^/]+)": [
+        ("GET", "/queues/{name}", None, 404),
+        ("PATCH", "/queues/{name}", b'{"paused": false, "max_concurrency": 1}', 404),
+        ("DELETE", "/queues/{name}", None, 404),
+        ("PUT", "/queues/{name}", b'{"max_concurrency": 1}', 200),
+    ],
+    r"/queues/([^/]+)/(pause|resume)": [
+        ("POST", "/queues/{name}/pause", b"", 200),
+        ("POST", "/queues/{name}/resume", b"", 200),
+        ("POST", "/queues/{name}/pause", b"", 200),
+    ],
+}
 # Routes that take no task id: what they show is checked below.
 NO_TASK_ID = {
     r"/",
@@ -60,6 +82,7 @@ NO_TASK_ID = {
     r"/tasks",
     r"/tasks/(cancel|retry)",
     r"/console/tasks/(cancel|retry)",
+    r"/queues",
 }
 
 
@@ -71,7 +94,8 @@ def route_patterns() -> set[str]:
 
 
 def test_the_walk_covers_every_route() -> None:
-    assert route_patterns() == set(API_WALK) | set(CONSOLE_WALK) | set(SOCKET_WALK) | NO_TASK_ID
+    walks = set(API_WALK) | set(CONSOLE_WALK) | set(SOCKET_WALK) | set(QUEUE_WALK)
+    assert route_patterns() == walks | NO_TASK_ID
 
 
 async def snapshot(node: LiveNode, task_id: int, key: str) -> dict[str, Any]:
@@ -92,6 +116,7 @@ async def test_application_a_sees_and_changes_nothing_of_application_b(
         )
         task = json.loads(made.body)
         before = await snapshot(node, task["id"], key_b)
+        queue_before = await b_configures_a_queue(node, key_b, secret_url)
 
         for walk in API_WALK.values():
             for method, path in walk:
@@ -101,6 +126,7 @@ async def test_application_a_sees_and_changes_nothing_of_application_b(
                 assert json.loads(answer.body)["status"] == 404
                 assert secret_url.encode() not in answer.body
 
+        await a_walks_the_queue_of_b(node, key_a, key_b, queue_before)
         await lists_and_bulk_actions_see_only_their_own(node, key_a, task["id"])
 
         session = Session(node)
@@ -140,6 +166,64 @@ async def test_application_a_sees_and_changes_nothing_of_application_b(
 
         assert await snapshot(node, task["id"], key_b) == before
         assert (await snapshot(node, another["id"], key_b))["status"] == "pending"
+        assert await queue_of(node, B_QUEUE, key_b) == queue_before
+
+
+# B's queue: its name, settings no default has (so they cannot be met by
+# chance), and a task due in an hour (its figures do not age meanwhile).
+B_QUEUE = "b-mail"
+B_SETTINGS = {
+    "max_concurrency": 7, "rate_per_s": 3.5, "burst": 5, "retries": 4, "backoff": "linear",
+    "timeout": 9,
+}  # fmt: skip
+
+
+async def queue_of(node: LiveNode, name: str, key: str) -> dict[str, Any]:
+    answer = await node.request("GET", f"/queues/{name}", None, None, key)
+    assert answer.status == 200, (name, answer.status, answer.body)
+    return dict(answer.json)
+
+
+async def b_configures_a_queue(node: LiveNode, key_b: str, url: str) -> dict[str, Any]:
+    put = await node.request(
+        "PUT", f"/queues/{B_QUEUE}", json.dumps(B_SETTINGS).encode(), None, key_b
+    )
+    assert put.status == 200, put.body
+    paused = await node.request("POST", f"/queues/{B_QUEUE}/pause", b"", None, key_b)
+    assert paused.status == 200 and paused.json["paused"] is True
+    await node.enqueue(url, b"b's", key=key_b, queue=B_QUEUE, delay=3600)
+    queue = await queue_of(node, B_QUEUE, key_b)
+    assert queue["figures"]["pending"] == 1 and queue["figures"]["oldest_due_age_s"] is None
+    return queue
+
+
+async def a_walks_the_queue_of_b(
+    node: LiveNode, key_a: str, key_b: str, queue_before: dict[str, Any]
+) -> None:
+    """A's requests on B's queue's name meet A's own queue (none, until A
+    makes it): B's settings, figures and times never show, nor change."""
+    for walk in QUEUE_WALK.values():
+        for method, path, body, status in walk:
+            answer = await node.request(method, path.format(name=B_QUEUE), body, None, key_a)
+            assert answer.status == status, (method, path, answer.status, answer.body)
+            shown = json.loads(answer.body)
+            if status == 404:
+                assert shown["status"] == 404 and "figures" not in shown, (method, path)
+            else:  # A's own: made by A's first PUT, after B's
+                assert shown["name"] == B_QUEUE and shown["figures"]["pending"] == 0, shown
+                assert shown["created"] > queue_before["created"], (method, path, shown)
+                for setting in ("rate_per_s", "burst", "retries", "backoff", "timeout"):
+                    assert shown[setting] is None, (method, path, setting, shown)
+            assert await queue_of(node, B_QUEUE, key_b) == queue_before, (method, path)
+    own = await queue_of(node, B_QUEUE, key_a)
+    assert (own["paused"], own["max_concurrency"]) == (True, 1)
+    listed = await node.request("GET", "/queues", None, None, key_a)
+    by_name = {queue["name"]: queue for queue in listed.json["queues"]}
+    assert set(by_name) == {"default", B_QUEUE} and by_name[B_QUEUE] == own
+    deleted = await node.request("DELETE", f"/queues/{B_QUEUE}", None, None, key_a)
+    assert deleted.status == 204
+    assert (await node.request("GET", f"/queues/{B_QUEUE}", None, None, key_a)).status == 404
+    assert await queue_of(node, B_QUEUE, key_b) == queue_before
 
 
 async def lists_and_bulk_actions_see_only_their_own(
@@ -179,3 +263,121 @@ async def console_bulk_actions_see_only_their_own(session: Session) -> None:
 
 async def session_form(session: Session, method: str) -> dict[str, str] | None:
     return {"_xsrf": await session.xsrf_token()} if method == "POST" else None
+
+
+# -- one queue name, two applications ---------------------------------------------------
+
+
+def figures_now(queue: dict[str, Any]) -> dict[str, Any]:
+    """A queue's JSON without the one figure that moves with the clock."""
+    figures = {k: v for k, v in queue["figures"].items() if k != "oldest_due_age_s"}
+    return {**queue, "figures": figures}
+
+
+async def test_a_queue_name_is_each_applications_own(backend: Backend) -> None:
+    """B configures and pauses "mail" and has tasks in it; A's requests on
+    "mail" read and change A's own "mail": its settings, its figures, its
+    tasks (listing and bulk actions by queue), its defaults for new tasks."""
+    async with live_for(backend, loops=False, auth_cache_s=0) as node:
+        _, key_a = await node.create_app("a")
+        _, key_b = await node.create_app("b")
+        url = "http://127.0.0.1:9/hook"
+        settings = {"max_concurrency": 2, "rate_per_s": 5, "retries": 4, "backoff": "linear",
+                    "timeout": 9}  # fmt: skip
+        made = await node.request("PUT", "/queues/mail", json.dumps(settings).encode(), None, key_b)
+        assert made.status == 200
+        await node.request("POST", "/queues/mail/pause", b"", None, key_b)
+        b_tasks = [await node.enqueue(url, key=key_b, queue="mail") for _ in range(2)]
+        # B's queue's defaults are B's tasks', not A's.
+        assert {(t["timeout"], t["retries"], t["backoff"]) for t in b_tasks} == {(9, 4, "linear")}
+        b_mail = figures_now(await queue_of(node, "mail", key_b))
+        assert (b_mail["paused"], b_mail["figures"]["pending"]) == (True, 2)
+
+        assert (await node.request("GET", "/queues/mail", None, None, key_a)).status == 404
+        a_task = await node.enqueue(url, key=key_a, queue="mail")
+        assert (a_task["timeout"], a_task["retries"], a_task["backoff"]) == (60, None, None)
+        a_mail = await queue_of(node, "mail", key_a)  # A's task named A's own, unconfigured
+        assert a_mail["paused"] is False and a_mail["created"] > b_mail["created"]
+        assert a_mail["max_concurrency"] is None and a_mail["rate_per_s"] is None
+        assert a_mail["figures"]["pending"] == 1
+
+        changes = [
+            ("PUT", "/queues/mail", b'{"max_concurrency": 1, "timeout": 3}'),
+            ("PATCH", "/queues/mail", b'{"rate_per_s": 1, "burst": 1}'),
+            ("POST", "/queues/mail/resume", b""),
+            ("POST", "/queues/mail/pause", b""),
+            ("POST", "/queues/mail/resume", b""),
+        ]
+        for method, path, body in changes:
+            answer = await node.request(method, path, body, None, key_a)
+            assert answer.status == 200 and answer.json["figures"]["pending"] == 1, answer.body
+            assert figures_now(await queue_of(node, "mail", key_b)) == b_mail, (method, path)
+        a_mail = await queue_of(node, "mail", key_a)
+        assert [a_mail[k] for k in ("paused", "max_concurrency", "rate_per_s", "timeout")] == [
+            False,
+            1,
+            1.0,
+            3,
+        ]
+
+        for key, ids in ((key_a, [a_task["id"]]), (key_b, [t["id"] for t in b_tasks])):
+            listed = await node.request("GET", "/tasks?queue=mail", None, None, key)
+            assert [t["id"] for t in listed.json["tasks"]] == sorted(ids, reverse=True)
+
+        # A's bulk actions on "mail" match A's one task, never B's two.
+        for action, changed in (("cancel", 1), ("retry", 1), ("cancel", 1)):
+            in_query = await node.request("POST", f"/tasks/{action}?queue=mail", b"", None, key_a)
+            assert in_query.json == {"matched": 1, "changed": changed}, (action, in_query.body)
+        in_body = await node.request("POST", "/tasks/cancel", b'{"queue": "mail"}', None, key_a)
+        assert in_body.json == {"matched": 1, "changed": 0}
+
+        # A's delete forgets A's queue; B's, with unfinished tasks, is B's to delete.
+        assert (await node.request("DELETE", "/queues/mail", None, None, key_a)).status == 204
+        assert (await node.request("DELETE", "/queues/mail", None, None, key_a)).status == 404
+        assert figures_now(await queue_of(node, "mail", key_b)) == b_mail
+        for task in b_tasks:
+            assert (await node.task(task["id"], key=key_b))["status"] == "pending"
+        assert (await node.request("DELETE", "/queues/mail", None, None, key_b)).status == 409
+
+
+async def wait_until_finished(
+    node: LiveNode, key: str, ids: list[int], timeout_s: float = 30
+) -> None:
+    deadline = time.monotonic() + timeout_s
+    for task_id in ids:
+        while (await node.task(task_id, key=key))["status"] != "completed":
+            assert time.monotonic() < deadline, f"task {task_id} not completed"
+            await asyncio.sleep(0.02)
+
+
+async def test_a_queues_pause_and_limits_hold_only_its_own_applications_tasks(
+    backend: Backend, hooks: HookServer
+) -> None:
+    """On a live node: B's "mail" is paused, one call at a time, one call a
+    day; A's tasks in A's "mail" all run, at once. Then A pauses its "mail"
+    and B resumes B's: B's task runs, A's pause holds none of B's."""
+    async with live_for(backend, concurrency=20, auth_cache_s=0) as node:
+        _, key_a = await node.create_app("a")
+        _, key_b = await node.create_app("b")
+        limits = b'{"paused": true, "max_concurrency": 1, "rate_per_s": 0.00001, "burst": 1}'
+        assert (await node.request("PUT", "/queues/mail", limits, None, key_b)).status == 200
+        b_path = f"/status/200/{uuid.uuid4().hex}"
+        b_task = await node.enqueue(hooks.url(b_path), key=key_b, queue="mail")
+
+        a_path = f"/slow/0.3/{uuid.uuid4().hex}"
+        a_ids = [(await node.enqueue(hooks.url(a_path), key=key_a, queue="mail"))["id"]
+                 for _ in range(5)]  # fmt: skip
+        await wait_until_finished(node, key_a, a_ids)
+        assert len(hooks.calls(a_path)) == 5 and hooks.most_at_once(a_path) > 1
+        a_figures = (await queue_of(node, "mail", key_a))["figures"]
+        b_figures = (await queue_of(node, "mail", key_b))["figures"]
+        assert (a_figures["completed_5m"], a_figures["pending"]) == (5, 0)
+        assert (b_figures["completed_5m"], b_figures["pending"]) == (0, 1)
+        assert hooks.calls(b_path) == []
+
+        assert (await node.request("POST", "/queues/mail/pause", b"", None, key_a)).status == 200
+        resumed = await node.request("POST", "/queues/mail/resume", b"", None, key_b)
+        assert resumed.json["paused"] is False
+        await wait_until_finished(node, key_b, [b_task["id"]])
+        assert len(hooks.calls(b_path)) == 1
+        assert (await queue_of(node, "mail", key_a))["paused"] is True

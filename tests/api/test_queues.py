@@ -87,6 +87,9 @@ async def test_a_queue_with_unfinished_tasks_cannot_be_deleted(
         (b'{"max_concurrency": true}', "max_concurrency"),
         (b'{"rate_per_s": -1}', "rate_per_s"),
         (b'{"rate_per_s": "fast"}', "rate_per_s"),
+        (b'{"rate_per_s": 1e-310}', "rate_per_s"),  # PostgreSQL's acquire overflowed on it
+        (b'{"rate_per_s": 5e-324}', "rate_per_s"),  # and underflowed on this one
+        (b'{"rate_per_s": 0.0000099}', "rate_per_s"),
         (b'{"burst": 3}', "burst"),
         (b'{"paused": "yes"}', "paused"),
         (b'{"retries": 0}', "retries"),
@@ -178,6 +181,27 @@ async def test_a_batch_item_names_its_queue(backend: Backend, hooks: HookServer)
 
 
 # -- limits obeyed by a live node ---------------------------------------------------
+
+
+async def test_the_slowest_rate_holds_its_queue_and_no_other(
+    backend: Backend, hooks: HookServer
+) -> None:
+    """A queue at the smallest rate starts one call (its burst), then waits;
+    the acquire that meets it still leases every other task it was given
+    (a denormal rate once made PostgreSQL's acquire raise for all of them)."""
+    async with live_for(backend, loops=False) as node:
+        slowest = await put(node, "slowest", rate_per_s=0.00001)
+        assert (slowest["rate_per_s"], slowest["burst"]) == (0.00001, 1)
+        _, url = hook(hooks, "/status/200")
+        first, second = [(await node.enqueue(url, queue="slowest"))["id"] for _ in range(2)]
+        other = (await node.enqueue(url))["id"]
+        await node.consume()
+        assert (await node.task(first))["status"] == "completed"
+        assert (await node.task(other))["status"] == "completed"
+        await node.requeue()
+        await node.consume()
+        assert (await node.task(second))["status"] == "pending"
+        assert "Traceback" not in node.logged.text
 
 
 async def drain(node: LiveNode, ids: list[int], timeout_s: float = 60) -> None:
