@@ -89,8 +89,10 @@
     return task.last_error ? "error" : "";
   }
 
-  var FIELDS = ["id", "status", "method", "url", "retry_count", "last_status_code", "due", "modified"];
-  var CLASSES = { url: "url", retry_count: "num", last_status_code: "num", due: "time", modified: "time" };
+  var FIELDS = ["id", "status", "queue", "method", "url", "retry_count", "last_status_code", "due", "modified"];
+  var CLASSES = {
+    queue: "queue", url: "url", retry_count: "num", last_status_code: "num", due: "time", modified: "time"
+  };
 
   function fill(row, task) {
     var changed = row.dataset.modified !== task.modified;
@@ -114,7 +116,7 @@
         cell.textContent = when(task.modified);
       } else {
         cell.textContent = task[field] === null ? "" : String(task[field]);
-        if (field === "url") { cell.title = task.url; }
+        if (field === "url" || field === "queue") { cell.title = task[field]; }
       }
     });
     if (changed) { flash(row); }
@@ -143,6 +145,7 @@
   function matches(task) {
     var status = body.dataset.status, search = body.dataset.search || "";
     if (status && task.status !== status) { return false; }
+    if (body.dataset.queue && task.queue !== body.dataset.queue) { return false; }
     if (body.dataset.match === "prefix") { return task.url.indexOf(search) === 0; }
     return !search || task.url.toLowerCase().indexOf(search.toLowerCase()) >= 0;
   }
@@ -154,7 +157,7 @@
     tasks.forEach(function (task) {
       var row = document.getElementById("task-" + task.id);
       if (row) {
-        if (!matches(task) && body.dataset.status) { row.remove(); return; }
+        if (!matches(task) && (body.dataset.status || body.dataset.queue)) { row.remove(); return; }
         fill(row, task);
       } else if (body.dataset.live === "yes" && matches(task)) {
         row = newRow(task);
@@ -188,7 +191,8 @@
     row.id = "no-tasks";
     cell.colSpan = FIELDS.length;
     cell.className = "muted";
-    cell.textContent = body.dataset.status || body.dataset.search ? "No tasks match." : "No tasks.";
+    var filtered = body.dataset.status || body.dataset.queue || body.dataset.search;
+    cell.textContent = filtered ? "No tasks match." : "No tasks.";
     row.appendChild(cell);
     return row;
   }
@@ -277,6 +281,100 @@
     }
   }
 
+  // The named queues: every row as the server read it this second; a queue
+  // that appears gets a copy of the page's own row, one that went is removed.
+  function showQueues(queues) {
+    var rows = document.getElementById("queue-rows");
+    if (!rows) { return; }
+    var shown = {};
+    queues.forEach(function (q) {
+      shown[q.name] = true;
+      var row = document.getElementById("queue-" + q.name);
+      if (!row) { row = newQueueRow(rows, q.name); }
+      fillQueue(row, q);
+    });
+    Array.prototype.slice.call(rows.children).forEach(function (row) {
+      if (!shown[row.dataset.queue]) { row.remove(); }
+    });
+  }
+
+  function newQueueRow(rows, name) {
+    var row = document.getElementById("queue-row-template").content.firstElementChild.cloneNode(true);
+    row.id = "queue-" + name;
+    row.dataset.queue = name;
+    var link = row.querySelector('[data-q="name"] a');
+    link.href = "/console?queue=" + encodeURIComponent(name);
+    link.textContent = name;
+    row.querySelectorAll("form[data-queue-action]").forEach(function (form) {
+      form.action = "/console/queues/" + name + "/" + form.dataset.queueAction + location.search;
+    });
+    var before = null; // the server lists them by name
+    for (var i = 0; i < rows.children.length; i++) {
+      if (rows.children[i].dataset.queue > name) { before = rows.children[i]; break; }
+    }
+    rows.insertBefore(row, before);
+    queueOption(name);
+    return row;
+  }
+
+  function queueOption(name) {
+    var select = document.getElementById("queue");
+    if (!select || select.querySelector('option[value="' + name + '"]')) { return; }
+    var option = document.createElement("option");
+    option.value = option.textContent = name;
+    select.appendChild(option);
+  }
+
+  // "n / limit" where the queue has a limit, "n" where it has none.
+  function against(value, limit) { return limit === null ? value : value + " / " + limit; }
+
+  function fillQueue(row, q) {
+    var f = q.figures;
+    var calls = q.calls_per_s === null ? "-" : String(q.calls_per_s);
+    var cells = {
+      pending: numbers.format(f.pending),
+      due_now: numbers.format(f.due_now),
+      in_flight: against(numbers.format(f.in_flight),
+        q.max_concurrency === null ? null : numbers.format(q.max_concurrency)),
+      calls: against(calls, q.rate_per_s === null ? null : String(q.rate_per_s)),
+      oldest_due_age_s: age(f.oldest_due_age_s)
+    };
+    Object.keys(cells).forEach(function (key) {
+      row.querySelector('[data-q="' + key + '"]').textContent = cells[key];
+    });
+    row.querySelector(".badge.paused").classList.toggle("hidden", !q.paused);
+    row.querySelectorAll("form[data-queue-action]").forEach(function (form) {
+      form.classList.toggle("hidden", (form.dataset.queueAction === "resume") !== q.paused);
+      form.querySelector("button").disabled = false;
+    });
+  }
+
+  // Pause and resume post in the background (the same XSRF-checked form);
+  // the socket brings the paused badge. Without a socket, the page reloads.
+  var queueRows = document.getElementById("queue-rows");
+  if (queueRows) {
+    queueRows.addEventListener("submit", function (event) {
+      var form = event.target;
+      if (!form.dataset.queueAction) { return; }
+      event.preventDefault();
+      form.querySelector("button").disabled = true;
+      fetch(form.action, {
+        method: "POST", body: new FormData(form), credentials: "same-origin", redirect: "manual"
+      }).then(function (answer) {
+        if (answer.type !== "opaqueredirect" && !answer.ok) { throw new Error(answer.status); }
+        if (!live) { location.reload(); }
+      }).catch(function (error) {
+        form.querySelector("button").disabled = false;
+        queueError("Could not " + form.dataset.queueAction + " the queue (" + error.message + ").");
+      });
+    });
+  }
+
+  function queueError(text) {
+    var el = document.getElementById("queue-error");
+    if (el) { el.textContent = text; el.classList.remove("hidden"); }
+  }
+
   // Cancel and the like ask first: a handler here, as the CSP allows no inline script.
   document.querySelectorAll("form[data-confirm]").forEach(function (form) {
     form.addEventListener("submit", function (event) {
@@ -284,7 +382,10 @@
     });
   });
 
+  var live = false;
+
   function indicator(on) {
+    live = on;
     var el = document.getElementById("live");
     if (!el) { return; }
     el.className = "live " + (on ? "on" : "off");
@@ -308,6 +409,7 @@
       if (message.type === "stats") { showStats(message.stats); }
       else if (message.type === "tasks") { showTasks(message.tasks); }
       else if (message.type === "page") { showPage(message.tasks); }
+      else if (message.type === "queues") { showQueues(message.queues); }
       else if (message.type === "task" && String(message.task.id) === body.dataset.taskId) {
         showTask(message.task, message.attempts);
       }

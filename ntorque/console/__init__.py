@@ -22,6 +22,8 @@ from ..handlers import Guard
 from ..queue import Queue
 from ..store.apps import AppStore
 from ..store.console import ConsoleReads
+from .board import QueueBoard
+from .calls import CallRate
 from .context import Console
 from .hub import Hub
 from .live import ConsoleSocket
@@ -30,6 +32,7 @@ from .pages import (
     DashboardHandler,
     LoginHandler,
     LogoutHandler,
+    QueueActionHandler,
     StaticHandler,
     TaskActionHandler,
     TaskPageHandler,
@@ -85,7 +88,7 @@ def make_console(
         apps=apps,
         authenticator=authenticator,
         stats=stats,
-        hub=Hub(events, stats),
+        hub=Hub(events, stats, QueueBoard(queue.flow, CallRate())),
         templates=templates,
         static_url=lambda path: StaticHandler.make_static_url(settings, path),
         authenticate=authenticate,
@@ -101,6 +104,9 @@ def routes(console: Console) -> list[URLSpec]:
         tornado.web.url(r"/console/task/(\d{1,18})", TaskPageHandler, deps),
         tornado.web.url(r"/console/task/(\d{1,18})/(retry|cancel)", TaskActionHandler, deps),
         tornado.web.url(r"/console/tasks/(cancel|retry)", BulkActionHandler, deps),
+        tornado.web.url(
+            r"/console/queues/([A-Za-z0-9_.-]{1,64})/(pause|resume)", QueueActionHandler, deps
+        ),
         tornado.web.url(r"/console/login", LoginHandler, deps),
         tornado.web.url(r"/console/logout", LogoutHandler, deps),
         tornado.web.url(r"/console/socket", ConsoleSocket, deps),

@@ -1,10 +1,13 @@
-"""The console's hub: task changes and counts, pushed to every open socket.
+"""The console's hub: task changes, counts and queue rows, pushed to every
+open socket.
 
 One Hub per process watches the events only while a socket is open; each
 tick it gives every socket the latest state of the tasks that changed (only
 its viewer's own, unless it sees all; a task page's socket, only its task),
-and the counts once per second. A socket whose write fails, or that closes,
-leaves the hub at once.
+and the counts once per second; each dashboard also gets its namespace's
+queue rows once per second, and at the next tick after a pause or resume
+here (other nodes' show within the second). The same events feed the calls
+per second. A socket whose write fails, or that closes, leaves the hub at once.
 """
 
 from __future__ import annotations
@@ -15,6 +18,8 @@ import time
 from typing import Any, Protocol
 
 from ..events import Events, Summary
+from .board import QueueBoard
+from .calls import CallRate
 from .stats import REFRESH_S, Stats
 
 log = logging.getLogger(__name__)
@@ -26,6 +31,7 @@ MAX_PENDING = 2000  # changes kept per tick; the oldest go first (a page shows 5
 class Peer(Protocol):
     scope: int | None  # the application whose tasks it may see; None: all
     task_id: int | None  # a task page's task: it hears of that one only
+    namespace: int  # whose named queues a dashboard shows (0: auth is off)
 
     def show(self, changes: list[Summary]) -> None: ...
 
@@ -35,16 +41,20 @@ class Peer(Protocol):
 
 
 class Hub:
-    def __init__(self, events: Events, stats: Stats) -> None:
+    def __init__(self, events: Events, stats: Stats, board: QueueBoard) -> None:
         self.events = events
         self.stats = stats
+        self.board = board
+        self.calls: CallRate = board.calls
         self.peers: set[Peer] = set()
         self._pending: dict[int, Summary] = {}
+        self._stale: set[int] = set()  # namespaces whose queues changed here
         self._loop: asyncio.Task[None] | None = None
 
     def join(self, peer: Peer) -> None:
         if not self.peers:
             self.events.watch(self._changed)
+            self.calls.start()
             self._loop = asyncio.ensure_future(self._run())
         self.peers.add(peer)
 
@@ -52,9 +62,11 @@ class Hub:
         self.peers.discard(peer)
         if not self.peers and self._loop is not None:
             self.events.unwatch(self._changed)
+            self.calls.stop()
             self._loop.cancel()
             self._loop = None
             self._pending.clear()
+            self._stale.clear()
 
     def close(self) -> None:
         """Stopping: say goodbye to every page (they reconnect to the next server)."""
@@ -62,7 +74,13 @@ class Hub:
             self.leave(peer)
             peer.close(1001, "server stopping")
 
+    def queues_changed(self, namespace: int) -> None:
+        """A pause or resume here: its dashboards get fresh rows at the next tick."""
+        self.board.stale(namespace)
+        self._stale.add(namespace)
+
     def _changed(self, summaries: list[Summary]) -> None:
+        self.calls.add(summaries)  # every change, before they are merged per task
         for item in summaries:
             self._pending.pop(item["id"], None)  # re-inserted last: newest at the end
             self._pending[item["id"]] = item
@@ -75,10 +93,15 @@ class Hub:
             self.flush()
             if time.monotonic() - last_stats >= REFRESH_S:
                 last_stats = time.monotonic()
+                self._stale.clear()  # every namespace is read below
                 try:
                     await self.send_stats()
                 except Exception:
                     log.exception("console counts failed")
+                await self._send_queues(self._namespaces())
+            elif self._stale:
+                stale, self._stale = self._stale, set()
+                await self._send_queues(stale & self._namespaces())
             await asyncio.sleep(TICK_S)
 
     def flush(self) -> None:
@@ -96,6 +119,23 @@ class Hub:
             snapshot = await self.stats.get(scope)
             for peer in [peer for peer in self.peers if peer.scope == scope]:
                 peer.send({"type": "stats", "stats": snapshot})
+
+    def _namespaces(self) -> set[int]:
+        return {peer.namespace for peer in self.peers if peer.task_id is None}
+
+    async def _send_queues(self, namespaces: set[int]) -> None:
+        for namespace in namespaces:
+            try:
+                await self.send_queues(namespace)
+            except Exception:
+                log.exception("console queue rows failed app=%s", namespace)
+
+    async def send_queues(self, namespace: int) -> None:
+        """The namespace's queue rows to its dashboards (task pages show none)."""
+        rows = await self.board.rows(namespace)
+        for peer in list(self.peers):
+            if peer.task_id is None and peer.namespace == namespace:
+                peer.send({"type": "queues", "queues": rows})
 
 
 def _concerns(peer: Peer, change: Summary) -> bool:

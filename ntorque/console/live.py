@@ -1,13 +1,13 @@
 """The console's websocket: one per open page, fed by the Hub.
 
 The page names what it shows in the socket's query: `?task=<id>` on a task
-page, the dashboard's own query (`?status= &q= &match= &before=`) otherwise. The
+page, the dashboard's own query (`?status= &queue= &q= &match= &before=`) otherwise. The
 socket answers what that page would: 403 without the login cookie or from
 another origin (tornado's check), 404 for a task the viewer may not see, 400
 for a query the dashboard refuses.
 
 Once subscribed it sends the counts and the state as of its subscription (the
-dashboard's page of tasks, or the task and its attempts); changes that come
+dashboard's queue rows and page of tasks, or the task and its attempts); changes that come
 meanwhile wait until that state is sent, so nothing older follows it. Task
 events carry no attempts: a task page's socket re-reads its task and attempts
 at each change of its task, one read at a time (changes during a read make
@@ -38,12 +38,13 @@ Message = dict[str, Any]
 
 
 class ConsoleSocket(tornado.websocket.WebSocketHandler):
-    """GET /console/socket?task=<id> or ?status= &q= &match= &before= ."""
+    """GET /console/socket?task=<id> or ?status= &queue= &q= &match= &before= ."""
 
     console: Console
     viewer: Viewer | None = None
     scope: int | None = None
     task_id: int | None = None
+    namespace: int = 0
 
     def initialize(self, console: Console) -> None:
         self.console = console
@@ -62,6 +63,7 @@ class ConsoleSocket(tornado.websocket.WebSocketHandler):
             self.refuse(403, "log in first")
             return
         self.scope = self.viewer.scope
+        self.namespace = self.viewer.namespace
         try:
             await self._watch(self.viewer)
         except tornado.web.HTTPError as error:
@@ -105,8 +107,12 @@ class ConsoleSocket(tornado.websocket.WebSocketHandler):
         if self.task_id is not None:
             return [view] if (view := await self._task_view()) else []
         assert self.listing_query is not None
+        rows = await self.console.hub.board.rows(self.namespace)
         shown = await listing(self.console.reads, self.console.queue, self.listing_query)
-        return [{"type": "page", "tasks": [summary(task) for task in shown.tasks]}]
+        return [
+            {"type": "queues", "queues": rows},
+            {"type": "page", "tasks": [summary(task) for task in shown.tasks]},
+        ]
 
     async def _task_view(self) -> Message | None:
         assert self.task_id is not None

@@ -1,5 +1,5 @@
 """The console's pages: the queue at a glance, one task, its actions (one
-task's, or a filtered view's in bulk), login."""
+task's, or a filtered view's in bulk), pausing a named queue, login."""
 
 from __future__ import annotations
 
@@ -22,8 +22,9 @@ BODY_PREVIEW = 4000  # characters of a body shown
 
 
 class DashboardHandler(ConsoleHandler):
-    """GET /console: counts, throughput, recent tasks; ?status= &q= &match=
-    &before=, and after a bulk action ?done= &matched= &changed= ."""
+    """GET /console: counts, throughput, the named queues, recent tasks;
+    ?status= &queue= &q= &match= &before=, and after a bulk action ?done=
+    &matched= &changed= ."""
 
     async def get(self) -> None:
         assert self.viewer is not None
@@ -32,6 +33,7 @@ class DashboardHandler(ConsoleHandler):
         self.page(
             "dashboard.html",
             stats=await self.console.stats.get(self.viewer.scope),
+            queues=await self.console.hub.board.rows(self.viewer.namespace),
             tasks=[summary(task) for task in shown.tasks],
             query=shown.query,
             prefix=asked.prefix,
@@ -62,7 +64,12 @@ def view_args(shown: Dashboard) -> str:
     posts, and where it comes back to."""
     query = shown.query
     search = query.search or (str(query.task_id) if query.task_id is not None else "")
-    args = {"status": query.status, "q": search, "match": "prefix" if shown.prefix else ""}
+    args = {
+        "status": query.status,
+        "queue": query.queue,
+        "q": search,
+        "match": "prefix" if shown.prefix else "",
+    }
     return urlencode({name: value for name, value in args.items() if value})
 
 
@@ -77,7 +84,7 @@ class BulkActionHandler(ConsoleHandler):
         selection = shown.selection()
         if selection is None:
             raise tornado.web.HTTPError(
-                400, "bulk actions need a state filter or a url starts-with search"
+                400, "bulk actions need a state or queue filter, or a url starts-with search"
             )
         matched, changed = await self.console.queue.bulk(selection, action)
         log.info(
@@ -90,6 +97,22 @@ class BulkActionHandler(ConsoleHandler):
         done = urlencode({"done": action, "matched": matched, "changed": changed})
         back = view_args(shown)
         self.redirect(f"/console?{back}&{done}" if back else f"/console?{done}", status=303)
+
+
+class QueueActionHandler(ConsoleHandler):
+    """POST /console/queues/<name>/pause or /resume?<the view's filters>
+    (XSRF-checked): a queue of the viewer's own namespace, as the API's pause
+    and resume do; then back to the view. The page's script posts it in the
+    background and the socket brings the change."""
+
+    async def post(self, name: str, action: str) -> None:
+        assert self.viewer is not None
+        back = view_args(dashboard_query(self, self.viewer))  # a bad one changes nothing
+        namespace = self.viewer.namespace
+        flow = self.console.queue.flow
+        await (flow.pause if action == "pause" else flow.resume)(namespace, name)
+        self.console.hub.queues_changed(namespace)
+        self.redirect(f"/console?{back}" if back else "/console", status=303)
 
 
 class TaskPageHandler(ConsoleHandler):

@@ -27,6 +27,13 @@ class Viewer:
         """The app id whose tasks are shown; None for every application's."""
         return None if self.sees_all else self.app_id
 
+    @property
+    def namespace(self) -> int:
+        """Whose named queues the console shows and pauses: the viewer's own
+        application's (an admin's too, as the API's /queues); 0 when auth is
+        off, like the API's."""
+        return self.app_id or 0
+
     def may_see(self, task: Task) -> bool:
         return self.sees_all or task.app_id == self.app_id
 

@@ -11,6 +11,7 @@ import tornado.web
 
 from ..events import Summary, summary
 from ..queue import Queue
+from ..queues import QUEUE_NAME
 from ..store.console import ConsoleQuery, ConsoleReads
 from ..tasks import Status, Task, TaskFilter
 from .viewer import Viewer
@@ -38,10 +39,15 @@ class Dashboard(NamedTuple):
         query = self.query
         if query.task_id is not None or (query.search and not self.prefix):
             return None
-        if not (query.status or query.search):
+        if not query.filtered:
             return None
         status = Status(query.status) if query.status else None
-        return TaskFilter(app_id=query.app_id, status=status, url_prefix=query.search or None)
+        return TaskFilter(
+            app_id=query.app_id,
+            status=status,
+            url_prefix=query.search or None,
+            queue=query.queue or None,
+        )
 
 
 class Listing(NamedTuple):
@@ -51,7 +57,8 @@ class Listing(NamedTuple):
 
 
 def dashboard_query(request: tornado.web.RequestHandler, viewer: Viewer) -> Dashboard:
-    """The dashboard's ?status= &q= &match= &before= (a bad status is a 400)."""
+    """The dashboard's ?status= &queue= &q= &match= &before= (a bad status or
+    queue name is a 400)."""
 
     def arg(name: str) -> str:
         return request.get_query_argument(name, "") or ""
@@ -59,6 +66,9 @@ def dashboard_query(request: tornado.web.RequestHandler, viewer: Viewer) -> Dash
     status = arg("status")
     if status and status not in {s.value for s in Status}:
         raise tornado.web.HTTPError(400, f"unknown status {status[:20]!r}")
+    queue = arg("queue")
+    if queue and not QUEUE_NAME.fullmatch(queue):
+        raise tornado.web.HTTPError(400, f"no queue can be named {queue[:70]!r}")
     search = arg("q").strip()[:MAX_SEARCH]
     task_id = number(search)
     query = ConsoleQuery(
@@ -69,6 +79,7 @@ def dashboard_query(request: tornado.web.RequestHandler, viewer: Viewer) -> Dash
         before=number(arg("before")),
         span=SEARCH_SPAN,
         limit=PAGE_SIZE,
+        queue=queue,
     )
     return Dashboard(query, prefix=arg("match") == "prefix" and bool(query.search))
 
@@ -89,7 +100,7 @@ async def listing(reads: ConsoleReads, queue: Queue, shown: Dashboard) -> Listin
         older = found[-1].id if len(found) == query.limit else None
         return Listing(query, found, older)
     low, high = await reads.id_range(query.app_id)
-    if (query.status or query.search) and query.before is None:
+    if query.filtered and query.before is None:
         query = query._replace(before=high + 1)
     found = await reads.tasks(query)
     return Listing(query, found, _older(query, found, low))
@@ -101,7 +112,7 @@ def _older(query: ConsoleQuery, found: list[Task], low: int) -> int | None:
         return None
     if len(found) == query.limit:
         return found[-1].id
-    if (query.status or query.search) and query.before is not None:
+    if query.filtered and query.before is not None:
         floor = query.before - query.span
         return floor if floor > low else None
     return None

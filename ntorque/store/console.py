@@ -25,6 +25,12 @@ class ConsoleQuery(NamedTuple):
     before: int | None = None
     span: int = 100_000
     limit: int = 50
+    queue: str = ""  # a named queue of the scope's applications
+
+    @property
+    def filtered(self) -> bool:
+        """A filter that may match few of the ids: looked for `span` ids at a time."""
+        return bool(self.status or self.search or self.queue)
 
 
 class ConsoleReads:
@@ -69,8 +75,8 @@ class ConsoleReads:
         return [(int(b), str(status), int(n)) for b, status, n in rows]
 
     async def tasks(self, query: ConsoleQuery) -> list[Task]:
-        """A page of tasks, newest first, without bodies. A status filter or a
-        url search only looks at ids in [before - span, before), so one page
+        """A page of tasks, newest first, without bodies. A status or queue
+        filter or a url search only looks at ids in [before - span, before), so one page
         never scans more than `span` rows; an id search is one lookup."""
         columns = [column for column in tasks.c if column.name not in ("body", "headers")]
         statement = sa.select(*columns).where(*_scope(query.app_id))
@@ -78,10 +84,12 @@ class ConsoleReads:
             statement = statement.where(tasks.c.id == query.task_id)
         if query.before is not None:
             statement = statement.where(tasks.c.id < query.before)
-        if query.status or query.search:
+        if query.filtered:
             statement = statement.where(tasks.c.id >= (query.before or 0) - query.span)
         if query.status:
             statement = statement.where(tasks.c.status == query.status)
+        if query.queue:
+            statement = statement.where(tasks.c.queue == query.queue)
         if query.search:
             statement = statement.where(tasks.c.url.icontains(query.search, autoescape=True))
         statement = statement.order_by(tasks.c.id.desc()).limit(query.limit)

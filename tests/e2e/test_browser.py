@@ -8,14 +8,17 @@ happens; accepted: cancelled, and it may be retried); "Retry now" on a failed
 task whose hook answers fast: the page shows the new status and attempt
 without a reload; a scheduled task shows when it is due; a callback's link
 appears live when its task ends and leads back; "Cancel all shown" on a view
-filtered by state and url prefix asks first, then says what it did. No
-console errors (a CSP violation would be one). Saves
-test-artifacts/console-<backend>.png.
+filtered by state and url prefix asks first, then says what it did; the
+named queues: a row per queue (in flight against its limit), a queue that
+appears live, Pause whose paused badge arrives over the socket without a
+reload, Resume, and the task list filtered by queue. No console errors (a
+CSP violation would be one). Saves test-artifacts/console-<backend>.png.
 Under CI a missing browser fails the test; elsewhere it skips.
 """
 
 from __future__ import annotations
 
+import json
 import re
 import time
 import uuid
@@ -67,6 +70,10 @@ def test_console_live_in_chromium(backend: Backend, hooks: HookServer, tmp_path:
 
             log_in(page, server)
             dashboard_is_live(page, server, hooks, marker, backend.name)
+            queues_live(page, server, hooks, marker)
+            page.screenshot(
+                path=str(ARTIFACTS / f"console-queues-{backend.name}.png"), full_page=True
+            )
             cancel_asks_first(page, server, waiting["id"])
             retry_shows_the_new_attempt_live(page, server, hooks, failed["id"], marker)
             page.screenshot(
@@ -241,3 +248,54 @@ def cancel_all_shown(page: Page, server: NtorqueServer, hooks: HookServer, marke
     expect(page.locator("#no-tasks")).to_be_visible()
     assert all(server.task(task["id"])["status"] == "cancelled" for task in made)
     assert server.task(other["id"])["status"] == "pending"
+
+
+def queue_paused(server: NtorqueServer, name: str) -> bool:
+    answer = server.request("GET", f"/queues/{name}")
+    assert answer.status == 200, answer.body
+    return bool(json.loads(answer.body)["paused"])
+
+
+def queues_live(page: Page, server: NtorqueServer, hooks: HookServer, marker: str) -> None:
+    """A limited queue's row; a queue that appears while the page is open;
+    Pause and Resume posted from the page, their state brought by the socket."""
+    from playwright.sync_api import expect
+
+    name = f"mail-{marker}"
+    settings = json.dumps({"max_concurrency": 2, "rate_per_s": 5}).encode()
+    assert server.request("PUT", f"/queues/{name}", settings).status == 200
+    waiting = server.enqueue(hooks.url(f"/status/200/mail-{marker}"), queue=name, delay=3600)
+    page.goto(f"{server.base_url}/console")
+    expect(page.locator("#live")).to_have_text("live", timeout=10_000)
+    page.evaluate("window.notReloaded = true")
+    row = page.locator(f'#queue-rows tr[data-queue="{name}"]')
+    expect(row.locator('[data-q="pending"]')).to_have_text("1")
+    expect(row.locator('[data-q="in_flight"]')).to_have_text("0 / 2")
+    expect(row.locator('[data-q="calls"]')).to_have_text(re.compile(r"^\d+(\.\d)? / 5$"))
+    expect(row.locator(".badge.paused")).to_be_hidden()
+
+    late = f"late-{marker}"
+    server.enqueue(hooks.url(f"/status/200/late-{marker}"), queue=late, delay=3600)
+    later = page.locator(f'#queue-rows tr[data-queue="{late}"]')
+    expect(later.locator('[data-q="pending"]')).to_have_text("1", timeout=10_000)
+    expect(later.locator('[data-q="in_flight"]')).to_have_text("0")  # no limit
+
+    row.locator("button", has_text="Pause").click()
+    expect(row.locator(".badge.paused")).to_be_visible(timeout=10_000)
+    expect(row.locator("button", has_text="Resume")).to_be_visible()
+    expect(row.locator("button", has_text="Pause")).to_be_hidden()
+    assert queue_paused(server, name)
+    later.locator("button", has_text="Pause").click()  # a row the page made itself
+    expect(later.locator(".badge.paused")).to_be_visible(timeout=10_000)
+    assert queue_paused(server, late)
+    row.locator("button", has_text="Resume").click()
+    expect(row.locator(".badge.paused")).to_be_hidden(timeout=10_000)
+    expect(row.locator("button", has_text="Pause")).to_be_visible()
+    assert not queue_paused(server, name)
+    assert page.evaluate("window.notReloaded") is True
+
+    page.select_option("#queue", name)
+    page.click(".filters button[type=submit]")
+    page.wait_for_url(f"**/console?*queue={name}*")
+    expect(page.locator("#task-rows tr")).to_have_count(1)
+    expect(page.locator(f"#task-{waiting['id']} [data-field=queue]")).to_have_text(name)
