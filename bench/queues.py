@@ -17,9 +17,10 @@ each waiting for its calls until a deadline of its own:
    arrival; the busiest of all, and the quietest of those starting 1 s or
    more after the first call and ending before the last (the backlog waits).
 3. head of line: 1,000 tasks into queue `B` (no limits) while queue `A` is
-   empty; then `A` paused holding 10,000 due tasks and the same 1,000 into
-   `B` again: B's drain times (first enqueue to last call) and their ratio.
-   `A` must get no call while paused; then it is resumed and its drain timed.
+   empty (after a warm-up of 100 into B, not counted); then `A` paused
+   holding 10,000 due tasks and the same 1,000 into `B` again: B's drain
+   times (first enqueue to last call) and their ratio. `A` must get no call
+   while paused; then it is resumed and its drain timed.
 
 Every part counts lost tasks (enqueued, never answered 200) and duplicates
 (200 answers beyond a task's first).
@@ -274,6 +275,7 @@ async def b_drain(nodes: list[Ntorque], port: int, tasks: int) -> dict[str, Any]
 
 
 async def head_of_line(nodes: list[Ntorque], port: int, sizes: Sizes) -> dict[str, Any]:
+    warm_up = await b_drain(nodes, port, max(1, sizes.unlimited // 10))  # B's row, first calls
     alone = await b_drain(nodes, port, sizes.unlimited)
     await ask(nodes[0], "POST", "/queues/A/pause")
     a_range = range(A_BASE, A_BASE + sizes.paused)
@@ -291,6 +293,7 @@ async def head_of_line(nodes: list[Ntorque], port: int, sizes: Sizes) -> dict[st
     ratio = behind["drain_s"] / alone["drain_s"] if behind["drain_s"] and alone["drain_s"] else None
     return {
         "b_tasks": sizes.unlimited,
+        "b_warm_up": warm_up,
         "a_tasks": len(held.accepted),
         "b_alone": alone,
         "b_behind_paused_a": behind,
@@ -369,8 +372,8 @@ def _counts(figures: dict[str, Any]) -> str:
 
 def _all_counts(result: dict[str, Any]) -> list[dict[str, Any]]:
     h = result["head_of_line"]
-    return [result["concurrency"], result["rate"], h["b_alone"], h["b_behind_paused_a"],
-            {**h["a"], "refused": h["a_refused"]}]  # fmt: skip
+    return [result["concurrency"], result["rate"], h["b_warm_up"], h["b_alone"],
+            h["b_behind_paused_a"], {**h["a"], "refused": h["a_refused"]}]  # fmt: skip
 
 
 def targets(result: dict[str, Any]) -> list[dict[str, Any]]:
