@@ -1,6 +1,7 @@
 """python -m bench [--tasks N] [--only a,b] [--database-url URL] [--redis-url URL] [--json PATH]
 python -m bench schedule ...    (issue 12: delayed tasks on time; bench/schedule.py)
 python -m bench listing ...     (issue 12: every listing filter uses an index; bench/listing.py)
+python -m bench queues ...      (issue 13: named queues' limits and pauses; bench/queues.py)
 
 Runs the scenarios of issue 5 against ntorque as a subprocess over HTTP,
 prints one table and the targets, writes everything to a JSON file. Exits 1
@@ -20,7 +21,7 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-from . import listing, postgres, report, schedule
+from . import listing, postgres, queues, report, schedule
 from .processes import start_receiver
 from .scenarios import POSTGRES_SCENARIOS, SCENARIOS, Bench
 
@@ -28,6 +29,7 @@ DEFAULT_JSON = Path(__file__).resolve().parent / "results" / "latest.json"
 COMMANDS = {
     "schedule": schedule.main,
     "listing": listing.main,
+    "queues": queues.main,
 }  # each parses the rest of the command line
 
 

@@ -20,11 +20,14 @@ import argparse
 import asyncio
 import json
 import time
+from collections.abc import Awaitable
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 from .httpraw import BadMessage, Message, parse
 
 Record = tuple[int, int, int, float, float, int]  # n, task id, retry, sent, arrived, code
+Span = tuple[int, float, float]  # n, arrived, answered: a slow call
 
 
 class Book:
@@ -38,6 +41,9 @@ class Book:
         self.ok: set[int] = set()
         self.duplicates = 0
         self.last_ok = 0.0
+        self.in_flight = 0  # slow calls arrived and not yet answered
+        self.max_in_flight = 0
+        self.spans: list[Span] = []
 
     def call(self, message: Message, arrived: float) -> int:
         """Record one hook call; the status code to answer."""
@@ -59,13 +65,39 @@ class Book:
             self.last_ok = arrived
         return code
 
+    def enter(self) -> None:
+        """A slow call arrived."""
+        self.in_flight += 1
+        self.max_in_flight = max(self.max_in_flight, self.in_flight)
+
+    def leave(self, n: int, arrived: float) -> None:
+        """A slow call is answered (or its connection is gone)."""
+        self.in_flight -= 1
+        self.spans.append((n, arrived, time.time()))
+
     def stats(self) -> dict[str, Any]:
         return {
             "calls": len(self.records),
             "ok": len(self.ok),
             "duplicates": self.duplicates,
             "last_ok": self.last_ok,
+            "in_flight": self.in_flight,
+            "max_in_flight": self.max_in_flight,
         }
+
+
+def held_s(path: str) -> float:
+    """How long a hook call to this path waits before its answer (?sleep_ms=)."""
+    values = parse_qs(urlsplit(path).query).get("sleep_ms")
+    return float(values[0]) / 1000 if values else 0.0
+
+
+def number_of(message: Message) -> int:
+    """The task's n, or -1 when the body is not the bench's."""
+    try:
+        return int(json.loads(message.body)["n"])
+    except (ValueError, KeyError, TypeError):
+        return -1
 
 
 RESPONSES = {
@@ -92,11 +124,28 @@ class Server:
             return json_response(self.book.stats())
         if path == "/_records":
             return json_response({"records": self.book.records})
+        if path == "/_spans":
+            return json_response({"spans": self.book.spans})
         if path == "/_reset":
             options = json.loads(message.body or b"{}")
             self.book = Book(int(options["fail_every"]), int(options["fail_attempts"]))
             return json_response({"reset": True})
         return RESPONSES[400]
+
+    def answer_later(self, message: Message, hold_s: float) -> asyncio.Future[bytes]:
+        """A slow hook call: recorded now, counted in flight until answered."""
+        book, arrived = self.book, time.time()  # a reset meanwhile starts a new book
+        answer = RESPONSES[book.call(message, arrived)]
+        book.enter()
+
+        async def held() -> bytes:
+            try:
+                await asyncio.sleep(hold_s)
+            finally:
+                book.leave(number_of(message), arrived)
+            return answer
+
+        return asyncio.ensure_future(held())
 
 
 class HookProtocol(asyncio.Protocol):
@@ -105,6 +154,7 @@ class HookProtocol(asyncio.Protocol):
         self.buffer = bytearray()
         self.transport: asyncio.Transport | None = None
         self.continued = False
+        self.behind: asyncio.Task[None] | None = None  # the answers still to write, in order
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
@@ -116,12 +166,39 @@ class HookProtocol(asyncio.Protocol):
         try:
             while (message := parse(self.buffer)) is not None:
                 self.continued = False
-                self.transport.write(self.server.answer(message))
+                self._respond(message)
         except (BadMessage, ValueError):
             self.transport.write(RESPONSES[400])
             self.transport.close()
             return
         self._maybe_continue()
+
+    def _respond(self, message: Message) -> None:
+        """Answer now, or after a slow call's sleep; answers keep the requests' order."""
+        assert self.transport is not None
+        path = message.start.split(" ", 2)[1]
+        hold = 0.0 if path.startswith("/_") else held_s(path)
+        answer: asyncio.Future[bytes]
+        if hold:
+            answer = self.server.answer_later(message, hold)
+        elif self.behind is None:
+            self.transport.write(self.server.answer(message))
+            return
+        else:  # a request behind a slow one: recorded now, answered after it
+            answer = asyncio.get_running_loop().create_future()
+            answer.set_result(self.server.answer(message))
+        self.behind = asyncio.ensure_future(self._write_after(self.behind, answer))
+
+    async def _write_after(
+        self, before: asyncio.Task[None] | None, answer: Awaitable[bytes]
+    ) -> None:
+        if before is not None:
+            await before
+        data = await answer
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.write(data)
+        if self.behind is asyncio.current_task():
+            self.behind = None
 
     def _maybe_continue(self) -> None:
         """curl waits for "100 Continue" before a large body (Expect: 100-continue)."""

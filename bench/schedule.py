@@ -180,11 +180,12 @@ class Run:
 
 
 @contextlib.asynccontextmanager
-async def started_nodes(run: Run) -> AsyncIterator[list[Ntorque]]:
+async def started_nodes(run: Run, label: str = "schedule") -> AsyncIterator[list[Ntorque]]:
     """run.nodes ntorque processes on one fresh database (and one Redis list).
-    They start one after another: the first migrates and prints the key."""
+    They start one after another: the first migrates and prints the key.
+    Their work directories are named after the label."""
     if run.backend == "sqlite":
-        nodes = [Ntorque(run.workdir / "schedule-sqlite", {})]
+        nodes = [Ntorque(run.workdir / f"{label}-sqlite", {})]
         try:
             yield nodes
         finally:
@@ -197,7 +198,7 @@ async def started_nodes(run: Run) -> AsyncIterator[list[Ntorque]]:
     try:
         for index in range(run.nodes):
             key = nodes[0].key if nodes else ""
-            nodes.append(Ntorque(run.workdir / f"schedule-node{index}", settings, key))
+            nodes.append(Ntorque(run.workdir / f"{label}-node{index}", settings, key))
         yield nodes
     finally:
         for node in nodes:

@@ -4,6 +4,7 @@ machine. Plus the pure parts (message parsing, lost/duplicate counting)."""
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import json
 import os
@@ -14,10 +15,10 @@ from typing import Any
 
 import pytest
 
-from bench import metrics
-from bench.httpraw import parse
+from bench import metrics, queues
+from bench.httpraw import parse, request_bytes
 from bench.loadgen import Sent
-from bench.receiver import Record
+from bench.receiver import HookProtocol, Record, Server, Span
 from tests import services
 from tests.conftest import side_by_side
 
@@ -143,6 +144,64 @@ def test_bench_listing_uses_indexes(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stdout + done.stderr
 
 
+# -- issue 13: python -m bench queues ------------------------------------------------
+
+QUEUES_FEW = ("queues", "--backlog", "40", "--rate-backlog", "30", "--paused", "200",
+              "--unlimited", "50")  # fmt: skip
+
+
+def check_queues(done: subprocess.CompletedProcess[str], document: dict[str, Any]) -> None:
+    """Every part ran, its figures are there, nothing was lost, duplicated or
+    called while paused, and the limit held. No timing asserted."""
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert {"date", "commit", "options", "queues", "targets"} <= set(document)
+    result = document["queues"]
+    conc, rate, line = result["concurrency"], result["rate"], result["head_of_line"]
+    assert {"max_in_flight", "drain_s", "mean_in_flight", "refill_ms"} <= set(conc), conc
+    assert {"busiest", "quietest", "drain_s"} <= set(rate), rate
+    assert {"ratio", "a_drain_after_resume_s", "a_figures_while_paused"} <= set(line), line
+    parts = [conc, rate, line["b_alone"], line["b_behind_paused_a"]]
+    for figures, tasks in zip(parts, (40, 30, 50, 50), strict=True):
+        counts = (figures["tasks"], figures["lost"], figures["duplicates"], figures["refused"])
+        assert counts == (tasks, 0, 0, {}), figures
+    assert (line["a"]["tasks"], line["a"]["lost"], line["a"]["duplicates"]) == (200, 0, 0), line
+    assert line["a_calls_while_paused"] == 0 and line["a_figures_while_paused"]["due_now"] == 200
+    assert 1 <= conc["max_in_flight"] <= 5 and conc["max_in_flight_from_spans"] <= 5, conc
+    assert rate["busiest"] >= 1 and rate["drain_s"] > 0, rate
+    assert document["targets"][0]["target"] == "concurrency: max in flight <= 5"
+    lines = done.stdout.splitlines()
+    assert sum(line.startswith(("PASS  ", "FAIL  ")) for line in lines) == 6, done.stdout
+    assert any(line.startswith("head of line  A: 0 calls while paused") for line in lines)
+
+
+@pytest.mark.postgres
+@pytest.mark.redis
+def test_bench_queues_on_sqlite_and_on_postgres_with_two_nodes(
+    tmp_path: Path, redis_url: str
+) -> None:
+    """Both runs mostly wait for limits and slow hooks: they run side by side."""
+    try:
+        services.postgres_admin("SELECT 1")
+    except Exception as error:
+        services.missing("PostgreSQL", error)
+    postgres = (
+        *QUEUES_FEW, "--nodes", "2",
+        "--database-url", services.POSTGRES_ADMIN_URL, "--redis-url", redis_url,
+    )  # fmt: skip
+    runs = {"sqlite": (*QUEUES_FEW, "--backend", "sqlite"), "postgres": postgres}
+    results: dict[str, tuple[subprocess.CompletedProcess[str], dict[str, Any]]] = {}
+
+    def run(name: str) -> None:
+        (tmp_path / name).mkdir()
+        results[name] = run_command(tmp_path / name, *runs[name])
+
+    side_by_side(*(functools.partial(run, name) for name in runs))
+    for name, nodes in (("sqlite", 1), ("postgres", 2)):
+        done, document = results[name]
+        check_queues(done, document)
+        assert document["queues"]["nodes"] == nodes
+
+
 # -- the pure parts ---------------------------------------------------------------
 
 
@@ -170,3 +229,40 @@ def test_lost_and_duplicates_are_counted_per_task() -> None:
     assert figures["latency_ms"]["p50"] == pytest.approx(200.0)  # first calls: 500 ms, 200 ms
     schedule = metrics.retry_schedule(records, min_s=0.5, max_s=60, tolerance_s=0.05)
     assert (schedule["retries"], schedule["early"]) == (2, 1)  # 0.7 s >= 0.5 s; 0.1 s < 1 s
+
+
+def test_queue_figures_windows_in_flight_and_refill() -> None:
+    arrivals = [0.0, 0.1, 0.2, 1.0, 1.5, 2.0, 2.6, 3.0]
+    # [t, t + 1 s) from each arrival: 3, 3, 2, 2, 2, 2, 2, 1; quiet ones start >= 1.0, end <= 3.0
+    assert queues.windows(arrivals) == {"busiest": 3, "quietest": 2, "quiet_windows": 3}
+    assert queues.windows([]) == {"busiest": None, "quietest": None, "quiet_windows": 0}
+    spans: list[Span] = [(0, 0.0, 1.0), (1, 0.5, 1.5), (2, 1.0, 2.0), (3, 1.6, 2.5)]
+    assert queues.most_at_once(spans) == 2  # an answer at 1.0 closes before the arrival at 1.0
+    assert queues.refill_ms(spans, 2) == {"p50": 0.0, "p99": 100.0, "p100": 100.0}
+
+
+async def test_receiver_counts_slow_calls_in_flight_and_answers_in_order() -> None:
+    """?sleep_ms= holds the answer; calls at once are counted; a fast call
+    behind a slow one on the same connection is answered after it."""
+    server = Server()
+    loop = asyncio.get_running_loop()
+    listening = await loop.create_server(lambda: HookProtocol(server), "127.0.0.1", 0)
+    port = listening.sockets[0].getsockname()[1]
+
+    async def call(n: int) -> bytes:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        body = json.dumps({"t": 0, "n": n}).encode()
+        writer.write(request_bytes("POST", "/hook?sleep_ms=100", {}, body))
+        if n == 0:  # a second request behind the slow one
+            writer.write(request_bytes("POST", "/hook", {}, b'{"t": 0, "n": 9}'))
+        answer = await reader.readuntil(b"ok") + (await reader.readuntil(b"ok") if n == 0 else b"")
+        writer.close()
+        return answer
+
+    async with listening:
+        answers = await asyncio.gather(*(call(n) for n in range(3)))
+    assert answers[0].count(b"HTTP/1.1 200 OK") == 2 and b"200 OK" in answers[1]
+    assert server.book.max_in_flight == 3 and server.book.in_flight == 0
+    assert sorted(n for n, _, _ in server.book.spans) == [0, 1, 2]
+    assert all(answered - arrived >= 0.09 for _, arrived, answered in server.book.spans)
+    assert len(server.book.records) == 4 and server.book.records[1][0] == 9  # recorded on arrival
