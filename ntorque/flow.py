@@ -27,7 +27,8 @@ log = logging.getLogger(__name__)
 
 QueueKey = tuple[int, str]  # (app_id, or 0 with no application; name)
 WAKE_MARGIN_S = 0.002  # a hair after a token is due: early is "no token yet"
-WAKE_BATCH = 500  # the most ids one wake-up notifies (a resumed unlimited queue)
+WAKE_BATCH = 500  # ids read and notified at a time
+MAX_WOKEN = 100_000  # by one wake-up (a resumed queue): the requeuer finds any more
 
 
 class Flow:
@@ -135,13 +136,22 @@ class Flow:
             self._waking.discard(key)
 
     async def wake(self, key: QueueKey) -> int:
-        """Notify the queue's due tasks its limits would start now."""
+        """Notify the queue's due tasks its limits would start now: with no
+        limit (a resumed queue), all of them, a batch at a time."""
         app_id, name = key
-        ids = await self.store.ready(app_id, name, self.clock(), self.max_retries, WAKE_BATCH)
-        if ids:
-            log.debug("queue %s app=%s woke %s tasks, first %s", name, app_id, len(ids), ids[0])
-            await self.channel.push(ids)
-        return len(ids)
+        now = self.clock()
+        woken = 0
+        after = None
+        while woken < MAX_WOKEN:
+            ready = await self.store.ready(app_id, name, now, self.max_retries, WAKE_BATCH, after)
+            await self.channel.push(ready.ids)
+            woken += len(ready.ids)
+            if not ready.unlimited or len(ready.ids) < WAKE_BATCH:
+                break
+            after = ready.last
+        if woken:
+            log.debug("queue %s app=%s woke %s tasks", name, app_id, woken)
+        return woken
 
     async def close(self) -> None:
         """No more wake-ups; wait for those under way."""

@@ -109,9 +109,9 @@ class Queue:
                 f" due_in={task.due - now:.3f}s" if task.due > now else "",
             )  # fmt: skip
         self.events.publish_many(created)
-        await self.channel.push([task.id for task in created if task.due <= now])
+        await self.channel.push([task.id for task in created if task.due <= now and not task.held])
         for task in created:
-            if now < task.due <= now + self.lookahead_s:
+            if now < task.due <= now + self.lookahead_s and not task.held:
                 self._notify_at(task.id, task.due)
 
     async def get(self, task_id: int) -> Task | None:

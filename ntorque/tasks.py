@@ -79,6 +79,8 @@ class Task:
     # Leased under its queue's limits: when it settles, its queue has room
     # again and the tasks waiting for it are woken (not stored).
     limited: bool = False
+    # Stored into a paused queue: its resume notifies it, not its enqueue.
+    held: bool = False
 
     @property
     def finished(self) -> bool:

@@ -6,7 +6,7 @@ enforced by the acquire (see admission).
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, NamedTuple
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
@@ -19,6 +19,15 @@ from .admission import NO_LIMIT, limited_queue, of_queue
 from .base import Database, status_in, within_allowance
 
 MAX_QUEUES = 1000  # listed at once: queues are settings, not data
+
+
+class Ready(NamedTuple):
+    """What a wake-up may notify: ids, the (due, id) of the last, and whether
+    the queue has no limit (then the next batch may follow at once)."""
+
+    ids: list[int]
+    last: tuple[float, int] | None
+    unlimited: bool
 
 
 class QueueStore:
@@ -103,33 +112,42 @@ class QueueStore:
         return None if row is None else False
 
     async def ready(
-        self, app_id: int, name: str, now: float, max_retries: int, at_most: int
-    ) -> list[int]:
-        """Ids of the queue's due tasks that its limits would let start now,
-        oldest first: what a wake-up notifies (the acquire still decides).
-        A rate-limited queue always gets one: its bucket may be a hair short
-        of a token when the timer fires."""
+        self,
+        app_id: int,
+        name: str,
+        now: float,
+        max_retries: int,
+        at_most: int,
+        after: tuple[float, int] | None = None,
+    ) -> Ready:
+        """The queue's due tasks that its limits would let start now, oldest
+        first (after `after`, a (due, id) of the last batch): what a wake-up
+        notifies; the acquire still decides. A rate-limited queue always gets
+        one: its bucket may be a hair short of a token when the timer fires."""
         async with self.db.begin() as conn:
             row = (
                 await conn.execute(
                     sa.select(queues).where(queues.c.app_id == app_id, queues.c.name == name)
                 )
             ).first()
-            room = await _room(conn, row, now) if row is not None else at_most
+            room = await _room(conn, row, now) if row is not None else NO_LIMIT
             if room <= 0:
-                return []
+                return Ready([], None, unlimited=False)
             statement = (
-                sa.select(tasks.c.id)
+                sa.select(tasks.c.id, tasks.c.due)
                 .where(
                     of_queue(app_id, name),
                     status_in(UNFINISHED),
                     tasks.c.due <= now,
                     within_allowance(max_retries),
+                    *_after(after),
                 )
-                .order_by(tasks.c.due)
+                .order_by(tasks.c.due, tasks.c.id)
                 .limit(min(room, at_most))
             )
-            return list((await conn.execute(statement)).scalars())
+            rows = (await conn.execute(statement)).all()
+        last = (rows[-1].due, rows[-1].id) if rows else None
+        return Ready([row.id for row in rows], last, unlimited=room >= NO_LIMIT)
 
     async def limited_with_due(self, now: float) -> list[tuple[int, str]]:
         """Running limited queues with due tasks: the requeuer wakes them
@@ -160,6 +178,13 @@ async def _room(conn: AsyncConnection, row: sa.Row[Any], now: float) -> int:
         refill = max(now - row.tokens_at, 0.0) * row.rate_per_s
         room = min(room, max(1, math.floor(min(float(row.burst), row.tokens + refill))))
     return room
+
+
+def _after(last: tuple[float, int] | None) -> list[sa.ColumnElement[bool]]:
+    if last is None:
+        return []
+    due, task_id = last
+    return [sa.or_(tasks.c.due > due, sa.and_(tasks.c.due == due, tasks.c.id > task_id))]
 
 
 def _scope(app_id: int) -> sa.ColumnElement[bool]:

@@ -118,6 +118,14 @@ INSERT_TASKS = (
         tasks.c.timeout_s,
         tasks.c.retries,
         tasks.c.backoff,
+        # Its queue is paused: no use notifying it now (the resume will).
+        # Written out: SQLAlchemy leaves RETURNING's columns unqualified, and
+        # app_id alone would be ambiguous in the subquery.
+        sa.literal_column(
+            "(SELECT queues.paused FROM queues WHERE queues.app_id ="
+            " coalesce(tasks.app_id, 0) AND queues.name = tasks.queue)",
+            sa.Boolean,
+        ).label("held"),
         sort_by_parameter_order=True,
     )
 )
@@ -132,4 +140,5 @@ def new_task(spec: NewTask, row: sa.Row[Any], now: float) -> Task:
         due=now if spec.due is None else spec.due, created=now, modified=now,
         last_status_code=None, last_error=None, retries=row.retries, backoff=row.backoff,
         callback_url=spec.callback_url, callback_of=spec.callback_of, queue=spec.queue,
+        held=bool(row.held),
     )  # fmt: skip

@@ -174,9 +174,10 @@ async def test_limited_queues_are_woken_not_requeued(store: Store) -> None:
     free = [t.id for t in await due_tasks(store, 2, queue="default")]
     assert await store.tasks.due_ids(NOW, 100, MAX_RETRIES) == free
     assert await store.tasks.queues.limited_with_due(NOW) == [(0, MAIL)]
-    assert await store.tasks.queues.ready(0, MAIL, NOW, MAX_RETRIES, 100) == limited[:2]
+    ready = await store.tasks.queues.ready(0, MAIL, NOW, MAX_RETRIES, 100)
+    assert (ready.ids, ready.unlimited) == (limited[:2], False)
     await lease(store, limited)
-    assert await store.tasks.queues.ready(0, MAIL, NOW, MAX_RETRIES, 100) == []
+    assert (await store.tasks.queues.ready(0, MAIL, NOW, MAX_RETRIES, 100)).ids == []
     await store.tasks.queues.set_paused(0, MAIL, True, NOW)
     assert await store.tasks.queues.limited_with_due(NOW) == []
 
@@ -189,3 +190,24 @@ async def test_changing_a_rate_refills_the_bucket(store: Store) -> None:
     assert len((await lease(store, ids)).tasks) == 0
     await limit(store, rate_per_s=2.0, burst=3)
     assert len((await lease(store, ids)).tasks) == 3
+
+
+async def test_a_wake_up_pages_an_unlimited_queue_oldest_first(store: Store) -> None:
+    ids = [t.id for t in await due_tasks(store, 7)]  # one batch: one due date
+    pages, after = [], None
+    while True:
+        ready = await store.tasks.queues.ready(0, MAIL, NOW, MAX_RETRIES, 3, after)
+        assert ready.unlimited
+        pages.append(ready.ids)
+        if len(ready.ids) < 3:
+            break
+        after = ready.last
+    assert pages == [ids[:3], ids[3:6], ids[6:]]
+
+
+async def test_a_task_stored_into_a_paused_queue_is_held(store: Store) -> None:
+    (running,) = await due_tasks(store, 1)
+    await store.tasks.queues.set_paused(0, MAIL, True, NOW)
+    (held,) = await due_tasks(store, 1)
+    default = await store.tasks.insert(spec(), NOW)
+    assert (running.held, held.held, default.held) == (False, True, False)
