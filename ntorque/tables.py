@@ -112,7 +112,6 @@ tasks = sa.Table(
     # url prefixes need pattern order on PostgreSQL (LIKE 'prefix%').
     sa.Index("ix_tasks_app_id_status_id", "app_id", "status", "id"),
     sa.Index("ix_tasks_app_id_created", "app_id", "created"),
-    sa.Index("ix_tasks_app_id_queue_id", "app_id", "queue", "id"),
     sa.Index("ix_tasks_app_id_url", "app_id", "url", postgresql_ops={"url": "text_pattern_ops"}),
     # Not on SQLite: with no statistics, its planner would take it for the
     # due and cleanup queries over their partial indexes.

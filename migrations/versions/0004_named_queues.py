@@ -38,8 +38,10 @@ LEASE = """
     due = p_lease_from + tasks.timeout_s, modified = p_now
 """
 
-# One call, one round trip. Limited queues first, each under its row's lock
-# (taken in name order, so two acquires never deadlock): each statement after
+# One call, one round trip. Tasks of queues with no limit first, in one
+# statement; when ids are left over, the limited queues among them, each
+# under its row's lock (taken in name order, so two acquires never
+# deadlock): each statement after
 # the lock sees every lease committed before it, so the count of calls in
 # flight and the token bucket are exact across nodes. A crashed node's leases
 # stop counting when they run out (due <= now). Rows with limited = true were
@@ -58,6 +60,23 @@ DECLARE
     v_tokens double precision;
     v_taken bigint;
 BEGIN
+    RETURN QUERY
+    WITH leased AS (
+        UPDATE tasks SET {LEASE}
+        WHERE tasks.id = ANY(p_ids) AND {guard("tasks")}
+          AND NOT EXISTS (
+            SELECT 1 FROM queues
+            WHERE queues.app_id = coalesce(tasks.app_id, 0) AND queues.name = tasks.queue
+              AND (queues.paused OR queues.max_concurrency IS NOT NULL
+                   OR queues.rate_per_s IS NOT NULL))
+        RETURNING tasks.*
+    )
+    SELECT leased::tasks, false, NULL::bigint, NULL::varchar, NULL::double precision
+    FROM leased;
+    GET DIAGNOSTICS v_taken = ROW_COUNT;
+    IF v_taken >= cardinality(p_ids) THEN
+        RETURN;  -- the usual call: every task taken, none in a limited queue
+    END IF;
     FOR q IN
         SELECT * FROM queues
         WHERE (queues.app_id, queues.name) IN (
@@ -110,19 +129,6 @@ BEGIN
             END IF;
         END IF;
     END LOOP;
-    RETURN QUERY
-    WITH leased AS (
-        UPDATE tasks SET {LEASE}
-        WHERE tasks.id = ANY(p_ids) AND {guard("tasks")}
-          AND NOT EXISTS (
-            SELECT 1 FROM queues
-            WHERE queues.app_id = coalesce(tasks.app_id, 0) AND queues.name = tasks.queue
-              AND (queues.paused OR queues.max_concurrency IS NOT NULL
-                   OR queues.rate_per_s IS NOT NULL))
-        RETURNING tasks.*
-    )
-    SELECT leased::tasks, false, NULL::bigint, NULL::varchar, NULL::double precision
-    FROM leased;
 END
 $$
 """
@@ -137,7 +143,6 @@ def upgrade() -> None:
         "ix_tasks_queue_due_unfinished", "tasks", ["queue", "due"],
         postgresql_where=UNFINISHED, sqlite_where=UNFINISHED,
     )  # fmt: skip
-    op.create_index("ix_tasks_app_id_queue_id", "tasks", ["app_id", "queue", "id"])
     op.create_table(
         "queues",
         sa.Column("app_id", Id, nullable=False),
@@ -163,7 +168,6 @@ def downgrade() -> None:
     if op.get_bind().dialect.name == "postgresql":
         op.execute("DROP FUNCTION ntorque_acquire")
     op.drop_table("queues")
-    op.drop_index("ix_tasks_app_id_queue_id", "tasks")
     op.drop_index("ix_tasks_queue_due_unfinished", "tasks")
     with op.batch_alter_table("tasks") as batch:
         batch.drop_column("queue")

@@ -150,25 +150,19 @@ UNLIMITED_LEASE = (
 
 
 async def acquire_sqlite(conn: AsyncConnection, params: dict[str, Any]) -> Leased:
-    """SQLite reads outside a transaction until the first write: so the first
-    statement here writes (it takes the write lock, and with it the latest
-    state), and every count after it is exact until the commit."""
-    hinted = (await conn.execute(LIMITED_AMONG, params)).all()
-    leased: list[Task] = []
-    waits: list[Wait] = []
-    if hinted:
-        keys = [(row.app_id, row.name) for row in hinted]
-        await conn.execute(
-            queues.update()
-            .where(sa.tuple_(queues.c.app_id, queues.c.name).in_(keys))
-            .values(tokens=queues.c.tokens)
-        )
-        for row in (await conn.execute(LIMITED_AMONG, params)).all():
-            taken, wait = await _lease_limited(conn, row, params)
-            leased += taken
-            waits += [wait] if wait else []
+    """SQLite reads outside a transaction until the first write: the lease
+    of the unlimited tasks comes first, and with it the write lock (held
+    until the commit, matched rows or not), so every count after it is
+    exact."""
     rows = (await conn.execute(UNLIMITED_LEASE, params)).all()
-    leased += [task_from_row(row) for row in rows]
+    leased = [task_from_row(row) for row in rows]
+    waits: list[Wait] = []
+    if len(leased) >= len(params["ids"]):
+        return Leased(leased, waits)  # the usual call: none in a limited queue
+    for row in (await conn.execute(LIMITED_AMONG, params)).all():
+        taken, wait = await _lease_limited(conn, row, params)
+        leased += taken
+        waits += [wait] if wait else []
     return Leased(leased, waits)
 
 
