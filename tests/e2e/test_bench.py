@@ -146,8 +146,8 @@ def test_bench_listing_uses_indexes(tmp_path: Path) -> None:
 
 # -- issue 13: python -m bench queues ------------------------------------------------
 
-QUEUES_FEW = ("queues", "--backlog", "40", "--rate-backlog", "30", "--paused", "200",
-              "--unlimited", "50")  # fmt: skip
+QUEUES_FEW = ("queues", "--backlog", "20", "--rate-backlog", "20", "--paused", "100",
+              "--unlimited", "30")  # fmt: skip
 
 
 def check_queues(done: subprocess.CompletedProcess[str], document: dict[str, Any]) -> None:
@@ -161,11 +161,11 @@ def check_queues(done: subprocess.CompletedProcess[str], document: dict[str, Any
     assert {"busiest", "quietest", "drain_s"} <= set(rate), rate
     assert {"ratio", "a_drain_after_resume_s", "a_figures_while_paused"} <= set(line), line
     parts = [conc, rate, line["b_alone"], line["b_behind_paused_a"]]
-    for figures, tasks in zip(parts, (40, 30, 50, 50), strict=True):
+    for figures, tasks in zip(parts, (20, 20, 30, 30), strict=True):
         counts = (figures["tasks"], figures["lost"], figures["duplicates"], figures["refused"])
         assert counts == (tasks, 0, 0, {}), figures
-    assert (line["a"]["tasks"], line["a"]["lost"], line["a"]["duplicates"]) == (200, 0, 0), line
-    assert line["a_calls_while_paused"] == 0 and line["a_figures_while_paused"]["due_now"] == 200
+    assert (line["a"]["tasks"], line["a"]["lost"], line["a"]["duplicates"]) == (100, 0, 0), line
+    assert line["a_calls_while_paused"] == 0 and line["a_figures_while_paused"]["due_now"] == 100
     assert 1 <= conc["max_in_flight"] <= 5 and conc["max_in_flight_from_spans"] <= 5, conc
     assert rate["busiest"] >= 1 and rate["drain_s"] > 0, rate
     assert document["targets"][0]["target"] == "concurrency: max in flight <= 5"

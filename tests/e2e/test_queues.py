@@ -73,7 +73,7 @@ def test_max_concurrency_holds_across_three_processes_while_a_backlog_waits(
     nodes: list[NtorqueServer], hooks: HookServer
 ) -> None:
     configure(nodes[0], "mail", max_concurrency=5)
-    path = unique("/slow/0.05")
+    path = unique("/slow/0.02")
     ids = enqueue_spread(nodes, hooks.url(path), "mail", 500)
     wait_all(nodes, ids)
     assert len(hooks.calls(path)) == 500
@@ -87,10 +87,10 @@ def test_rate_per_s_holds_across_three_processes_and_is_sustained(
 ) -> None:
     configure(nodes[1], "payments", rate_per_s=20, burst=5)
     path = unique("/status/200")
-    ids = enqueue_spread(nodes, hooks.url(path), "payments", 125)
+    ids = enqueue_spread(nodes, hooks.url(path), "payments", 85)
     wait_all(nodes, ids)
     times = sorted(call.at for call in hooks.calls(path))
-    assert len(times) == 125
+    assert len(times) == 85
     busiest = max(sum(1 for t in times[i:] if t < start + 1.0) for i, start in enumerate(times))
     assert busiest <= 25  # 20 a second, plus a burst of 5
     # The bucket's 5, then one call every 50 ms: at least 90 % of 20 a second.
@@ -103,33 +103,34 @@ def test_a_paused_queue_holds_its_tasks_and_no_one_else(
 ) -> None:
     assert nodes[2].request("POST", "/queues/held/pause").json["paused"] is True
     held_path = unique("/status/200")
-    held = enqueue_spread(nodes, hooks.url(held_path), "held", 2000)
+    held = enqueue_spread(nodes, hooks.url(held_path), "held", 1000)
     free_path = unique("/status/200")
-    free = enqueue_spread(nodes, hooks.url(free_path), "free", 300)
+    free = enqueue_spread(nodes, hooks.url(free_path), "free", 200)
     wait_all(nodes, free)
     assert hooks.calls(held_path) == []
     figures = nodes[0].request("GET", "/queues/held").json["figures"]
-    assert (figures["pending"], figures["due_now"], figures["in_flight"]) == (2000, 2000, 0)
+    assert (figures["pending"], figures["due_now"], figures["in_flight"]) == (1000, 1000, 0)
     assert figures["oldest_due_age_s"] > 0
     nodes[1].request("POST", "/queues/held/resume")
     wait_all(nodes, held)
     assert len({call.path for call in hooks.calls(held_path)}) == 1
-    assert len(hooks.calls(held_path)) == 2000
+    assert len(hooks.calls(held_path)) == 1000
 
 
 def test_a_slow_limited_queue_holds_at_most_its_limit_of_consumer_slots(
     nodes: list[NtorqueServer], hooks: HookServer
 ) -> None:
     configure(nodes[0], "slow", max_concurrency=5)
-    slow_path = unique("/slow/3")
-    enqueue_spread(nodes, hooks.url(slow_path), "slow", 40)  # 24 s of calls, 5 at a time
+    slow_path = unique("/slow/2")
+    enqueue_spread(nodes, hooks.url(slow_path), "slow", 30)  # 12 s of calls, 5 at a time
     hooks.wait_for_calls(slow_path, 5)
-    # 24 slots in the cluster: the slow queue holds 5 of them all along, and
-    # every other slot serves the default queue.
+    # 24 slots in the cluster: the slow queue's 25 waiting tasks hold none of
+    # them, its 5 calls hold at most 5, and the other 19 serve the default
+    # queue (more when the slow queue is between calls).
     fast_path = unique("/slow/1")
     fast = enqueue_spread(nodes, hooks.url(fast_path), "default", 57)
     wait_all(nodes, fast)
     assert hooks.most_at_once(slow_path) == 5
-    assert hooks.most_at_once(fast_path) == NODES * CONCURRENCY - 5
+    assert hooks.most_at_once(fast_path) >= NODES * CONCURRENCY - 5
     cancelled = nodes[0].request("POST", "/tasks/cancel?queue=slow").json
     assert cancelled["changed"] > 0
