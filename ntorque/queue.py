@@ -257,9 +257,8 @@ class Queue:
             self._notify_at(task_id, due)
         # Limited queues are not in due_ids: each is woken with what its
         # limits let start (after a crash no settle wakes them).
-        for key in await self.store.queues.limited_with_due(now):
-            ids.extend(range(await self.flow.wake(key)))
-        return len(ids)
+        woken = [await self.flow.wake(key) for key in await self.store.queues.limited_with_due(now)]
+        return len(ids) + sum(woken)
 
     async def cleanup(self, older_than_s: float, limit: int) -> int:
         """Delete up to limit finished tasks older than older_than_s."""
