@@ -49,6 +49,7 @@ setup(
             "pytest>=8",
             "pytest-asyncio>=0.24",
             "pytest-timeout>=2.3",
+            "pytest-xdist>=3.6",  # two workers keep the suite within 6 minutes on 2 cores
             "playwright>=1.45",  # drives Debian's chromium in the console's browser test
             "trustme>=1.1",
             "standardwebhooks>=1.1",  # the reference verifier of signed calls

@@ -20,6 +20,7 @@ from ntorque.config import Settings
 from ntorque.store import Store
 from ntorque.store import engine as database
 from tests import services
+from tests.faults.harness import SUMMARIES
 from tests.hookserver import HookServer, TLSFiles, make_tls_files
 from tests.inprocess import LiveNode
 from tests.server import NtorqueServer
@@ -217,3 +218,33 @@ async def channel(request: pytest.FixtureRequest) -> AsyncIterator[Channel]:
         client = redis.from_url(url)
         await client.delete(name)
         await client.aclose()
+
+
+# -- the fault suite's summary, across test workers -------------------------------
+# A scenario's summary line is made in the worker that ran it; it travels to
+# the process that prints the run's summary on its test's report.
+
+FAULT_SUMMARY = "fault summary"
+_fault_lines: list[str] = []
+_attached = 0
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    global _attached
+    report = yield
+    if report.when == "call" and len(SUMMARIES) > _attached:
+        report.user_properties.extend((FAULT_SUMMARY, line) for line in SUMMARIES[_attached:])
+        _attached = len(SUMMARIES)
+    return report
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    _fault_lines.extend(value for name, value in report.user_properties if name == FAULT_SUMMARY)
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    if _fault_lines:
+        terminalreporter.section("fault suite")
+        for line in _fault_lines:
+            terminalreporter.write_line(line)
