@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import os
 import shutil
 import time
@@ -169,6 +170,22 @@ def tls_hooks(tls: TLSFiles) -> Iterator[HookServer]:
     """Like `hooks`, over HTTPS: only the throw-away CA vouches for its certificate."""
     with HookServer(tls=tls) as server:
         yield server
+
+
+@contextlib.contextmanager
+def postgres_cluster(
+    request: pytest.FixtureRequest, directory: Path, count: int, **settings: str
+) -> Iterator[list[NtorqueServer]]:
+    """count ntorque processes on one PostgreSQL database and Redis list, all
+    with the first one's API key (it makes the default application)."""
+    shared = make_backend(request, "postgres", directory)
+    started = [server_for(shared, directory / f"node{n}", **settings) for n in range(count)]
+    with contextlib.ExitStack() as stack:
+        first = stack.enter_context(started[0])
+        for node in started[1:]:
+            stack.enter_context(node)
+            node.key = first.key
+        yield started
 
 
 def server_for(

@@ -5,7 +5,6 @@ scheduled tasks are called once each, never before their time."""
 from __future__ import annotations
 
 import concurrent.futures
-import contextlib
 import uuid
 from collections.abc import Iterator
 from datetime import datetime
@@ -13,7 +12,7 @@ from urllib.parse import urlencode
 
 import pytest
 
-from tests.conftest import make_backend, server_for
+from tests.conftest import postgres_cluster
 from tests.hookserver import HookServer
 from tests.server import NtorqueServer
 
@@ -26,13 +25,7 @@ def nodes(
 ) -> Iterator[list[NtorqueServer]]:
     """Three processes on one PostgreSQL and Redis, shared by this module's tests."""
     directory = tmp_path_factory.mktemp("control")
-    shared = make_backend(request, "postgres", directory)
-    started = [server_for(shared, directory / f"node{n}") for n in range(NODES)]
-    with contextlib.ExitStack() as stack:
-        first = stack.enter_context(started[0])  # it makes the default application
-        for node in started[1:]:
-            stack.enter_context(node)
-            node.key = first.key
+    with postgres_cluster(request, directory, NODES) as started:
         yield started
 
 

@@ -5,7 +5,6 @@ the whole cluster, and a paused or slow queue holds no one else back."""
 from __future__ import annotations
 
 import concurrent.futures
-import contextlib
 import json
 import uuid
 from collections.abc import Iterator
@@ -13,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import make_backend, server_for
+from tests.conftest import postgres_cluster
 from tests.hookserver import HookServer
 from tests.server import NtorqueServer
 
@@ -27,16 +26,9 @@ def nodes(
 ) -> Iterator[list[NtorqueServer]]:
     """Three processes on one PostgreSQL and Redis, shared by this module's tests."""
     directory = tmp_path_factory.mktemp("queues")
-    shared = make_backend(request, "postgres", directory)
-    started = [
-        server_for(shared, directory / f"node{n}", NTORQUE_CONCURRENCY=str(CONCURRENCY))
-        for n in range(NODES)
-    ]
-    with contextlib.ExitStack() as stack:
-        first = stack.enter_context(started[0])  # it makes the default application
-        for node in started[1:]:
-            stack.enter_context(node)
-            node.key = first.key
+    with postgres_cluster(
+        request, directory, NODES, NTORQUE_CONCURRENCY=str(CONCURRENCY)
+    ) as started:
         yield started
 
 
