@@ -22,7 +22,7 @@ Id = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 UNFINISHED = sa.text("status IN ('pending', 'in_progress')")
 
 
-# The guard of every lease, on a task row t (see store/tasks.py _acquire):
+# The guard of every lease, on a task row t (as store/admission.py leasable):
 # unfinished, due (a fresh, unscheduled task a little early), attempts left.
 def guard(t: str) -> str:
     return f"""

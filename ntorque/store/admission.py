@@ -172,13 +172,9 @@ async def _lease_limited(
     if queue.paused:
         return [], None
     now = params["now"]
-    room = NO_LIMIT
-    if queue.max_concurrency is not None:
-        room = queue.max_concurrency - await _in_flight(conn, queue, now)
-    tokens = 0.0
+    room = await concurrency_room(conn, queue, now)
+    tokens = tokens_now(queue, now) if queue.rate_per_s is not None else 0.0
     if queue.rate_per_s is not None:
-        refill = max(now - queue.tokens_at, 0.0) * queue.rate_per_s
-        tokens = min(float(queue.burst), queue.tokens + refill)
         room = min(room, math.floor(tokens))
     taken: list[Task] = []
     if room > 0:
@@ -210,12 +206,23 @@ async def _lease_limited(
     return taken, Wait(queue.app_id, queue.name, since + (1 - tokens) / queue.rate_per_s)
 
 
-async def _in_flight(conn: AsyncConnection, queue: sa.Row[Any], now: float) -> int:
-    """Calls of the queue in flight: leased, the lease still running."""
+async def concurrency_room(conn: AsyncConnection, queue: sa.Row[Any], now: float) -> int:
+    """Calls the queue may start under max_concurrency (NO_LIMIT without
+    one): the limit less its calls in flight, leased with the lease still
+    running (a crashed node's stop counting when theirs runs out)."""
+    if queue.max_concurrency is None:
+        return NO_LIMIT
     statement = sa.select(sa.func.count()).where(
         of_queue(queue.app_id, queue.name),
         status_in(UNFINISHED),  # the partial index's condition, so SQLite uses it
         tasks.c.status == Status.IN_PROGRESS.value,
         tasks.c.due > now,
     )
-    return int((await conn.execute(statement)).scalar_one())
+    return int(queue.max_concurrency) - int((await conn.execute(statement)).scalar_one())
+
+
+def tokens_now(queue: sa.Row[Any], now: float) -> float:
+    """A rate-limited queue's bucket at now: refilled since it was last spent,
+    never above the burst."""
+    refill = max(now - queue.tokens_at, 0.0) * queue.rate_per_s
+    return float(min(float(queue.burst), queue.tokens + refill))

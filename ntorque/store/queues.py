@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from ..queues import RECENT_S, Figures, NamedQueue, QueueSettings
 from ..tables import queues, tasks
 from ..tasks import DEFAULT_QUEUE, FINISHED, UNFINISHED, Status
-from .admission import NO_LIMIT, limited_queue, of_queue
+from .admission import NO_LIMIT, concurrency_room, limited_queue, of_queue, tokens_now
 from .base import Database, status_in, within_allowance
 
 MAX_QUEUES = 1000  # listed at once: queues are settings, not data
@@ -165,18 +165,9 @@ class QueueStore:
 async def _room(conn: AsyncConnection, row: sa.Row[Any], now: float) -> int:
     if row.paused:
         return 0
-    room = NO_LIMIT
-    if row.max_concurrency is not None:
-        flying = sa.select(sa.func.count()).where(
-            of_queue(row.app_id, row.name),
-            status_in(UNFINISHED),
-            tasks.c.status == Status.IN_PROGRESS.value,
-            tasks.c.due > now,
-        )
-        room = row.max_concurrency - int((await conn.execute(flying)).scalar_one())
+    room = await concurrency_room(conn, row, now)
     if row.rate_per_s is not None and room > 0:
-        refill = max(now - row.tokens_at, 0.0) * row.rate_per_s
-        room = min(room, max(1, math.floor(min(float(row.burst), row.tokens + refill))))
+        room = min(room, max(1, math.floor(tokens_now(row, now))))
     return room
 
 
