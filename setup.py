@@ -43,6 +43,11 @@ setup(
         "redis>=5.0",
         "jinja2>=3.1",
         "pyyaml>=6.0",
+        # Cron expressions for schedules: Debian cron's rules, daylight-saving
+        # changes included, and the rule in words; tzdata where the system has
+        # no time zone database.
+        "cronsim>=2.6",
+        "tzdata>=2024.1",
     ],
     extras_require={
         "test": [

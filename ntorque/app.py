@@ -37,6 +37,7 @@ from .store import Store
 from .store.engine import make_engine
 from .store.leadership import Leadership
 from .targets import Policy, Rules, Targets
+from .ticker import Ticker
 from .webhook import Webhook, make_client
 
 log = logging.getLogger(__name__)
@@ -107,6 +108,8 @@ class Node:
             cleanup_interval_s=settings.cleanup_interval_s,
             cleanup_batch=settings.cleanup_batch,
         )
+        # Every worker fires schedules; the database makes each tick once.
+        self.ticker = Ticker(self.queue.scheduler, settings.requeue_interval_s, clock)
         self.server: HTTPServer | None = None
         self.cookie_secret = settings.cookie_secret
         self.consuming: asyncio.Task[None] | None = None
@@ -204,6 +207,7 @@ class Node:
             )
             self.requeuing.start()
             self._requeue()  # recover at once
+            self.ticker.start()
             log.info("consuming with concurrency %s", self.settings.concurrency)
 
     def _requeue(self) -> None:
@@ -229,6 +233,7 @@ class Node:
             self.server.stop()
         if self.requeuing:
             self.requeuing.stop()
+        await self.ticker.stop()
         self.consumer.stop()
         if self.requeue_round:  # its queries need the engine and the leader's connection
             await asyncio.wait([self.requeue_round], timeout=self.settings.shutdown_grace_s)

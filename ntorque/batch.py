@@ -57,9 +57,7 @@ def parse(body: bytes, read_item: ReadItem, max_body_bytes: int) -> list[Item]:
 def _item(item: Any, read_item: ReadItem, max_body_bytes: int) -> Item:
     if not isinstance(item, dict):
         raise InvalidRequest("each task must be a JSON object")
-    unknown = sorted(set(item) - set(QUERY_FIELDS) - set(OTHER_FIELDS))
-    if unknown:
-        raise InvalidRequest(f"unknown field {unknown[0][:40]!r}", field=unknown[0][:40])
+    _known(item, (*QUERY_FIELDS, *OTHER_FIELDS))
     query = {name: _scalar(item[name], name) for name in QUERY_FIELDS if item.get(name) is not None}
     headers = _headers(item)
     body = _body(item)
@@ -68,6 +66,30 @@ def _item(item: Any, read_item: ReadItem, max_body_bytes: int) -> Item:
     spec = read_item(query, headers, body)
     key = intake.idempotency_key(_text(item.get("idempotency_key"), "idempotency_key"))
     return spec, None if key is None else Keyed(key, intake.fingerprint(spec))
+
+
+# A schedule's task is a batch item less what a tick decides: when it is due,
+# and (made once per tick already) an idempotency key.
+TEMPLATE_FIELDS = tuple(
+    name
+    for name in (*QUERY_FIELDS, *OTHER_FIELDS)
+    if name not in ("delay", "eta", "idempotency_key")
+)
+
+
+def template(item: Any, read_item: ReadItem, max_body_bytes: int) -> NewTask:
+    """A schedule's task template, read as a batch item is."""
+    if not isinstance(item, dict):
+        raise InvalidRequest("task must be a JSON object (a task as a batch takes it)", "task")
+    _known(item, TEMPLATE_FIELDS)
+    spec, _ = _item(item, read_item, max_body_bytes)
+    return spec
+
+
+def _known(item: dict[str, Any], fields: tuple[str, ...]) -> None:
+    unknown = sorted(set(item) - set(fields))
+    if unknown:
+        raise InvalidRequest(f"unknown field {unknown[0][:40]!r}", field=unknown[0][:40])
 
 
 def _headers(item: dict[str, Any]) -> dict[str, str]:

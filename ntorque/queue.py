@@ -17,6 +17,8 @@ from .batching import Batcher
 from .channel import Channel
 from .events import Events
 from .flow import Flow, QueueKey
+from .scheduler import Scheduler
+from .schedules import Firing, Schedule
 from .store.settle import Settlement
 from .store.tasks import TaskStore
 from .tasks import (
@@ -28,6 +30,7 @@ from .tasks import (
     TaskFilter,
     Verdict,
     attempt_json,
+    iso,
     loggable_url,
 )
 
@@ -71,6 +74,7 @@ class Queue:
         self._pushes: set[asyncio.Future[None]] = set()
         self._closed = False
         self.flow = Flow(store.queues, channel, max_retries=max_retries, clock=clock)
+        self.scheduler = Scheduler(store.schedules, self._fire, clock=clock)
         self._inserts = Batcher(self._enqueue_batch, max_batch=MAX_BATCH)
         self._settles = Batcher(self._settle_batch, max_batch=MAX_BATCH)
 
@@ -104,15 +108,22 @@ class Queue:
         now = self.clock()
         for task in created:
             log.info(
-                "task %s enqueued %s %s app=%s%s",
+                "task %s enqueued %s %s app=%s%s%s",
                 task.id, task.method, loggable_url(task.url), task.app_id,
-                f" due_in={task.due - now:.3f}s" if task.due > now else "",
+                f" due_in={task.due - now:.3f}s" if task.due > now else "", _made_by(task, now),
             )  # fmt: skip
         self.events.publish_many(created)
         await self.channel.push([task.id for task in created if task.due <= now and not task.held])
         for task in created:
             if now < task.due <= now + self.lookahead_s and not task.held:
                 self._notify_at(task.id, task.due)
+
+    async def _fire(self, schedule: Schedule, firing: Firing) -> list[Task] | None:
+        """A schedule's ticks become tasks, notified like any enqueue's."""
+        made = await self.store.fire(schedule, firing, self.clock())
+        if made:
+            await self._created(made)
+        return made
 
     async def get(self, task_id: int) -> Task | None:
         return await self.store.get(task_id)
@@ -318,6 +329,14 @@ class Queue:
             before_id = ids[-1]
         log.info("bulk %s matched=%s changed=%s", action, matched, changed)
         return matched, changed
+
+
+def _made_by(task: Task, now: float) -> str:
+    """The schedule and tick that made a task, and how late."""
+    if task.schedule_id is None or task.schedule_tick is None:
+        return ""
+    late = now - task.schedule_tick
+    return f" schedule={task.schedule_id} tick={iso(task.schedule_tick)} late={late:.3f}s"
 
 
 def _limited_queues(tasks: Iterable[Task]) -> set[QueueKey]:

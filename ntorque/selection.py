@@ -20,7 +20,7 @@ MAX_URL_PREFIX = 2048
 CURSOR = re.compile(r"t[0-9]{1,19}")
 MAX_TASK_ID = 2**63 - 1  # a BIGINT
 CONTROL = re.compile(r"[\x00-\x1f\x7f]")
-FILTERS = ("status", "queue", "url_prefix", "created_after", "created_before")
+FILTERS = ("status", "queue", "url_prefix", "created_after", "created_before", "schedule_id")
 PAGING = ("limit", "cursor")
 
 
@@ -37,7 +37,17 @@ def task_filter(values: Mapping[str, Any], app_id: int | None) -> TaskFilter:
         queue=_queue(values.get("queue")),
         created_after=_time(values.get("created_after"), "created_after"),
         created_before=_time(values.get("created_before"), "created_before"),
+        schedule_id=_schedule_id(values.get("schedule_id")),
     )
+
+
+def _schedule_id(value: Any) -> int | None:
+    if value is None or value == "":
+        return None
+    text = str(value)
+    if not text.isascii() or not text.isdigit() or len(text) > 18:
+        raise InvalidRequest("schedule_id must be a schedule's id", field="schedule_id")
+    return int(text)
 
 
 def limit(value: Any) -> int:

@@ -83,6 +83,9 @@ tasks = sa.Table(
     sa.Column("callback_of", Id, nullable=True),
     # The named queue it belongs to, in its application's namespace.
     sa.Column("queue", sa.String(64), nullable=False, server_default=DEFAULT_QUEUE),
+    # The schedule whose tick made it, and that tick's time.
+    sa.Column("schedule_id", Id, nullable=True),
+    sa.Column("schedule_tick", sa.Float, nullable=True),
     # Due work, oldest first: the requeuer's and the acquire's query.
     sa.Index(
         "ix_tasks_due_unfinished",
@@ -101,6 +104,10 @@ tasks = sa.Table(
     ),
     # An application's recent tasks.
     sa.Index("ix_tasks_app_id_id", "app_id", "id"),
+    # One task per tick of a schedule, however many nodes fire it (tasks of
+    # no schedule have nulls here, which never collide); a schedule's last
+    # tasks, newest first.
+    sa.Index("ix_tasks_schedule_id_schedule_tick", "schedule_id", "schedule_tick", unique=True),
     # Cleanup of old finished tasks.
     sa.Index(
         "ix_tasks_modified_finished",
@@ -171,4 +178,36 @@ queues = sa.Table(
     sa.Column("tokens_at", sa.Float, nullable=False, server_default="0"),
     sa.Column("created", sa.Float, nullable=False),
     sa.Column("modified", sa.Float, nullable=False),
+)
+
+# Recurring schedules, per application (app_id 0 when requests are not
+# authenticated): a rule, a task template (JSON), and the next tick no task
+# was made for yet. Firing a tick moves next_tick on with a guarded UPDATE
+# in the transaction that inserts its task, so one node makes it.
+schedules = sa.Table(
+    "schedules",
+    metadata,
+    sa.Column("id", Id, primary_key=True),
+    sa.Column("app_id", Id, nullable=False),
+    sa.Column("name", sa.String(100), nullable=True),
+    sa.Column("cron", sa.String(200), nullable=True),
+    sa.Column("timezone", sa.String(64), nullable=False),
+    sa.Column("every_s", sa.Float, nullable=True),
+    sa.Column("anchor", sa.Float, nullable=False),
+    sa.Column("catch_up", sa.String(8), nullable=False),
+    sa.Column("paused", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("template", sa.JSON, nullable=False),
+    sa.Column("next_tick", sa.Float, nullable=True),
+    sa.Column("last_tick", sa.Float, nullable=True),
+    sa.Column("created", sa.Float, nullable=False),
+    sa.Column("modified", sa.Float, nullable=False),
+    # The due schedules, soonest first: every node's ticker reads this.
+    sa.Index(
+        "ix_schedules_next_tick_active",
+        "next_tick",
+        postgresql_where=sa.text("NOT paused"),
+        sqlite_where=sa.text("NOT paused"),
+    ),
+    sa.Index("ix_schedules_app_id_id", "app_id", "id"),
+    sqlite_autoincrement=True,
 )

@@ -46,6 +46,8 @@ class NewTask:
     backoff: str | None = None  # linear or exponential; None: its queue's, else the server's
     callback_url: str | None = None  # told when the task ends
     callback_of: int | None = None  # on a callback task: the task it reports on
+    schedule_id: int | None = None  # made by a tick of this schedule
+    schedule_tick: float | None = None  # at this tick's time
 
 
 @dataclass(frozen=True)
@@ -75,6 +77,8 @@ class Task:
     callback_task_id: int | None = None
     callback_of: int | None = None
     queue: str = DEFAULT_QUEUE
+    schedule_id: int | None = None
+    schedule_tick: float | None = None
     body_size: int | None = None  # a listed task's, whose body is not read
     # Leased under its queue's limits: when it settles, its queue has room
     # again and the tasks waiting for it are woken (not stored).
@@ -116,6 +120,8 @@ class Task:
             "callback_url": self.callback_url,
             "callback_task_id": self.callback_task_id,
             "callback_of": self.callback_of,
+            "schedule_id": self.schedule_id,
+            "schedule_tick": None if self.schedule_tick is None else iso(self.schedule_tick),
         }
 
 
@@ -137,6 +143,7 @@ class TaskFilter:
     created_after: float | None = None  # created at or after
     created_before: float | None = None  # created before
     queue: str | None = None
+    schedule_id: int | None = None  # made by this schedule's ticks
 
 
 class Verdict(enum.StrEnum):

@@ -24,7 +24,7 @@ from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest, HT
 
 from .errors import InvalidRequest
 from .targets import Policy, Resolver, TargetRefused, Targets, system_resolver
-from .tasks import Outcome, Task, Verdict
+from .tasks import Outcome, Task, Verdict, iso
 
 log = logging.getLogger(__name__)
 
@@ -180,6 +180,9 @@ class Webhook:
                 "NTorque-Task-Retry-Limit": str(task.attempt_limit(self.max_retries)),
             }
         )
+        if task.schedule_id is not None and task.schedule_tick is not None:
+            headers["NTorque-Schedule-Id"] = str(task.schedule_id)
+            headers["NTorque-Schedule-Tick"] = iso(task.schedule_tick)
         return Hop(task.url, task.method, task.body, headers)
 
     def request(

@@ -1,5 +1,5 @@
 """The JSON API: enqueue (one task, or a batch), read, list, cancel, retry
-and re-notify tasks; named queues and their limits. `routes` lists them;
+and re-notify tasks; named queues and their limits; recurring schedules. `routes` lists them;
 ../../README.md shows each with curl.
 """
 
@@ -14,12 +14,14 @@ from .base import ApiOptions, JsonHandler, NotFoundHandler
 from .enqueue import RootHandler
 from .listing import BulkHandler, TasksHandler
 from .queues import QueueActionHandler, QueueHandler, QueuesHandler
+from .schedules import ScheduleActionHandler, ScheduleHandler, SchedulesHandler
 from .task import ActionHandler, AttemptsHandler, PushHandler, TaskHandler
 
 __all__ = ["ApiOptions", "JsonHandler", "NotFoundHandler", "routes"]
 
 TASK = r"/tasks?/(\d{1,18})"  # the seed's singular /task/<id> stays as an alias
 QUEUE = r"/queues/([^/]+)"  # a bad name is a 400 that says why, not a 404
+SCHEDULE = r"/schedules/(\d{1,18})"
 
 
 def routes(**dependencies: Any) -> list[URLSpec]:
@@ -34,4 +36,7 @@ def routes(**dependencies: Any) -> list[URLSpec]:
         tornado.web.url(r"/queues", QueuesHandler, dependencies),
         tornado.web.url(QUEUE, QueueHandler, dependencies),
         tornado.web.url(QUEUE + r"/(pause|resume)", QueueActionHandler, dependencies),
+        tornado.web.url(r"/schedules", SchedulesHandler, dependencies),
+        tornado.web.url(SCHEDULE, ScheduleHandler, dependencies),
+        tornado.web.url(SCHEDULE + r"/(pause|resume)", ScheduleActionHandler, dependencies),
     ]

@@ -28,5 +28,6 @@ class Store:
         self.engine = engine
         self.tasks = TaskStore(db)
         self.queues = self.tasks.queues  # the same one: the acquire reads its rows
+        self.schedules = self.tasks.schedules
         self.apps = AppStore(db)
         self.console = ConsoleReads(db)

@@ -57,6 +57,8 @@ class Listing:
             where.append(tasks.c.status == selection.status.value)
         if selection.queue is not None:
             where.append(tasks.c.queue == selection.queue)
+        if selection.schedule_id is not None:
+            where.append(tasks.c.schedule_id == selection.schedule_id)
         if selection.url_prefix:
             where.extend(self._prefixed(selection.url_prefix))
         if selection.created_after is not None:

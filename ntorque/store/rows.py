@@ -120,6 +120,8 @@ def task_values(
         "backoff": backoff,
         "callback_url": spec.callback_url,
         "callback_of": spec.callback_of,
+        "schedule_id": spec.schedule_id,
+        "schedule_tick": spec.schedule_tick,
     }
 
 
@@ -146,5 +148,5 @@ def new_task(
         due=now if spec.due is None else spec.due, created=now, modified=now,
         last_status_code=None, last_error=None, retries=retries, backoff=backoff,
         callback_url=spec.callback_url, callback_of=spec.callback_of, queue=spec.queue,
-        held=held,
+        schedule_id=spec.schedule_id, schedule_tick=spec.schedule_tick, held=held,
     )  # fmt: skip

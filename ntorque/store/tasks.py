@@ -10,6 +10,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from ..schedules import Firing, Schedule
 from ..tables import attempts, tasks
 from ..tasks import FINISHED, UNFINISHED, NewTask, Outcome, Status, Task
 from . import callbacks
@@ -20,7 +21,9 @@ from .idempotency import Idempotency
 from .listing import Listing
 from .queues import QueueStore
 from .rows import insert_tasks
+from .schedules import ScheduleStore
 from .settle import Settlement, held_by, last_attempts, settle_batch, settled
+from .ticks import fire
 
 # A fresh task (never attempted) may be acquired this much before its due
 # date, so a consumer whose clock runs a little behind the enqueuing node's
@@ -36,6 +39,7 @@ class TaskStore:
         self.listing = Listing(db)
         self.keys = Idempotency(db)
         self.queues = QueueStore(db)
+        self.schedules = ScheduleStore(db)
 
     async def insert(self, spec: NewTask, now: float) -> Task:
         """Store a pending task, due now; committed when this returns."""
@@ -45,6 +49,12 @@ class TaskStore:
         """Store pending tasks in one statement and one commit, in order."""
         async with self.db.begin() as conn:
             return await insert_tasks(conn, specs, now, self.db.default_timeout_s)
+
+    async def fire(self, schedule: Schedule, firing: Firing, now: float) -> list[Task] | None:
+        """The tasks of a schedule's ticks, committed with its next tick; None
+        when another node fired it first (see ticks)."""
+        async with self.db.begin() as conn:
+            return await fire(conn, schedule, firing, now, self.db.default_timeout_s)
 
     async def get(self, task_id: int) -> Task | None:
         async with self.db.begin() as conn:

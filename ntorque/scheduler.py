@@ -1,0 +1,110 @@
+"""Recurring schedules at work: their settings, and firing the due ones.
+
+Every node fires (see ticker.py); the database decides which node makes a
+tick's task (see store/ticks.py), so a tick makes one task however many
+nodes run, and a node that dies costs no tick while another runs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+
+from .schedules import Firing, Schedule, Settings, Template, plan
+from .store.schedules import ScheduleStore
+from .tasks import Task, iso
+
+log = logging.getLogger(__name__)
+
+Fire = Callable[[Schedule, Firing], Awaitable[list[Task] | None]]
+DUE_BATCH = 100  # schedules fired per round; the next round follows at once
+
+
+class Scheduler:
+    def __init__(
+        self, store: ScheduleStore, fire: Fire, clock: Callable[[], float] = time.time
+    ) -> None:
+        self.store = store
+        self._fire = fire
+        self.clock = clock
+        self._changed: asyncio.Event | None = None
+
+    @property
+    def changed(self) -> asyncio.Event:
+        """Set when this node changed a schedule: its ticker looks again now
+        (other nodes' tickers find the change in their next look)."""
+        if self._changed is None:
+            self._changed = asyncio.Event()
+        return self._changed
+
+    # -- settings ------------------------------------------------------------
+
+    async def create(self, app_id: int, settings: Settings, template: Template) -> Schedule | None:
+        made = await self.store.create(app_id, settings, template, self.clock())
+        if made is not None:
+            log.info("schedule %s created app=%s rule=%s", made.id, app_id, made.rule.describe())
+            self.changed.set()
+        return made
+
+    async def get(self, app_id: int, schedule_id: int) -> Schedule | None:
+        return await self.store.get(app_id, schedule_id, last_tasks=True)
+
+    async def page(self, app_id: int, limit: int, before_id: int | None) -> list[Schedule]:
+        return await self.store.page(app_id, limit, before_id)
+
+    async def update(
+        self, current: Schedule, settings: Settings, template: Template
+    ) -> Schedule | None:
+        """Change a schedule; a new rule starts from now, the same rule
+        keeps its next tick."""
+        now = self.clock()
+        same_rule = settings.rule == current.rule
+        next_tick = current.next_tick if same_rule else settings.rule.after(now)
+        changed = await self.store.update(
+            current.app_id, current.id, settings, template, next_tick, now
+        )
+        if changed is not None:
+            log.info("schedule %s changed rule=%s", changed.id, changed.rule.describe())
+            self.changed.set()
+        return changed
+
+    async def set_paused(self, app_id: int, schedule_id: int, paused: bool) -> Schedule | None:
+        changed = await self.store.set_paused(app_id, schedule_id, paused, self.clock())
+        if changed is not None:
+            log.info("schedule %s %s", schedule_id, "paused" if paused else "resumed")
+            self.changed.set()
+        return changed
+
+    async def delete(self, app_id: int, schedule_id: int) -> bool:
+        deleted = await self.store.delete(app_id, schedule_id)
+        if deleted:
+            log.info("schedule %s deleted", schedule_id)
+        return deleted
+
+    # -- firing --------------------------------------------------------------
+
+    async def fire_due(self) -> float | None:
+        """Fire every due schedule; the soonest next tick afterwards."""
+        while True:
+            now = self.clock()
+            due = await self.store.due(now, DUE_BATCH)
+            for schedule in due:
+                await self.fire(schedule, now)
+            if len(due) < DUE_BATCH:
+                return await self.store.earliest()
+
+    async def fire(self, schedule: Schedule, now: float) -> list[Task] | None:
+        """Make the tasks of a due schedule's ticks (None: another node did)."""
+        assert schedule.next_tick is not None
+        firing = plan(schedule.rule, schedule.settings.catch_up, schedule.next_tick, now)
+        made = await self._fire(schedule, firing)
+        if made is None:
+            return None
+        if firing.skipped:
+            log.warning(
+                "schedule %s skipped %s missed ticks from %s (catch_up=%s)",
+                schedule.id, firing.skipped, iso(schedule.next_tick), schedule.settings.catch_up,
+            )  # fmt: skip
+        return made

@@ -1,0 +1,58 @@
+"""The ticker: on every node, sleep until the soonest tick of any schedule,
+fire the due ones, and look again. It wakes early when this node changes a
+schedule, and looks at least every look_s for schedules other nodes made or
+changed. Idle, it costs one small query per look_s.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+
+from .errors import StorageUnavailable
+from .scheduler import Scheduler
+
+log = logging.getLogger(__name__)
+
+TICK_MARGIN_S = 0.001  # a hair after the tick: early is "not due yet"
+
+
+class Ticker:
+    def __init__(self, scheduler: Scheduler, look_s: float, clock: Callable[[], float]) -> None:
+        self.scheduler = scheduler
+        self.look_s = look_s
+        self.clock = clock
+        self._running: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._running = asyncio.ensure_future(self._run())
+
+    async def stop(self) -> None:
+        if self._running is not None:
+            self._running.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._running
+
+    async def _run(self) -> None:
+        changed = self.scheduler.changed
+        while True:
+            changed.clear()
+            wait = await self.round()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(changed.wait(), wait)
+
+    async def round(self) -> float:
+        """Fire what is due; how long to sleep before the next look."""
+        try:
+            soonest = await self.scheduler.fire_due()
+        except StorageUnavailable:
+            log.warning("schedules: database unavailable, trying again in %.0f s", self.look_s)
+            return self.look_s
+        except Exception:
+            log.exception("schedules: unexpected error, trying again in %.0f s", self.look_s)
+            return self.look_s
+        if soonest is None:
+            return self.look_s
+        return min(max(soonest - self.clock(), 0.0) + TICK_MARGIN_S, self.look_s)
