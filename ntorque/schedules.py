@@ -60,9 +60,8 @@ class Rule:
         """The first tick strictly after t; None when there is none (cron
         finds none within 50 years)."""
         if self.every_s is not None:
-            k = math.floor((t - self.anchor) / self.every_s) + 1
-            tick = self.anchor + max(k, 1) * self.every_s
-            return tick if tick > t else tick + self.every_s
+            passed, anchor = self._intervals(t)
+            return _ms_time(anchor + max(passed + 1, 1) * _ms(self.every_s))
         assert self.cron is not None
         ticks = CronSim(self.cron, datetime.fromtimestamp(t, self.zone))
         for _ in range(MAX_STEPS):
@@ -77,8 +76,9 @@ class Rule:
     def latest(self, t: float, count: int) -> list[float]:
         """Up to count of the most recent ticks at or before t, oldest first."""
         if self.every_s is not None:
-            k = math.floor((t - self.anchor) / self.every_s)
-            return [self.anchor + j * self.every_s for j in range(max(k - count + 1, 1), k + 1)]
+            passed, anchor = self._intervals(t)
+            every, first = _ms(self.every_s), max(passed - count + 1, 1)
+            return [_ms_time(anchor + k * every) for k in range(first, passed + 1)]
         # Back count ticks (cron can walk backwards), then forwards again,
         # so the ticks are the same instants after() gives.
         assert self.cron is not None
@@ -90,6 +90,13 @@ class Rule:
             except StopIteration:
                 break
         return self.between(start - 1.0, t)[-count:]
+
+    def _intervals(self, t: float) -> tuple[int, int]:
+        """(whole intervals from the anchor to t, the anchor), in integer
+        milliseconds: float steps drift, and a tick read back must be the
+        same tick, never one a hair later."""
+        anchor = _ms(self.anchor)
+        return (math.floor(t * 1000 + 1e-3) - anchor) // _ms(self.every_s or 1), anchor
 
     def between(self, start: float, end: float) -> list[float]:
         """The ticks in (start, end], oldest first (at most MAX_STEPS)."""
@@ -119,6 +126,14 @@ class Rule:
         assert self.cron is not None
         words = CronSim(self.cron, datetime.fromtimestamp(0, self.zone)).explain()
         return f"{words} ({self.timezone})"
+
+
+def _ms(seconds: float) -> int:
+    return round(seconds * 1000)
+
+
+def _ms_time(milliseconds: int) -> float:
+    return milliseconds / 1000
 
 
 def _seconds(every_s: float) -> str:
@@ -223,7 +238,7 @@ def _every(value: Any) -> float:
         raise InvalidRequest(
             f"every_s must be between {MIN_EVERY_S:g} and {MAX_EVERY_S:g} seconds", field="every_s"
         )
-    return float(value)
+    return _ms(value) / 1000  # ticks are whole milliseconds
 
 
 @dataclass(frozen=True)
