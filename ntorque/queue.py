@@ -41,6 +41,9 @@ log = logging.getLogger(__name__)
 MAX_BATCH = 500
 BULK_BATCH = 500  # tasks a bulk cancel or retry changes per transaction
 TIMER_MARGIN_S = 0.005
+# Not a task id (ids start at 1): "a schedule changed", sent on the channel
+# so that one worker's ticker looks again at once (see Scheduler).
+SCHEDULES_CHANGED = 0
 
 
 class Queue:
@@ -74,7 +77,9 @@ class Queue:
         self._pushes: set[asyncio.Future[None]] = set()
         self._closed = False
         self.flow = Flow(store.queues, channel, max_retries=max_retries, clock=clock)
-        self.scheduler = Scheduler(store.schedules, self._fire, clock=clock)
+        self.scheduler = Scheduler(
+            store.schedules, self._fire, self._schedules_changed, clock=clock
+        )
         self._inserts = Batcher(self._enqueue_batch, max_batch=MAX_BATCH)
         self._settles = Batcher(self._settle_batch, max_batch=MAX_BATCH)
 
@@ -137,8 +142,14 @@ class Queue:
         log.info("task %s pushed", task.id)
         await self.channel.push([task.id])
 
+    async def _schedules_changed(self) -> None:
+        await self.channel.push([SCHEDULES_CHANGED])
+
     async def acquire(self, ids: Sequence[int]) -> list[Task]:
         """Lease the due, unfinished tasks among ids; the lease outlasts each timeout."""
+        if SCHEDULES_CHANGED in ids:
+            self.scheduler.changed.set()
+            ids = [task_id for task_id in ids if task_id != SCHEDULES_CHANGED]
         leased = await self.store.lease(ids, self.clock(), self.min_due_delay_s, self.max_retries)
         for wait in leased.waits:  # tasks a rate limit turned away: wake at its next token
             self.flow.wake_at((wait.app_id, wait.queue), wait.until)

@@ -12,6 +12,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 
+from .errors import StorageUnavailable
 from .schedules import Firing, Schedule, Settings, Template, plan
 from .store.schedules import ScheduleStore
 from .tasks import Task, iso
@@ -19,25 +20,37 @@ from .tasks import Task, iso
 log = logging.getLogger(__name__)
 
 Fire = Callable[[Schedule, Firing], Awaitable[list[Task] | None]]
+Signal = Callable[[], Awaitable[None]]
 DUE_BATCH = 100  # schedules fired per round; the next round follows at once
 
 
 class Scheduler:
     def __init__(
-        self, store: ScheduleStore, fire: Fire, clock: Callable[[], float] = time.time
+        self,
+        store: ScheduleStore,
+        fire: Fire,
+        signal: Signal,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.store = store
         self._fire = fire
+        self._signal = signal
         self.clock = clock
         self._changed: asyncio.Event | None = None
 
     @property
     def changed(self) -> asyncio.Event:
-        """Set when this node changed a schedule: its ticker looks again now
-        (other nodes' tickers find the change in their next look)."""
+        """Set when a schedule changed: the ticker looks again now."""
         if self._changed is None:
             self._changed = asyncio.Event()
         return self._changed
+
+    async def _tell(self) -> None:
+        """This node's ticker looks again now, and so does one other worker
+        (the signal goes through the channel: a node that serves the API
+        only, or the CLI, may run no ticker). The rest look within look_s."""
+        self.changed.set()
+        await self._signal()
 
     # -- settings ------------------------------------------------------------
 
@@ -45,7 +58,7 @@ class Scheduler:
         made = await self.store.create(app_id, settings, template, self.clock())
         if made is not None:
             log.info("schedule %s created app=%s rule=%s", made.id, app_id, made.rule.describe())
-            self.changed.set()
+            await self._tell()
         return made
 
     async def get(self, app_id: int, schedule_id: int) -> Schedule | None:
@@ -67,14 +80,14 @@ class Scheduler:
         )
         if changed is not None:
             log.info("schedule %s changed rule=%s", changed.id, changed.rule.describe())
-            self.changed.set()
+            await self._tell()
         return changed
 
     async def set_paused(self, app_id: int, schedule_id: int, paused: bool) -> Schedule | None:
         changed = await self.store.set_paused(app_id, schedule_id, paused, self.clock())
         if changed is not None:
             log.info("schedule %s %s", schedule_id, "paused" if paused else "resumed")
-            self.changed.set()
+            await self._tell()
         return changed
 
     async def delete(self, app_id: int, schedule_id: int) -> bool:
@@ -86,12 +99,23 @@ class Scheduler:
     # -- firing --------------------------------------------------------------
 
     async def fire_due(self) -> float | None:
-        """Fire every due schedule; the soonest next tick afterwards."""
+        """Fire every due schedule; the soonest next tick afterwards. A
+        schedule that fails does not hold up the others: they fire, then its
+        error goes up (the ticker waits a while before it tries again)."""
         while True:
             now = self.clock()
             due = await self.store.due(now, DUE_BATCH)
+            failed: list[Exception] = []
             for schedule in due:
-                await self.fire(schedule, now)
+                try:
+                    await self.fire(schedule, now)
+                except StorageUnavailable:
+                    raise
+                except Exception as error:
+                    log.exception("schedule %s failed to fire", schedule.id)
+                    failed.append(error)
+            if failed:
+                raise failed[0]
             if len(due) < DUE_BATCH:
                 return await self.store.earliest()
 

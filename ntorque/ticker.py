@@ -50,8 +50,8 @@ class Ticker:
         except StorageUnavailable:
             log.warning("schedules: database unavailable, trying again in %.0f s", self.look_s)
             return self.look_s
-        except Exception:
-            log.exception("schedules: unexpected error, trying again in %.0f s", self.look_s)
+        except Exception as error:  # logged where it happened, with its schedule
+            log.warning("schedules: %s; trying again in %.0f s", error, self.look_s)
             return self.look_s
         if soonest is None:
             return self.look_s

@@ -7,13 +7,15 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Iterator
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
 
-from tests.conftest import Backend, live_for
+from tests.conftest import Backend, give_back, live_for, make_backend
 from tests.hookserver import HookServer
 from tests.inprocess import Clock, LiveNode
 
@@ -324,3 +326,28 @@ async def test_the_listing_pages_newest_first(backend: Backend, hooks: HookServe
         assert rest.json["next_cursor"] is None
         bad = await node.request("GET", "/schedules?status=x")
         assert (bad.status, bad.json["field"]) == (400, "status")
+
+
+@pytest.fixture
+def postgres(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]:
+    """PostgreSQL and Redis: two nodes share a channel only through Redis."""
+    made = make_backend(request, "postgres", tmp_path)
+    yield made
+    give_back(request, made)
+
+
+async def test_a_schedule_made_on_a_node_with_no_ticker_ticks_on_time(
+    postgres: Backend, hooks: HookServer
+) -> None:
+    """A web-only node (no ticker of its own) tells a worker through the
+    channel: the first ticks are on time, not one look (5 s) late."""
+    path, url = hook(hooks)
+    async with live_for(postgres) as worker:
+        async with live_for(postgres, loops=False) as web:
+            web.key = worker.key
+            made = await create(web, every_s=1, task={"url": url})
+            calls = await hooks.wait_for_calls_async(path, 2, timeout_s=10)
+            await web.request("POST", f"/schedules/{made['id']}/pause")
+    first = at(calls[0].headers["ntorque-schedule-tick"])
+    assert first == at(made["next_tick"])  # the first tick was made, none skipped
+    assert calls[0].at - first < 1.0
