@@ -232,7 +232,10 @@ def _timezone(value: Any) -> str:
 
 
 def _every(value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+    # An integer is compared as it is: JSON's have no bound, and one too big
+    # for a float is no float's to check (math.isfinite raised OverflowError).
+    finite = isinstance(value, int) or (isinstance(value, float) and math.isfinite(value))
+    if isinstance(value, bool) or not finite:
         raise InvalidRequest("every_s must be a number of seconds", field="every_s")
     if not MIN_EVERY_S <= value <= MAX_EVERY_S:
         raise InvalidRequest(

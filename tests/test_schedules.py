@@ -214,6 +214,8 @@ def test_cron_text_is_normalised() -> None:
         ({"cron": "0 9 * * *", "timezone": 1}, "timezone"),
         ({"every_s": True}, "every_s"),
         ({"every_s": float("inf")}, "every_s"),
+        ({"every_s": 10**400}, "every_s"),  # JSON's integers have no bound: too big for a float
+        ({"every_s": -(10**400)}, "every_s"),
         ({"every_s": 0.999}, "every_s"),
         ({"every_s": 366 * 86400 + 1}, "every_s"),
         ({"every_s": 60, "catch_up": None}, "catch_up"),
