@@ -73,23 +73,26 @@ class Rule:
                 return tick
         return None
 
-    def latest(self, t: float, count: int) -> list[float]:
-        """Up to count of the most recent ticks at or before t, oldest first."""
+    def latest(self, t: float, count: int, since: float = -math.inf) -> list[float]:
+        """Up to count of the most recent ticks in [since, t], oldest first."""
         if self.every_s is not None:
             passed, anchor = self._intervals(t)
             every, first = _ms(self.every_s), max(passed - count + 1, 1)
-            return [_ms_time(anchor + k * every) for k in range(first, passed + 1)]
-        # Back count ticks (cron can walk backwards), then forwards again,
-        # so the ticks are the same instants after() gives.
+            ticks = [_ms_time(anchor + k * every) for k in range(first, passed + 1)]
+            return [tick for tick in ticks if tick >= since]
+        # Back count ticks (cron can walk backwards), no further than since,
+        # then forwards again, so the ticks are the same instants after() gives.
         assert self.cron is not None
         back = CronSim(self.cron, datetime.fromtimestamp(t, self.zone), reverse=True)
         start = t
         for _ in range(count):
             try:
                 start = min(start, next(back).timestamp())
-            except StopIteration:
+            except (StopIteration, OverflowError):  # none in 50 years; before the year 1
                 break
-        return self.between(start - 1.0, t)[-count:]
+            if start < since:
+                break
+        return [tick for tick in self.between(start - 1.0, t)[-count:] if tick >= since]
 
     def _intervals(self, t: float) -> tuple[int, int]:
         """(whole intervals from the anchor to t, the anchor), in integer
@@ -160,7 +163,7 @@ def plan(rule: Rule, catch_up: str, next_tick: float, now: float) -> Firing:
     next_tick (the MAX_CATCH_UP most recent); none: the most recent tick only
     if it is at most FRESH_S late."""
     count = MAX_CATCH_UP if catch_up == "all" else 1
-    ticks = [tick for tick in rule.latest(now, count) if tick >= next_tick] or [next_tick]
+    ticks = rule.latest(now, count, since=next_tick) or [next_tick]
     if catch_up == "none" and now - ticks[-1] > FRESH_S:
         ticks = []
     made_or_passed = _passed(rule, next_tick, now)

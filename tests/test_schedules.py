@@ -82,6 +82,21 @@ def test_a_cron_that_never_fires_has_no_next_tick() -> None:
     assert Rule(cron="* * */20 * 1L").after(NOW) is None
 
 
+def test_the_latest_ticks_of_a_rare_rule_stop_at_since_and_at_the_calendars_start() -> None:
+    """The fifth Monday of February: a 29 February on a Monday, every 28
+    years (2016, 2044). Back 100 of them is before the year 1: the walk
+    stops there (it raised OverflowError); a firing looks back to its next
+    tick only."""
+    rule = Rule(cron="0 0 * 2 MON#5")
+    leap_monday = at("2044-02-29T00:00:00+00:00")
+    every = rule.latest(leap_monday + 60, MAX_CATCH_UP)
+    assert every[-2:] == [at("2016-02-29T00:00:00+00:00"), leap_monday]
+    assert every[0] < at("0100-01-01T00:00:00+00:00")
+    assert rule.latest(leap_monday + 60, MAX_CATCH_UP, since=leap_monday - 1) == [leap_monday]
+    firing = plan(rule, "all", leap_monday, leap_monday + 60)
+    assert firing.ticks == [leap_monday] and firing.next_tick == at("2072-02-29T00:00:00+00:00")
+
+
 def test_the_latest_ticks_are_the_ones_after_gives() -> None:
     rule = Rule(cron="*/15 * * * *", timezone="America/New_York")
     latest = rule.latest(NOW, 4)
