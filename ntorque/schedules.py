@@ -42,6 +42,12 @@ SHOWN_TICKS = 5  # the next fire times a schedule's JSON lists
 # (a long gap): each step is a few tens of microseconds.
 MAX_STEPS = 1_000
 
+# cronsim's walk backwards over a clock change that is not on the hour
+# (Pacific/Chatham's, at 03:45) can go round without end: a step of the walk
+# that takes more steps of its clock than this (a usual one takes under 200,
+# a few milliseconds) is given up.
+MAX_CLOCK_STEPS = 2_000
+
 RULE_FIELDS = ("cron", "timezone", "every_s")
 FIELDS = ("name", *RULE_FIELDS, "catch_up", "paused", "task")
 
@@ -83,12 +89,12 @@ class Rule:
         # Back count ticks (cron can walk backwards), no further than since,
         # then forwards again, so the ticks are the same instants after() gives.
         assert self.cron is not None
-        back = CronSim(self.cron, datetime.fromtimestamp(t, self.zone), reverse=True)
+        back = _Backwards(self.cron, datetime.fromtimestamp(t, self.zone))
         start = t
         for _ in range(count):
             try:
                 start = min(start, next(back).timestamp())
-            except (StopIteration, OverflowError):  # none in 50 years; before the year 1
+            except (StopIteration, OverflowError):  # none in 50 years; year 1; going round
                 break
             if start < since:
                 break
@@ -129,6 +135,27 @@ class Rule:
         assert self.cron is not None
         words = CronSim(self.cron, datetime.fromtimestamp(0, self.zone)).explain()
         return f"{words} ({self.timezone})"
+
+
+class _Backwards(CronSim):
+    """cronsim's walk backwards, which ends (StopIteration) where one step of
+    it goes round without end: the ticks before that point are not found (a
+    firing on time finds its tick; a catch-up over Chatham's clock change
+    makes the ticks after it, and counts the others as skipped)."""
+
+    def __init__(self, expr: str, dt: datetime) -> None:
+        super().__init__(expr, dt, reverse=True)
+        self._steps = 0
+
+    def __next__(self) -> datetime:
+        self._steps = 0
+        return super().__next__()
+
+    def tick(self, seconds: int = 1) -> None:
+        self._steps += 1
+        if self._steps > MAX_CLOCK_STEPS:
+            raise StopIteration
+        super().tick(seconds)
 
 
 def _ms(seconds: float) -> int:

@@ -97,6 +97,24 @@ def test_the_latest_ticks_of_a_rare_rule_stop_at_since_and_at_the_calendars_star
     assert firing.ticks == [leap_monday] and firing.next_tick == at("2072-02-29T00:00:00+00:00")
 
 
+def test_the_walk_back_over_chathams_clock_change_ends() -> None:
+    """Pacific/Chatham's clocks go back at 03:45: cronsim's walk backwards
+    over that went round for ever, so the ticker firing "every 2 hours"
+    there with catch_up all hung its node (the API with it). The walk ends:
+    a firing on time is exact, a catch-up over the change makes the ticks
+    after it and counts the others as skipped."""
+    rule = Rule(cron="0 */2 * * *", timezone="Pacific/Chatham")
+    first_after = at("2026-04-05T04:00:00+12:45")
+    assert rule.latest(first_after + 1, MAX_CATCH_UP, since=first_after) == [first_after]
+    on_time = plan(rule, "all", first_after, first_after + 0.004)
+    assert (on_time.ticks, on_time.skipped) == ([first_after], 0)
+    over = plan(rule, "all", at("2026-04-04T20:00:00+13:45"), first_after + 1)
+    assert (over.ticks, over.skipped) == ([first_after], 4)
+    assert over.next_tick == at("2026-04-05T06:00:00+12:45")
+    for minutes in range(-120, 180, 15):  # from around the change, each walk ends
+        assert len(rule.latest(first_after + minutes * 60, 5)) <= 5
+
+
 def test_the_latest_ticks_are_the_ones_after_gives() -> None:
     rule = Rule(cron="*/15 * * * *", timezone="America/New_York")
     latest = rule.latest(NOW, 4)
