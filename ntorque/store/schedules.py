@@ -193,7 +193,9 @@ def template_from_record(record: dict[str, Any]) -> Template:
 
 
 def schedule_from_row(row: Any, last_tasks: list[dict[str, Any]] | None = None) -> Schedule:
-    rule = Rule(cron=row.cron, timezone=row.timezone, every_s=row.every_s, anchor=row.anchor)
+    # SQLite's RETURNING hands a whole float back as an integer: every_s 2.0 came back 2.
+    every_s = None if row.every_s is None else float(row.every_s)
+    rule = Rule(cron=row.cron, timezone=row.timezone, every_s=every_s, anchor=float(row.anchor))
     return Schedule(
         id=row.id,
         app_id=row.app_id,

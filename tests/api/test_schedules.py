@@ -314,6 +314,21 @@ async def test_patching_a_task_replaces_the_template_and_keeps_the_next_tick(
         assert (await node.request("POST", "/schedules/999999/pause")).status == 404
 
 
+async def test_a_made_schedule_is_answered_as_a_get_reads_it(
+    backend: Backend, hooks: HookServer
+) -> None:
+    """Byte for byte: SQLite handed a whole every_s back from the INSERT as
+    an integer, so the 201 said "every_s": 2 and every read after it 2.0."""
+    _, url = hook(hooks)
+    async with live_for(backend, loops=False, clock=Clock()) as node:
+        for rule in ({"every_s": 2}, {"every_s": 2.5}, {"cron": "0 9 * * *"}):
+            body = json.dumps({**rule, "task": {"url": url}}).encode()
+            made = await node.request("POST", "/schedules", body)
+            assert made.status == 201, made.body
+            read = await node.request("GET", f"/schedules/{made.json['id']}")
+            assert made.body == read.body, rule
+
+
 async def test_the_listing_pages_newest_first(backend: Backend, hooks: HookServer) -> None:
     _, url = hook(hooks)
     async with live_for(backend, loops=False) as node:
