@@ -34,7 +34,7 @@ class ScheduleBase(BodyHandler):
         try:
             spec = batch.template(item, read, self.api_options.max_body_bytes)
         except InvalidRequest as error:
-            field = "task" if error.field in (None, "task") else f"task.{error.field}"
+            field = "task" if error.field in (None, "", "task") else f"task.{error.field}"
             raise InvalidRequest(error.message, field=field) from None
         return Template.of(spec)
 

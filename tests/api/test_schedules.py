@@ -281,6 +281,8 @@ async def test_daylight_saving_nights_skip_no_tick_and_run_none_twice(
         ({"every_s": 60, "paused": "yes", "task": {"url": "http://127.0.0.1:9/"}}, "paused"),
         ({"every_s": 60, "name": "x" * 101, "task": {"url": "http://127.0.0.1:9/"}}, "name"),
         ({"every_s": 60, "colour": "red", "task": {"url": "http://127.0.0.1:9/"}}, "colour"),
+        # An unknown field with no name: the template is at fault ("task.", once).
+        ({"every_s": 60, "task": {"url": "http://127.0.0.1:9/", "": 1}}, "task"),
     ],
 )
 async def test_bad_schedules_are_400s_that_name_the_field(
