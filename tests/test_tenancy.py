@@ -3,6 +3,9 @@ API, every console page and action, and the live socket. Nothing leaks
 (404, like a missing task) and nothing changes. Queue names are each
 application's own: A's requests on B's queue's name read and change A's
 queue of that name, never B's (its settings, figures, tasks and limits).
+B's schedules are B's alone: every schedule route is a 401 without a key
+and a 404 with A's, B's schedule stays as it was, and the tasks its ticks
+make are B's tasks (A's listings and actions never meet them).
 
 The walk is checked against the server's own route table, so a route added
 later without a place here fails this test.
@@ -32,7 +35,7 @@ from tests.console_session import (
     task_ids,
 )
 from tests.hookserver import HookServer
-from tests.inprocess import LiveNode
+from tests.inprocess import Clock, LiveNode
 
 # Every route pattern, and how this test visits it with B's task id.
 API_WALK = {
@@ -73,6 +76,32 @@ QUEUE_WALK: dict[str, list[tuple[str, str, bytes | None, int]]] = {
         ("POST", "/queues/{name}/pause", b"", 200),
     ],
 }
+# Routes of a schedule, visited with the id of B's schedule: every one is a
+# 404 for A (with bodies that would change a schedule of A's), and leaves
+# B's schedule as it was.
+SCHEDULE_WALK: dict[str, list[tuple[str, str, bytes | None]]] = {
+    r"/schedules/(\d{1,18})": [
+        ("GET", "/schedules/{id}", None),
+        ("PATCH", "/schedules/{id}", b'{"paused": true, "name": "a", "every_s": 60}'),
+        ("PATCH", "/schedules/{id}", b'{"task": {"url": "http://127.0.0.1:9/a-hook"}}'),
+        ("PATCH", "/schedules/{id}", b'{"timezone": "Asia/Tokyo"}'),
+        ("PATCH", "/schedules/{id}", b"{}"),
+        ("DELETE", "/schedules/{id}", None),
+    ],
+    r"/schedules/(\d{1,18})/(pause|resume)": [
+        ("POST", "/schedules/{id}/pause", b""),
+        ("POST", "/schedules/{id}/resume", b""),
+    ],
+}
+# Every schedule route, without a key and with a wrong one: 401 (a body
+# that would make or change one is not read).
+KEYLESS_WALK: dict[str, list[tuple[str, str, bytes | None]]] = {
+    r"/schedules": [
+        ("GET", "/schedules", None),
+        ("POST", "/schedules", b'{"every_s": 60, "task": {"url": "http://127.0.0.1:9/x"}}'),
+    ],
+    **SCHEDULE_WALK,
+}
 # Routes that take no task id: what they show is checked below.
 NO_TASK_ID = {
     r"/",
@@ -86,6 +115,8 @@ NO_TASK_ID = {
     # A queue name, in the viewer's own namespace: another application's queue
     # of the same name stays as it was (tests/console/test_queues.py).
     r"/console/queues/([A-Za-z0-9_.-]{1,64})/(pause|resume)",
+    # The caller's own schedules (listing, create): B's never show in A's.
+    r"/schedules",
 }
 
 
@@ -98,7 +129,10 @@ def route_patterns() -> set[str]:
 
 def test_the_walk_covers_every_route() -> None:
     walks = set(API_WALK) | set(CONSOLE_WALK) | set(SOCKET_WALK) | set(QUEUE_WALK)
+    walks |= set(SCHEDULE_WALK)
     assert route_patterns() == walks | NO_TASK_ID
+    # Every schedule route is also walked without a key.
+    assert {p for p in route_patterns() if p.startswith("/schedules")} == set(KEYLESS_WALK)
 
 
 async def snapshot(node: LiveNode, task_id: int, key: str) -> dict[str, Any]:
@@ -384,3 +418,108 @@ async def test_a_queues_pause_and_limits_hold_only_its_own_applications_tasks(
         await wait_until_finished(node, key_b, [b_task["id"]])
         assert len(hooks.calls(b_path)) == 1
         assert (await queue_of(node, "mail", key_a))["paused"] is True
+
+
+# -- schedules ------------------------------------------------------------------------
+
+B_HOOK = "http://127.0.0.1:9/b-only-schedule"
+B_SCHEDULE = {
+    "name": "b-minutely", "cron": "* * * * *", "timezone": "Europe/Paris", "catch_up": "all",
+    "task": {"url": B_HOOK, "body": "b's body", "headers": {"X-B": "b-only"}, "queue": B_QUEUE,
+             "retries": 4},
+}  # fmt: skip
+A_SCHEDULE = {"every_s": 60, "task": {"url": "http://127.0.0.1:9/a-hook"}}
+
+
+async def make_schedule(node: LiveNode, body: dict[str, Any], key: str) -> int:
+    made = await node.request("POST", "/schedules", json.dumps(body).encode(), None, key)
+    assert made.status == 201, made.body
+    return int(made.json["id"])
+
+
+async def schedule_of(node: LiveNode, schedule_id: int, key: str) -> dict[str, Any]:
+    answer = await node.request("GET", f"/schedules/{schedule_id}", None, None, key)
+    assert answer.status == 200, (schedule_id, answer.status, answer.body)
+    return dict(answer.json)
+
+
+async def ids_listed(node: LiveNode, path: str, key: str, plural: str = "tasks") -> list[int]:
+    answer = await node.request("GET", path, None, None, key)
+    assert answer.status == 200, (path, answer.status, answer.body)
+    assert answer.json["next_cursor"] is None, (path, answer.json)
+    return [item["id"] for item in answer.json[plural]]
+
+
+async def tick(node: LiveNode, clock: Clock) -> None:
+    """A minute on: one tick of each schedule (the node's loops do not run)."""
+    clock.advance(60)
+    await node.running.ticker.round()
+
+
+async def test_application_a_sees_and_changes_nothing_of_application_bs_schedules(
+    backend: Backend,
+) -> None:
+    """B's schedule and the task its tick made: every schedule route is a
+    401 without a valid key and a 404 for A, and after each B's schedule is
+    as it was (not paused, deleted or changed: it still ticks). A's listings
+    and bulk actions, by schedule or not, never meet B's schedule or its tasks."""
+    clock = Clock()
+    settings = {"auth_cache_s": 0, "auth_failure_limit": 0}  # 401s on purpose: no lock-out
+    async with live_for(backend, loops=False, clock=clock, **settings) as node:
+        _, key_a = await node.create_app("a")
+        _, key_b = await node.create_app("b")
+        b_id = await make_schedule(node, B_SCHEDULE, key_b)
+        a_id = await make_schedule(node, A_SCHEDULE, key_a)
+        await tick(node, clock)
+        (b_task,) = await ids_listed(node, f"/tasks?schedule_id={b_id}", key_b)
+        (a_task,) = await ids_listed(node, f"/tasks?schedule_id={a_id}", key_a)
+        before = await schedule_of(node, b_id, key_b)
+        assert [made["id"] for made in before["last_tasks"]] == [b_task]
+        task_before = await node.task(b_task, key=key_b)
+        secret = B_HOOK.encode()
+
+        for key in ("", "not-a-key"):
+            for walk in KEYLESS_WALK.values():
+                for method, path, body in walk:
+                    answer = await node.request(method, path.format(id=b_id), body, None, key)
+                    assert answer.status == 401, (key, method, path, answer.status)
+                    assert answer.json["status"] == 401 and secret not in answer.body
+                    assert await schedule_of(node, b_id, key_b) == before, (key, method, path)
+        for walk in SCHEDULE_WALK.values():
+            for method, path, body in walk:
+                answer = await node.request(method, path.format(id=b_id), body, None, key_a)
+                assert answer.status == 404, (method, path, answer.status, answer.body)
+                assert answer.json["status"] == 404 and secret not in answer.body
+                assert await schedule_of(node, b_id, key_b) == before, (method, path)
+        # The task B's tick made is B's: A's task routes do not find it.
+        for walk in API_WALK.values():
+            for method, path in walk:
+                body = b"" if method == "POST" else None
+                answer = await node.request(method, path.format(id=b_task), body, None, key_a)
+                assert answer.status == 404, (method, path, answer.status)
+                assert secret not in answer.body
+
+        assert await ids_listed(node, "/schedules", key_a, "schedules") == [a_id]
+        assert await ids_listed(node, "/schedules", key_b, "schedules") == [b_id]
+        assert await ids_listed(node, f"/tasks?schedule_id={b_id}", key_a) == []
+        assert await ids_listed(node, f"/tasks?schedule_id={a_id}", key_b) == []
+        assert await ids_listed(node, "/tasks", key_a) == [a_task]
+        for action in ("retry", "cancel"):
+            for path, body in (
+                (f"/tasks/{action}?schedule_id={b_id}", b""),
+                (f"/tasks/{action}", json.dumps({"schedule_id": b_id}).encode()),
+            ):
+                answer = await node.request("POST", path, body, None, key_a)
+                assert answer.json == {"matched": 0, "changed": 0}, (path, answer.body)
+
+        assert await schedule_of(node, b_id, key_b) == before
+        assert await node.task(b_task, key=key_b) == task_before
+        # Still B's, active and unchanged: it ticks again, as A's does.
+        await tick(node, clock)
+        b_tasks = await ids_listed(node, f"/tasks?schedule_id={b_id}", key_b)
+        assert len(b_tasks) == 2 and b_tasks[1] == b_task
+        assert len(await ids_listed(node, f"/tasks?schedule_id={a_id}", key_a)) == 2
+        after = await schedule_of(node, b_id, key_b)
+        assert {k: v for k, v in after.items() if "tick" not in k and k != "last_tasks"} == {
+            k: v for k, v in before.items() if "tick" not in k and k != "last_tasks"
+        }
