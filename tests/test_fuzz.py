@@ -19,6 +19,9 @@ side, inputs that broke parsers before) are sent once per part with the
 status each must get. Afterwards nothing may be left half-written: every
 callback linked both ways, every key naming a task.
 
+Named queues (issue 13) and recurring schedules (issue 14) have parts of
+their own, below; so do the schedules' rules, fuzzed without HTTP.
+
 The node serves the API only (role web), so no generated url is ever called.
 Requests that are not HTTP at all (control characters in a header, which
 tornado refuses before ntorque sees them) must get a bare 400 from the HTTP
@@ -33,17 +36,19 @@ import dataclasses
 import email.utils
 import functools
 import http.client
+import itertools
 import json
 import re
 import socket
 import time
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import quote, unquote_to_bytes
+from zoneinfo import ZoneInfo
 
 import pytest
 import pytest_asyncio
@@ -53,10 +58,11 @@ from hypothesis import strategies as st
 
 from ntorque import config, jsonbody
 from ntorque.errors import InvalidRequest
+from ntorque.schedules import MAX_CATCH_UP, SHOWN_TICKS, plan, settings_from_json
 from ntorque.store import engine as database
 from ntorque.targets import Policy
 from tests.conftest import Backend, live_for
-from tests.inprocess import LiveNode
+from tests.inprocess import Clock, LiveNode
 
 # Two parts per backend (each a test of its own, under the per-test timeout),
 # each from its own fixed seed: 4 x 3,750 = 15,000 drawn requests in all
@@ -710,7 +716,7 @@ def check(request: Request, status: int, body: bytes, tally: Tally) -> None:
         return
     if request.method == "HEAD":
         return
-    if status == 204:  # a queue deleted
+    if status == 204:  # a queue or a schedule deleted
         assert request.method == "DELETE" and body == b"", (request, body)
         return
     answer = json.loads(body)
@@ -736,8 +742,10 @@ def check_answer(request: Request, status: int, answer: Any, tally: Tally) -> No
         for task in answer["tasks"]:
             check_task(task, request)
             tally.created.add(task["id"])
-    elif path in ("/tasks", "/queues") and request.method == "GET":
+    elif path in ("/tasks", "/queues", "/schedules") and request.method == "GET":
         check_list(path, answer, request)
+    elif path == "/schedules" or path.startswith("/schedules/"):
+        check_schedule(answer, request, detail=True)
     elif path in ("/tasks/cancel", "/tasks/retry"):
         assert set(answer) == {"matched", "changed"}, answer
         assert 0 <= answer["changed"] <= answer["matched"], answer
@@ -759,6 +767,8 @@ def check_list(path: str, answer: Any, request: Request) -> None:
     for item in answer[plural]:
         if plural == "queues":
             check_queue(item, request)
+        elif plural == "schedules":
+            check_schedule(item, request, detail=False)
         else:
             assert isinstance(item["id"], int) and item["status"] in TASK_STATUSES, item
 
@@ -860,6 +870,17 @@ def encoded_cursor(text: str) -> str:
 # -- the run -----------------------------------------------------------------------------
 
 
+class WallClock(Clock):
+    """The wall clock, moved ahead of it only when told (now: by how much):
+    the schedule part fires its schedules an hour on."""
+
+    def __init__(self) -> None:
+        super().__init__(0.0)
+
+    def __call__(self) -> float:
+        return time.time() + self.now
+
+
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def fuzzed(module_backend: Backend) -> AsyncIterator[LiveNode]:
     """A web-only node (no consumer: no generated url is ever called)."""
@@ -868,7 +889,7 @@ async def fuzzed(module_backend: Backend) -> AsyncIterator[LiveNode]:
         "max_due_delay_s": 600,
         "auth_failure_limit": 0,  # bad keys are drawn often: no lock-out (429)
     }
-    async with live_for(module_backend, loops=False, **settings) as node:
+    async with live_for(module_backend, loops=False, clock=WallClock(), **settings) as node:
         yield node
 
 
@@ -1471,3 +1492,838 @@ async def test_generated_queue_requests_never_break_the_api(
         assert (app_id, name) in named or name in changed, (app_id, name)
     for _, name in named:
         assert QUEUE_NAME.fullmatch(name), name
+
+
+# -- recurring schedules (issue 14) ------------------------------------------------------
+#
+# A part of its own per backend, on the same node: the schedule routes with
+# drawn bodies (mostly a good schedule with one or two of its fields made
+# hostile: cron text that is odd, unicode or long, time zones that are paths,
+# blank, out of range or hold a NUL, huge and non-finite numbers, catch_up
+# and paused of the wrong kind, task templates with bad fields, junk nested
+# in them; or no object at all) and drawn ids and paths; the schedule_id
+# filter of listings and bulk actions. Besides the checks of every part: a
+# 400 on an object names the field at fault (any of the rule's fields for a
+# rule, task.<field> for the template); a good schedule is made (201), and
+# a 201, or a 200 that changed one, answers what a GET then reads; a refused
+# create leaves the listing as it was, a refused change the schedule; the
+# stored schedules are those answered as made and not deleted, none out of
+# its bounds. Then the ticker fires every due one, once: nothing raises, and
+# the tasks made are their schedules' (the listing by schedule_id and each
+# schedule's last tasks agree). The rules themselves are fuzzed further down.
+
+SCHEDULE_REQUESTS = 1225  # per backend, like the queue part
+SCHEDULE_REQUESTS_PER_EXAMPLE = 7
+SCHEDULE_SEED = 14
+SCHEDULE_IDS = 60  # drawn ids are mostly 1..60: each database's schedules count from 1
+LAST_MADE = "__last_schedule__"  # in an edge case's path: the id last answered as made
+SCHEDULE_JSON = {
+    "id", "name", "cron", "timezone", "every_s", "description", "catch_up", "paused", "task",
+    "next_tick", "last_tick", "created", "modified",
+}  # fmt: skip
+TEMPLATE_JSON = {
+    "url", "method", "queue", "timeout", "retries", "backoff", "callback", "content_type",
+    "charset", "headers", "body_size",
+}  # fmt: skip
+SCHEDULE_FIELDS = ("name", "cron", "timezone", "every_s", "catch_up", "paused", "task")
+RULE_FIELDS = frozenset({"cron", "timezone", "every_s"})
+TEMPLATE_FIELDS = (
+    "url", "method", "timeout", "retries", "backoff", "callback", "queue", "body",
+    "body_base64", "content_type", "charset", "headers",
+)  # fmt: skip
+# What a tick decides, refused in a template (as unknown fields).
+NOT_TEMPLATE_FIELDS = ("delay", "eta", "idempotency_key")
+MAX_EVERY_S = 366 * 86400
+
+GOOD_CRONS = [
+    "0 9 * * 1-5", "*/5 * * * *", "* * * * *", "*/20 * * * * *", "30 2 * * *", "0 0 29 2 *",
+    "0 0 * 2 MON#5", "0 0 L * *", "0 0 LW * *", "0 12 * * 5L", "0 0 1 1 *", "15 */2 * * sun",
+    "0 0 1-7 * MON", "  0   9 * *\t1-5 ", "0\u00a09 * * *",
+]  # fmt: skip
+ODD_CRONS = [
+    "", " ", "\t", "* * * *", "* * * * * * *", "61 * * * *", "0 24 * * *", "0 0 30 2 *",
+    "0 0 31 4 *", "* * */20 * 1L", "0 0 */40 * MON#5", "@daily", "@reboot", "0 9 * * 1-",
+    "*/0 * * * *", "5-1 * * * *", "0 0 * * 8", "0 0 * * 1#6", "0 0 * * 1#0", "0 0 ? * *",
+    "0 0 0 * *", "0 0 * 0 *", "0 0 * 13 *", "L * * * *", "0 0 * * L", "0 0 W * *",
+    "\u0660 \u0669 * * *", "\uff10 \uff19 * * *", "\u00b9 * * * *", "\ufb01 * * * *",
+    "0 9 * * *\x00", "0 9 * * *\u2003*", "0 9 * * mon-fri", "0 9 * * MON-FRI/2",
+    "x" * 201, "* " * 100, "*/" + "9" * 190 + " * * * *", "1-" + "9" * 190 + " * * * *",
+    "0 0 1 1 1 1970", "0 0 1 1 * 1", "\ud800 * * * *",
+]  # fmt: skip
+GOOD_ZONES = [
+    "UTC", "Europe/Paris", "America/New_York", "Australia/Lord_Howe", "Asia/Kathmandu",
+    "Pacific/Chatham", "America/St_Johns", "Etc/GMT+12", "Etc/GMT-14", "Pacific/Kiritimati",
+    "Antarctica/Troll", "Africa/Casablanca", "America/Santiago",
+]  # fmt: skip
+ODD_ZONES = [
+    "../", "", "UTC\u0000", "Etc/GMT+25", "../../etc/passwd", "/etc/localtime", "/UTC", "Europe",
+    "Europe/", "europe/paris", "UTC ", " UTC", "localtime", "posixrules", "zone.tab",
+    "zone1970.tab", "tzdata.zi", "leap-seconds.list", "leapseconds", "iso3166.tab", "right/UTC",
+    "posix/Europe/Paris", "Factory", "a" * 65, "Europe/Paris\n", ".", "..",
+    "Europe/../Europe/Paris", "Europe//Paris", "EST5EDT", "US/Pacific-New", "Z", "+01:00",
+    "GMT+1", "\U0001f4a5", "\u202eUTC", "\uff25urope/Paris", "SystemV/AST4", "__init__.py",
+    "__pycache__", "tzdata", "Europe.Paris", "\ud800",
+]  # fmt: skip
+ODD_EVERY_S = [
+    0, 0.999, 0.9995, 1.0004, 1.0005, 59.9999, MAX_EVERY_S, MAX_EVERY_S + 0.0001, MAX_EVERY_S + 1,
+    -1, -0.0, 1e-300, 5e-324, 1e308, 2**53 + 1, 2**63, 2**64, 10**400, -(10**400), True, False,
+    "60", "1e3", "", None, [], {}, [60], {"every_s": 60}, float("nan"), float("inf"),
+    float("-inf"),
+]  # fmt: skip
+ODD_CATCH_UPS = ["Latest", "ALL", " none", "", "some", None, 0, 1, True, [], ["all"], {"all": 1}]
+ODD_NAMES = [
+    "x" * 101, "\U0001f4a5" * 101, "\n", "a\u2028b", "\x00", "a\tb", 5, True, [], {}, "\u200b",
+]  # fmt: skip
+
+
+T = TypeVar("T")
+
+
+def weighted(*choices: tuple[int, st.SearchStrategy[T]]) -> st.SearchStrategy[T]:
+    """One of the strategies, each drawn in proportion to its weight
+    (one_of draws its branches alike, and a branch given twice only once)."""
+    pool = [strategy for weight, strategy in choices for _ in range(weight)]
+    return st.sampled_from(pool).flatmap(lambda strategy: strategy)
+
+
+def cron_field(low: int, high: int, names: tuple[str, ...] = ()) -> st.SearchStrategy[str]:
+    """One cron field by the grammar: mostly within its bounds; sometimes a
+    step past them, a name, a range backwards, a zero step; lists of these."""
+    inside = st.integers(low, high)
+    outside = st.sampled_from([str(low - 1), str(high + 1), *names])
+    value = weighted((8, inside.map(str)), (1, outside))
+    span = st.builds(lambda a, b: f"{min(a, b)}-{max(a, b)}", inside, inside)
+    backwards = st.builds(lambda a, b: f"{max(a, b)}-{min(a, b)}", inside, inside)
+    term = weighted(
+        (3, st.just("*")),
+        (4, value),
+        (2, span),
+        (1, backwards),
+        (2, st.builds("{}/{}".format, st.one_of(st.just("*"), value), st.integers(0, 70))),
+        (1, st.builds("{}/{}".format, span, st.integers(1, 70))),
+    )
+    return st.lists(term, min_size=1, max_size=3).map(",".join)
+
+
+@functools.cache
+def grammar_crons() -> st.SearchStrategy[str]:
+    """Cron text by the grammar, five fields or six (seconds first), mostly
+    valid, with cronsim's day-of-month L and LW and day-of-week nL and n#k."""
+    day = st.one_of(
+        cron_field(1, 31),
+        st.sampled_from(["L", "LW", "L/2", "LW,15", "29", "30", "31", "*/31", "31/2"]),
+    )
+    weekday = st.one_of(
+        cron_field(0, 7, ("MON", "sun", "SAT")),
+        st.sampled_from(["5L", "1L", "0L", "7L", "MON#5", "1#5", "0#1", "7#4", "6#5", "5L,1"]),
+    )
+    month = cron_field(1, 12, ("JAN", "FEB", "feb", "DEC"))
+    five = st.tuples(cron_field(0, 59), cron_field(0, 23), day, month, weekday).map(" ".join)
+    six = st.tuples(cron_field(0, 59), cron_field(0, 59), cron_field(0, 23), day, month, weekday)
+    return weighted((2, five), (1, six.map(" ".join)))
+
+
+@functools.cache
+def cron_texts() -> st.SearchStrategy[object]:
+    return st.one_of(
+        st.sampled_from(GOOD_CRONS),
+        st.sampled_from(ODD_CRONS),
+        grammar_crons(),
+        st.text(alphabet="0123456789*/-,#LW? \tMONJA\u2003\u0661", max_size=40),
+        nasty_text(),
+        json_values(),
+    )
+
+
+@functools.cache
+def zone_values() -> st.SearchStrategy[object]:
+    return st.one_of(
+        st.sampled_from(GOOD_ZONES), st.sampled_from(ODD_ZONES), nasty_text(), json_values()
+    )
+
+
+@functools.cache
+def every_s_values() -> st.SearchStrategy[object]:
+    return st.one_of(
+        st.sampled_from([1, 2, 5, 60, 1.5, 3600]),
+        st.floats(1, MAX_EVERY_S),
+        st.sampled_from(ODD_EVERY_S),
+        st.floats(),
+        st.integers(-(10**20), 10**20),
+        json_values(),
+    )
+
+
+@functools.cache
+def good_names() -> st.SearchStrategy[str | None]:
+    return st.one_of(
+        st.none(),
+        st.sampled_from(["nightly", "Rapport du lundi", "\U0001f4a5 boom", "", "x" * 100]),
+    )
+
+
+@functools.cache
+def good_templates() -> st.SearchStrategy[dict[str, object]]:
+    """Task templates that should pass (no charset: a drawn body may not fit one)."""
+    token = st.text(alphabet=TOKEN_CHARS, min_size=1, max_size=12)
+    return st.fixed_dictionaries(
+        {"url": st.just(GOOD_URL)},
+        optional={
+            "method": st.sampled_from(["POST", "PUT", "patch", "DELETE"]),
+            "timeout": st.integers(1, 600),
+            "retries": st.integers(1, 36),
+            "backoff": st.sampled_from(["linear", "exponential"]),
+            "callback": st.just(GOOD_URL + "/done"),
+            "queue": st.sampled_from(NAME_POOL),
+            "body": st.text(max_size=40),
+            "content_type": st.sampled_from(["text/plain", "application/json"]),
+            "headers": st.dictionaries(token.map(lambda name: "X-" + name), token, max_size=2),
+        },
+    )
+
+
+@functools.cache
+def good_schedules() -> st.SearchStrategy[dict[str, object]]:
+    """Bodies of schedules that must be made: a cron rule (in a zone or
+    not) or every_s, and a template."""
+    rule = st.one_of(
+        st.fixed_dictionaries(
+            {"cron": st.sampled_from(GOOD_CRONS)},
+            optional={"timezone": st.sampled_from(GOOD_ZONES)},
+        ),
+        st.fixed_dictionaries(
+            {"every_s": st.one_of(st.sampled_from([1, 2, 5, 60, 1.5]), st.floats(1, MAX_EVERY_S))}
+        ),
+    )
+    rest = st.fixed_dictionaries(
+        {"task": good_templates()},
+        optional={
+            "name": good_names(),
+            "catch_up": st.sampled_from(["latest", "all", "none"]),
+            "paused": st.booleans(),
+        },
+    )
+    return st.builds(lambda a, b: {**a, **b}, rule, rest)
+
+
+def hostile_value(name: str) -> st.SearchStrategy[object]:
+    """A top-level field's value, made to be refused (or, by chance, not)."""
+    values: dict[str, st.SearchStrategy[object]] = {
+        "cron": cron_texts(),
+        "timezone": zone_values(),
+        "every_s": every_s_values(),
+        "catch_up": st.one_of(st.sampled_from(ODD_CATCH_UPS), json_values()),
+        "paused": st.one_of(st.sampled_from(["true", 1, 0, None, "false", []]), json_values()),
+        "name": st.one_of(st.sampled_from(ODD_NAMES), nasty_text(120), json_values()),
+        "task": st.one_of(batch_items(), json_values(), st.just([{"url": GOOD_URL}])),
+    }  # fmt: skip
+    return values[name]
+
+
+def template_value(name: str) -> st.SearchStrategy[object]:
+    """A template field's value: a batch item's kind of bad, or any JSON."""
+    if name == "queue":
+        return st.one_of(queue_names(), json_values())
+    if name == "body":
+        return st.one_of(item_field("body"), st.just("x" * (MAX_BODY + 1)))
+    return item_field(name)
+
+
+def blamed(name: str, task: object) -> frozenset[str]:
+    """What a 400 may name for a top-level field at fault: any rule field for
+    a rule's, task or task.<field> for the template's, else the field itself
+    (as the answer shows it: its first 40 characters)."""
+    if name in RULE_FIELDS:
+        return RULE_FIELDS
+    if name == "task":
+        keys = {str(key)[:40] for key in task} if isinstance(task, dict) else set()
+        inner = set(TEMPLATE_FIELDS) | set(NOT_TEMPLATE_FIELDS) | keys
+        return frozenset({"task"} | {f"task.{key}" if key else "task" for key in inner})
+    return frozenset({name[:40]})
+
+
+@st.composite
+def schedule_bodies(draw: st.DrawFn, patch: bool) -> tuple[bytes, frozenset[str] | None, bool]:
+    """A POST (or PATCH) body; the fields a 400 may name (None: any, or
+    none); whether it is a good schedule (a POST of it must make one)."""
+    kind = draw(st.sampled_from(["fixed", "json", "large", *["good"] * 6, *["hostile"] * 7]))
+    if kind == "fixed":
+        return draw(st.sampled_from(SCHEDULE_BODIES)), None, False
+    if kind == "json":
+        return draw(st.builds(as_json, json_values(), st.booleans())), None, False
+    if kind == "large":  # over the small-body limit: 413
+        return b'{"every_s": 60, "name": "' + b"y" * SMALL_BODY + b'"}', None, False
+    body: dict[str, Any] = draw(good_schedules())
+    if patch:  # a change gives some of the fields
+        kept = draw(st.sets(st.sampled_from(SCHEDULE_FIELDS), max_size=3))
+        body = {name: value for name, value in body.items() if name in kept}
+    at_fault: set[str] = set()
+    for _ in range(0 if kind == "good" else draw(st.integers(1, 2))):
+        at_fault |= draw(mutation(body))
+    if patch and RULE_FIELDS & set(body):  # a time zone alone needs the schedule's cron
+        at_fault |= RULE_FIELDS
+    sent = as_json(body, draw(st.booleans()))
+    try:
+        jsonbody.loads(sent)
+    except InvalidRequest:
+        return sent, None, False  # a lone surrogate: the body is refused whole, no field
+    return sent, frozenset(at_fault), not at_fault and not patch
+
+
+@st.composite
+def mutation(draw: st.DrawFn, body: dict[str, Any]) -> frozenset[str]:
+    """Make one field of a good body hostile (or leave it out, or add one
+    unknown); what a 400 may then name."""
+    change = draw(st.integers(0, 9))
+    if change < 4:  # a field made hostile
+        name = draw(st.sampled_from(SCHEDULE_FIELDS))
+        body[name] = draw(hostile_value(name))
+    elif change < 7 and isinstance(body.get("task"), dict):  # a template field
+        name = "task"
+        field_name = draw(st.sampled_from(TEMPLATE_FIELDS + NOT_TEMPLATE_FIELDS))
+        body["task"] = {**body["task"], field_name: draw(template_value(field_name))}
+    elif change < 8:  # one left out
+        name = draw(st.sampled_from(SCHEDULE_FIELDS))
+        body.pop(name, None)
+    else:  # one unknown (or, drawn by chance, known)
+        name = draw(nasty_text(10))
+        body[name] = draw(json_values())
+    return blamed(name, body.get("task"))
+
+
+# Bodies Python's JSON reads, and a schedule's fields are not (or not all).
+SCHEDULE_BODIES = [
+    *QUEUE_BODIES,
+    b'{"every_s": NaN, "task": {"url": "' + GOOD_URL.encode() + b'"}}',
+    b'{"every_s": Infinity, "task": {}}',
+    b'{"every_s": -Infinity}',
+    b'{"every_s": 1e400}',
+    b'{"every_s": ' + b"9" * 5000 + b"}",  # past the digits Python reads: not JSON
+    b'{"every_s": 60, "every_s": "x"}',
+    b'{"cron": "* * * * *", "cron": 5}',
+    b'{"task": {"url": "' + GOOD_URL.encode() + b'", "url": 1}, "every_s": 1}',
+    b'{"every_s": 1, "task": {"url": "' + GOOD_URL.encode() + b'"}}' + b" " * 10,
+]
+
+
+@functools.cache
+def schedule_segments() -> st.SearchStrategy[str]:
+    """A schedule's id in a path, as sent: mostly one that may exist."""
+    odd = [
+        "0", "-1", "00001", "9" * 18, "9" * 19, "1e3", "0x1", "%31", "1%00", "%20", "+1", "1.0",
+        "abc", "%ff", "..", "1;x", "%EF%BC%91", "%D9%A1", "", "1%2F", "%2F1",
+    ]  # fmt: skip
+    return weighted(
+        (3, st.sampled_from([str(n) for n in range(1, SCHEDULE_IDS + 1)])),
+        (1, st.sampled_from(odd)),
+        (1, digits().map(lambda text: quote(text, safe=""))),
+    )
+
+
+SCHEDULE_ID_PATH = re.compile(r"/schedules/([0-9]{1,18})(/pause|/resume)?")
+
+
+@st.composite
+def schedule_requests(draw: st.DrawFn, key: str) -> list[Request]:
+    auth = draw(
+        st.sampled_from([[("NTORQUE_API_KEY", key)]] * 16 + [[], [("NTORQUE-API-KEY", "nope")]])
+    )
+    keyed = auth == [("NTORQUE_API_KEY", key)]
+    json_type = [("Content-Type", "application/json")] if draw(st.booleans()) else []
+    requests = []
+    for _ in range(2):  # two creates: most requests that store something are these
+        body, fields, good = draw(schedule_bodies(patch=False))
+        expected = 201 if good and keyed else None
+        named = fields if keyed else None
+        requests.append(Request("POST", "/schedules", (*auth, *json_type), body, False,
+                                expected, named))  # fmt: skip
+    segment = draw(schedule_segments())
+    body, fields, _ = draw(schedule_bodies(patch=True))
+    one = f"/schedules/{segment}"
+    plain = SCHEDULE_ID_PATH.fullmatch(one) is not None
+    requests.append(Request("PATCH", one, (*auth, *json_type), body, False, None,
+                            fields if plain and keyed else None))  # fmt: skip
+    method = draw(
+        st.sampled_from(
+            ["GET", "DELETE", "DELETE", "POST", "POST", "PATCH", "PUT", "HEAD", "OPTIONS"]
+        )
+    )
+    tails = ["", "/pause", "/resume", "/pause", "/Pause", "/stop", "/pause/", "/"]
+    tail = draw(st.sampled_from(tails if method == "POST" else ["", "", "", "/pause", "/"]))
+    other = f"/schedules/{draw(schedule_segments())}{tail}"
+    small = draw(st.sampled_from([b"", b"{}", b'{"paused": true}', b"x", b'{"every_s": 1}']))
+    requests.append(Request(method, other, tuple(auth), small, False))
+    listing = "/schedules" + encoded_query(draw(filter_pairs(paging=True)), "")
+    requests.append(Request(draw(st.sampled_from(["GET", "GET", "PUT"])), listing, tuple(auth),
+                            b"", False))  # fmt: skip
+    schedule_id = st.one_of(
+        st.integers(1, SCHEDULE_IDS).map(str),
+        st.sampled_from(["", "0", "-1", "9" * 18, "9" * 19, "1.0", "\u0661", "0x1", "%", " 1"]),
+        digits(),
+        nasty_text(),
+    )
+    pairs = [("schedule_id", draw(schedule_id)), *draw(filter_pairs(paging=True))]
+    requests.append(Request("GET", "/tasks" + encoded_query(pairs, ""), tuple(auth), b"", False))
+    action = draw(st.sampled_from(["cancel", "retry"]))
+    recent = ("created_after", time_slot(-5, "epoch"))  # a blank filter: all of them
+    if draw(st.booleans()):
+        bulk = f"/tasks/{action}" + encoded_query([("schedule_id", draw(schedule_id)), recent], "")
+        bulk_body = b""
+    else:
+        bulk = f"/tasks/{action}"
+        value = draw(st.one_of(st.integers(1, SCHEDULE_IDS), schedule_id, json_values()))
+        bulk_body = as_json({"schedule_id": value, "created_after": time_slot(-5, "num")}, True)
+    requests.append(Request("POST", bulk, (*auth, *json_type), bulk_body, False))
+    return requests
+
+
+def check_schedule(schedule: dict[str, Any], request: Request, detail: bool) -> None:
+    """A schedule as answered: its fields, one rule within its bounds, a
+    template nothing the policy refuses got into, times in order."""
+    assert set(schedule) == SCHEDULE_JSON | ({"next_ticks", "last_tasks"} if detail else set()), (
+        request, schedule,
+    )  # fmt: skip
+    assert type(schedule["id"]) is int and schedule["id"] > 0, (request, schedule)
+    cron, every_s, zone = schedule["cron"], schedule["every_s"], schedule["timezone"]
+    if cron is not None:
+        assert every_s is None and isinstance(cron, str), (request, schedule)
+        assert 0 < len(cron) <= 200 and cron == " ".join(cron.split()), (request, schedule)
+        assert isinstance(zone, str) and 0 < len(zone) <= 64, (request, schedule)
+        ZoneInfo(zone)
+    else:
+        assert zone is None and type(every_s) is float, (request, schedule)
+        assert 1 <= every_s <= MAX_EVERY_S, (request, schedule)
+    assert schedule["catch_up"] in ("latest", "all", "none"), (request, schedule)
+    assert isinstance(schedule["paused"], bool), (request, schedule)
+    name = schedule["name"]
+    if name is not None:
+        assert isinstance(name, str) and name.isprintable(), (request, schedule)
+        assert len(name) <= 100, (request, schedule)
+    assert isinstance(schedule["description"], str) and schedule["description"], schedule
+    task = schedule["task"]
+    assert set(task) == TEMPLATE_JSON, (request, schedule)
+    Policy().check_url(task["url"])
+    if task["callback"] is not None:
+        Policy().check_url(task["callback"])
+    assert QUEUE_NAME.fullmatch(task["queue"]), (request, schedule)
+    assert task["method"] in ("POST", "PUT", "PATCH", "DELETE"), (request, schedule)
+    assert task["retries"] is None or 1 <= task["retries"] <= 36, (request, schedule)
+    assert task["backoff"] in (None, "linear", "exponential"), (request, schedule)
+    assert 0 <= task["body_size"] <= MAX_BODY, (request, schedule)
+    assert parsed(schedule["created"]) <= parsed(schedule["modified"]), (request, schedule)
+    if every_s is not None:
+        assert schedule["next_tick"] is not None, (request, schedule)
+    if detail:
+        ticks = [parsed(tick) for tick in schedule["next_ticks"]]
+        assert 0 < len(ticks) <= 5 or schedule["next_tick"] is None, (request, schedule)
+        assert ticks == sorted(set(ticks)), (request, schedule)
+
+
+def without_next_ticks(schedule: dict[str, Any]) -> dict[str, Any]:
+    """A schedule as read, less the ticks counted from the moment it is
+    read when it is due (its next tick, stored, stays in)."""
+    return {name: value for name, value in schedule.items() if name != "next_ticks"}
+
+
+def read_of(request: Request, auth: tuple[tuple[str, str], ...]) -> Request | None:
+    """The read that a refused create or change must leave as it was: the
+    listing's newest schedule, or the schedule itself."""
+    path = request.target.partition("?")[0]
+    if path == "/schedules" and request.method == "POST":
+        return Request("GET", "/schedules?limit=1", auth, b"", False)
+    found = SCHEDULE_ID_PATH.fullmatch(path)
+    if found and request.method in ("PATCH", "DELETE", "POST"):
+        return Request("GET", f"/schedules/{found[1]}", auth, b"", False)
+    return None
+
+
+def read_stable(client: RawClient, read: Request) -> tuple[int, object]:
+    status, body = client.send(read)
+    answer = json.loads(body)
+    if status == 200 and "next_ticks" in answer:
+        answer = without_next_ticks(answer)
+    return status, answer
+
+
+def read_again(
+    client: RawClient, answer: dict[str, Any], auth: tuple[tuple[str, str], ...]
+) -> dict[str, Any]:
+    """The schedule answered, as a GET reads it now (with the answer's next
+    ticks when its next tick has come or is about to: a GET lists those from
+    the moment it reads)."""
+    status, body = client.send(Request("GET", f"/schedules/{answer['id']}", auth, b"", False))
+    assert status == 200, (answer, status, body)
+    shown: dict[str, Any] = json.loads(body)
+    next_tick = answer["next_tick"]
+    if next_tick is None or parsed(next_tick) < time.time() + 1:
+        return {**shown, "next_ticks": answer["next_ticks"]}
+    return shown
+
+
+def send_schedule_requests(
+    port: int, key: str, requests: tuple[Request, ...], tally: Tally
+) -> tuple[set[int], set[int]]:
+    """Like send_all, and: a refused create or change stores nothing (read
+    before and after); a schedule answered as made or changed is the one a
+    GET reads. The ids answered as made, and those deleted."""
+    client = RawClient(port)
+    auth = (("NTORQUE_API_KEY", key),)
+    made: set[int] = set()
+    deleted: set[int] = set()
+    try:
+        for drawn_request in requests:
+            request = prepared(drawn_request, key, time.time())
+            if LAST_MADE in request.target:
+                last = str(max(made, default=0))
+                request = dataclasses.replace(
+                    request, target=request.target.replace(LAST_MADE, last)
+                )
+            read = read_of(request, auth)
+            before = read_stable(client, read) if read else None
+            status, body = client.send(request)
+            check(request, status, body, tally)
+            if read is not None and status >= 400:
+                assert read_stable(client, read) == before, (request, status, body)
+            path = request.target.partition("?")[0]
+            if status == 201 or (status == 200 and request.method in ("PATCH", "POST")
+                                 and path.startswith("/schedules/")):  # fmt: skip
+                answer = json.loads(body)
+                assert answer == read_again(client, answer, auth), request
+                if status == 201:
+                    made.add(answer["id"])
+            if status == 204:  # deleted: gone
+                found = SCHEDULE_ID_PATH.fullmatch(path)
+                assert found is not None and read is not None, request
+                assert read_stable(client, read)[0] == 404, request
+                deleted.add(int(found[1]))
+    finally:
+        client.close()
+    return made, deleted
+
+
+@functools.cache
+def drawn_schedule_requests() -> tuple[Request, ...]:
+    """The schedule part's requests, drawn once from its own seed."""
+    requests: list[Request] = []
+
+    @settings(
+        max_examples=SCHEDULE_REQUESTS // SCHEDULE_REQUESTS_PER_EXAMPLE,
+        deadline=None,
+        database=None,
+        suppress_health_check=list(HealthCheck),
+    )
+    @seed(SCHEDULE_SEED)
+    @given(schedule_requests(KEY_SLOT))
+    def one(batch: list[Request]) -> None:
+        requests.extend(batch)
+
+    one()
+    return tuple(requests)
+
+
+def schedule_edge_cases() -> tuple[Request, ...]:
+    """Each bound on either side, inputs that broke readers before, and one
+    schedule's lifecycle: with the status (and field) each must get."""
+    auth = (("NTORQUE_API_KEY", KEY_SLOT),)
+    task = {"url": GOOD_URL}
+    new, last = "/schedules", f"/schedules/{LAST_MADE}"
+
+    def post(**fields: object) -> bytes:
+        return as_json({"task": task, **fields}, True)
+
+    def templated(**fields: object) -> bytes:
+        return as_json({"every_s": 60, "task": {**task, **fields}}, True)
+
+    def zoned(zone: str) -> bytes:
+        return post(cron="* * * * *", timezone=zone)
+
+    cases: list[tuple[str, str, bytes, int, str | None]] = [
+        ("POST", new, post(every_s=1, catch_up="all"), 201, None),
+        ("POST", new, post(every_s=MAX_EVERY_S), 201, None),
+        ("POST", new, post(every_s=MAX_EVERY_S + 0.001), 400, "every_s"),
+        ("POST", new, post(every_s=0.999), 400, "every_s"),
+        ("POST", new, post(every_s=10**400), 400, "every_s"),
+        ("POST", new, post(every_s=-(10**400)), 400, "every_s"),
+        ("POST", new, post(every_s=2**1024), 400, "every_s"),
+        ("POST", new, post(every_s=float("nan")), 400, "every_s"),
+        ("POST", new, post(every_s=float("inf")), 400, "every_s"),
+        ("POST", new, post(every_s=True), 400, "every_s"),
+        ("POST", new, post(every_s="60"), 400, "every_s"),
+        ("POST", new, post(every_s=60, timezone="UTC"), 400, "timezone"),
+        ("POST", new, post(every_s=60, cron="* * * * *"), 400, "every_s"),
+        ("POST", new, post(cron="x" * 200), 400, "cron"),
+        ("POST", new, post(cron="x" * 201), 400, "cron"),
+        ("POST", new, post(cron="0 0 30 2 *"), 400, "cron"),
+        ("POST", new, post(cron="0 0 */40 * MON#5"), 400, "cron"),
+        ("POST", new, post(cron="\u0660 \u0669 * * *"), 400, "cron"),
+        ("POST", new, post(cron="0 9 * * *\x00"), 400, "cron"),
+        ("POST", new, post(cron="*/" + "9" * 190 + " * * * *"), 201, None),
+        ("POST", new, post(cron="0 0 * 2 MON#5", catch_up="all"), 201, None),
+        ("POST", new, zoned("../"), 400, "timezone"),
+        ("POST", new, zoned(""), 400, "timezone"),
+        ("POST", new, zoned("UTC\x00"), 400, "timezone"),
+        ("POST", new, zoned("Etc/GMT+25"), 400, "timezone"),
+        ("POST", new, zoned("Europe"), 400, "timezone"),
+        ("POST", new, zoned("zone.tab"), 400, "timezone"),
+        ("POST", new, zoned("/etc/localtime"), 400, "timezone"),
+        ("POST", new, zoned("a" * 65), 400, "timezone"),
+        ("POST", new, zoned("Etc/GMT-14"), 201, None),
+        ("POST", new, post(every_s=60, catch_up=["all"]), 400, "catch_up"),
+        ("POST", new, post(every_s=60, paused=1), 400, "paused"),
+        ("POST", new, post(every_s=60, name="x" * 100), 201, None),
+        ("POST", new, post(every_s=60, name="x" * 101), 400, "name"),
+        ("POST", new, post(every_s=60, name="a\x00"), 400, "name"),
+        ("POST", new, as_json({"every_s": 60}, True), 400, "task"),
+        ("POST", new, as_json({"every_s": 60, "task": "x"}, True), 400, "task"),
+        ("POST", new, as_json({"every_s": 60, "task": {}}, True), 400, "task.url"),
+        ("POST", new, templated(eta=1), 400, "task.eta"),
+        ("POST", new, templated(body="x" * (MAX_BODY + 1)), 400, "task.body"),
+        ("POST", new, templated(headers={"X": "\U0001f4a5"}), 400, "task.headers"),
+        ("POST", new, templated(queue="a/b"), 400, "task.queue"),
+        ("POST", new, b'{"every_s": 1, "task": {"url": "http://a/\\ud800"}}', 400, None),
+        ("POST", new, b'{"a":' * 40 + b"1" + b"}" * 40, 400, None),
+        ("POST", new, b" " * SMALL_BODY + b"{}", 413, None),
+        ("PUT", new, b"{}", 405, None),
+        ("GET", "/schedules?limit=1000", b"", 200, None),
+        ("GET", "/schedules?limit=1001", b"", 400, "limit"),
+        ("GET", "/schedules?cursor=" + encoded_cursor("t\u00b2"), b"", 400, "cursor"),
+        ("GET", "/schedules?status=pending", b"", 400, "status"),
+        ("POST", new, post(every_s=3600, name="edge"), 201, None),
+        ("GET", last, b"", 200, None),
+        ("PATCH", last, b'{"every_s": 1' + b"0" * 400 + b"}", 400, "every_s"),
+        ("PATCH", last, b'{"timezone": "Europe/Paris"}', 400, "cron"),
+        ("PATCH", last, b'{"cron": "0 9 * * *", "timezone": "Asia/Tokyo"}', 200, None),
+        ("PATCH", last, b'{"timezone": "UTC\\u0000"}', 400, "timezone"),
+        ("PATCH", last, b'{"task": null}', 400, "task"),
+        ("PATCH", last, b'{"task": {"url": "ftp://example.com/"}}', 400, "task.url"),
+        ("PATCH", last, b"[]", 400, None),
+        ("PATCH", last, b"", 400, None),
+        ("PATCH", last, b'{"paused": true, "catch_up": "none"}', 200, None),
+        ("POST", last + "/resume", b"x", 200, None),
+        ("POST", last + "/pause/", b"", 404, None),
+        ("GET", last + "/pause", b"", 405, None),
+        ("DELETE", last, b"", 204, None),
+        ("DELETE", last, b"", 404, None),
+        ("PATCH", last, b'{"name": "x"}', 404, None),
+        ("POST", last + "/pause", b"", 404, None),
+        ("GET", "/schedules/" + "9" * 18, b"", 404, None),
+        ("GET", "/schedules/" + "9" * 19, b"", 404, None),
+        ("GET", "/schedules/0", b"", 404, None),
+        ("GET", "/schedules/-1", b"", 404, None),
+        ("GET", "/schedules/%31", b"", 404, None),
+        ("GET", "/schedules/%EF%BC%91", b"", 404, None),
+        ("GET", "/schedules/", b"", 404, None),
+        ("GET", "/tasks?schedule_id=" + "9" * 18, b"", 200, None),
+        ("GET", "/tasks?schedule_id=" + "9" * 19, b"", 400, "schedule_id"),
+        ("GET", "/tasks?schedule_id=-1", b"", 400, "schedule_id"),
+        ("GET", "/tasks?schedule_id=%D9%A1", b"", 400, "schedule_id"),
+        ("GET", "/tasks?schedule_id=1%00", b"", 400, "schedule_id"),
+        ("POST", "/tasks/cancel", b'{"schedule_id": true}', 400, "schedule_id"),
+        ("POST", "/tasks/cancel", b'{"schedule_id": 1.5}', 400, "schedule_id"),
+        ("POST", "/tasks/cancel", b'{"schedule_id": [1]}', 400, "schedule_id"),
+    ]
+    return tuple(
+        Request(
+            method, target, auth, body, False, expected, None if fd is None else frozenset({fd})
+        )
+        for method, target, body, expected, fd in cases
+    )
+
+
+# What no schedule request may leave behind (each query counts offenders).
+SCHEDULE_HALF_WRITTEN = {
+    "a rule of neither or both kinds": """
+        SELECT count(*) FROM schedules WHERE (cron IS NULL) = (every_s IS NULL)""",
+    "every_s out of its bounds, or without a next tick": f"""
+        SELECT count(*) FROM schedules WHERE every_s < 1 OR every_s > {MAX_EVERY_S}
+        OR (every_s IS NOT NULL AND next_tick IS NULL)""",
+    "a cron or time zone out of its bounds": """
+        SELECT count(*) FROM schedules WHERE length(cron) > 200 OR length(timezone) = 0
+        OR length(timezone) > 64""",
+    "an unknown catch_up": """
+        SELECT count(*) FROM schedules WHERE catch_up NOT IN ('latest', 'all', 'none')""",
+    "a tick's task of another application than its schedule's": """
+        SELECT count(*) FROM tasks t JOIN schedules s ON s.id = t.schedule_id
+        WHERE coalesce(t.app_id, 0) <> s.app_id""",
+    "a tick's task without its tick": """
+        SELECT count(*) FROM tasks WHERE (schedule_id IS NULL) <> (schedule_tick IS NULL)""",
+}
+
+
+@pytest.mark.asyncio(loop_scope="module")
+async def test_generated_schedule_requests_never_break_the_api(
+    fuzzed: LiveNode, module_backend: Backend, capsys: pytest.CaptureFixture[str]
+) -> None:
+    tally = Tally()
+    last_id = await in_database(module_backend, "SELECT max(id) FROM tasks")
+    started = time.monotonic()
+    requests = await asyncio.to_thread(drawn_schedule_requests)
+    requests += schedule_edge_cases()
+    made, deleted = await asyncio.to_thread(
+        send_schedule_requests, fuzzed.port, fuzzed.key, requests, tally
+    )
+    seconds = time.monotonic() - started
+    # Nothing but schedules was stored: no task, and no schedule not answered as made.
+    stray = "SELECT count(*) FROM tasks WHERE id > :id AND callback_of IS NULL"
+    assert await in_database(module_backend, stray, id=last_id) == 0
+    stored = {row[0] for row in await rows_in_database(module_backend, "SELECT id FROM schedules")}
+    assert stored == made - deleted, sorted(stored ^ (made - deleted))
+    # An hour on, the ticker fires every active schedule due by then, once
+    # (catch_up as each says), and the clock comes back.
+    assert fuzzed.clock is not None
+    fired = time.monotonic()
+    fuzzed.clock.advance(3600)
+    try:
+        await fuzzed.running.ticker.round()
+    finally:
+        fuzzed.clock.advance(-3600)
+    fired_s = time.monotonic() - fired
+    ticks = await rows_in_database(
+        module_backend,
+        "SELECT schedule_id, id FROM tasks WHERE schedule_id IS NOT NULL ORDER BY schedule_tick",
+    )
+    by_schedule: dict[int, list[int]] = {}
+    for schedule_id, task_id in ticks:
+        by_schedule.setdefault(schedule_id, []).append(task_id)
+    line = (
+        f"FUZZ {module_backend.name} schedules: requests={tally.total} made={len(made)} "
+        f"deleted={len(deleted)} fired={len(by_schedule)} ticks={len(ticks)} "
+        f"seconds={seconds:.1f} firing={fired_s:.2f}s "
+        f"statuses={dict(sorted(tally.statuses.items()))}"
+    )
+    record(line)
+    with capsys.disabled():
+        print(f"\n{line}")
+    logs = fuzzed.logged.text
+    assert "Traceback" not in logs and "failed to fire" not in logs, logs[-4000:]
+    assert tally.total >= SCHEDULE_REQUESTS
+    assert tally.statuses[201] > 80 and tally.statuses[400] > 300, tally
+    assert tally.statuses[200] > 100 and tally.statuses[404] > 50, tally
+    assert len(by_schedule) > 0 and set(by_schedule) <= stored, by_schedule
+    for what, query in {**SCHEDULE_HALF_WRITTEN, **HALF_WRITTEN}.items():
+        assert await in_database(module_backend, query) == 0, what
+    # Their tasks, as the API lists them by schedule and as each schedule shows its last.
+    for schedule_id in sorted(by_schedule)[:10]:
+        listed = await fuzzed.request("GET", f"/tasks?schedule_id={schedule_id}&limit=1000")
+        assert [task["id"] for task in listed.json["tasks"]] == sorted(
+            by_schedule[schedule_id], reverse=True
+        )
+        assert {task["schedule_id"] for task in listed.json["tasks"]} == {schedule_id}
+        shown = await fuzzed.request("GET", f"/schedules/{schedule_id}")
+        last_tasks = [task["id"] for task in shown.json["last_tasks"]]
+        assert last_tasks == by_schedule[schedule_id][::-1][:10], (schedule_id, shown.json)
+
+
+# -- schedule rules, pure ----------------------------------------------------------------
+#
+# Any rule settings_from_json accepts (cron by the grammar and odd text, in
+# zones with half-hour, 45-minute and 30-minute daylight saving, or every_s),
+# at instants around clock changes and anywhere in this century: after,
+# upcoming and latest answer strictly increasing ticks on the right side of
+# t, consistent with each other, quickly (CPU time per call: the worst seen
+# is about 10 ms); describe answers words; plan, after a gap, makes ticks
+# of the gap only, within its bound. Nothing raises.
+
+RULE_EXAMPLES = 400
+CALL_BOUND_S = 0.05
+# plan counts a gap's ticks (up to MAX_STEPS after() calls: about 70 ms at
+# worst seen), and latest without since walks back count ticks however far
+# (about 150 ms for 76 ticks 28 years apart)
+SLOW_BOUND_S = 0.5
+NOW_2026 = datetime.fromisoformat("2026-12-07T10:20:30+00:00").timestamp()
+# Clock changes (UTC): Paris, New York, Lord Howe (half an hour), Chatham (at
+# 02:45 local), Santiago, Casablanca (Ramadan), Troll (two hours).
+CLOCK_CHANGES = [
+    "2026-03-29T01:00:00", "2026-10-25T01:00:00", "2026-03-08T07:00:00", "2026-11-01T06:00:00",
+    "2026-04-04T15:00:00", "2026-10-03T15:30:00", "2026-04-04T14:00:00", "2026-09-26T14:00:00",
+    "2026-04-05T03:00:00", "2026-09-06T04:00:00", "2026-02-15T02:00:00", "2026-03-22T02:00:00",
+    "2026-03-29T01:00:00", "2044-02-29T00:00:00", "2000-01-01T00:00:00", "2038-01-19T03:14:07",
+]  # fmt: skip
+
+
+@functools.cache
+def instants() -> st.SearchStrategy[float]:
+    near = st.builds(
+        lambda text, offset: datetime.fromisoformat(text + "+00:00").timestamp() + offset,
+        st.sampled_from(CLOCK_CHANGES),
+        st.one_of(
+            st.sampled_from([-3600.0, -1800.0, -1.0, -0.5, 0.0, 0.001, 1.0, 1800.0, 3600.0]),
+            st.floats(-7200, 7200),
+        ),
+    )
+    return st.one_of(near, st.floats(1e9, 4e9), st.just(NOW_2026))
+
+
+@functools.cache
+def rule_bodies() -> st.SearchStrategy[dict[str, object]]:
+    """Mostly rules that are read (refused ones are the API part's to draw)."""
+    crons = weighted((1, st.sampled_from(GOOD_CRONS)), (4, grammar_crons()), (1, cron_texts()))
+    zones = weighted((4, st.sampled_from(GOOD_ZONES)), (1, zone_values()))
+    cron = st.fixed_dictionaries({"cron": crons}, optional={"timezone": zones})
+    every = st.fixed_dictionaries({"every_s": every_s_values()})
+    return weighted((3, cron), (1, every))
+
+
+def timed(call: Callable[..., T], *args: Any) -> tuple[T, float]:
+    """What call answers, and the CPU time it took (this thread's: other
+    processes on the machine do not count)."""
+    started = time.thread_time()
+    answer = call(*args)
+    return answer, time.thread_time() - started
+
+
+@settings(
+    max_examples=RULE_EXAMPLES,
+    deadline=None,
+    database=None,
+    suppress_health_check=list(HealthCheck),
+)
+@seed(SCHEDULE_SEED)
+@given(
+    body=rule_bodies(),
+    t=instants(),
+    count=st.integers(1, MAX_CATCH_UP),
+    gap=st.one_of(st.floats(0, 120), st.floats(0, 400 * DAY), st.just(0.0)),
+    catch_up=st.sampled_from(["latest", "all", "none"]),
+)
+def test_every_accepted_rule_ticks_strictly_forwards_quickly(
+    body: dict[str, object], t: float, count: int, gap: float, catch_up: str
+) -> None:
+    try:
+        rule = settings_from_json(body, None, NOW_2026).rule
+    except InvalidRequest as error:
+        assert error.field in RULE_FIELDS, (body, error.field)
+        return
+    case = (rule, t)
+    following, took = timed(rule.after, t)
+    assert took < CALL_BOUND_S, (case, "after", took)
+    assert following is None or following > t, case
+    upcoming, took = timed(rule.upcoming, t)
+    assert took < CALL_BOUND_S, (case, "upcoming", took)
+    assert upcoming[:1] == ([] if following is None else [following]), (case, upcoming)
+    assert all(a < b for a, b in itertools.pairwise([t, *upcoming])), (case, upcoming)
+    assert len(upcoming) <= SHOWN_TICKS, (case, upcoming)
+    since = t - gap
+    latest, took = timed(rule.latest, t, count, since)
+    assert took < CALL_BOUND_S, (case, "latest", count, gap, took)
+    assert len(latest) <= count and all(since <= tick <= t for tick in latest), (case, latest)
+    assert all(a < b for a, b in itertools.pairwise(latest)), (case, latest)
+    if latest:  # none left out between the last of them and t
+        assert rule.after(latest[-1]) == following, (case, latest, following)
+    # Without since, the walk back may be long (a rule of every 28 years), never endless.
+    unbounded, took = timed(rule.latest, t, count)
+    assert took < SLOW_BOUND_S, (case, "latest", count, took)
+    assert latest == [tick for tick in unbounded if tick >= since], (case, unbounded, latest)
+    words, _ = timed(rule.describe)
+    assert isinstance(words, str) and words, case
+
+    first = rule.after(since - 1e-3)
+    if first is None or first > t:
+        return
+    firing, took = timed(plan, rule, catch_up, first, t)
+    assert took < SLOW_BOUND_S, (case, "plan", catch_up, gap, took)
+    assert all(a < b for a, b in itertools.pairwise(firing.ticks)), (case, firing)
+    assert all(first <= tick <= t for tick in firing.ticks), (case, first, firing)
+    assert len(firing.ticks) <= (MAX_CATCH_UP if catch_up == "all" else 1), (case, firing)
+    assert catch_up == "none" or firing.ticks, (case, firing)
+    assert firing.skipped >= 0 and firing.next_tick == following, (case, firing)
