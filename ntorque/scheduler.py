@@ -64,8 +64,10 @@ class Scheduler:
     async def get(self, app_id: int, schedule_id: int) -> Schedule | None:
         return await self.store.get(app_id, schedule_id, last_tasks=True)
 
-    async def page(self, app_id: int, limit: int, before_id: int | None) -> list[Schedule]:
-        return await self.store.page(app_id, limit, before_id)
+    async def page(
+        self, app_id: int, limit: int, before_id: int | None, name: str | None = None
+    ) -> list[Schedule]:
+        return await self.store.page(app_id, limit, before_id, name)
 
     async def update(
         self, current: Schedule, settings: Settings, template: Template
@@ -102,7 +104,8 @@ class Scheduler:
         """Fire every due schedule; the soonest next tick afterwards. A
         schedule that fails does not hold up the others: they fire, then its
         error goes up (the ticker waits a while before it tries again)."""
-        while True:
+        soonest = await self.store.earliest()  # idle, the one query of a look
+        while soonest is not None and soonest <= self.clock():
             now = self.clock()
             due = await self.store.due(now, DUE_BATCH)
             failed: list[Exception] = []
@@ -116,8 +119,8 @@ class Scheduler:
                     failed.append(error)
             if failed:
                 raise failed[0]
-            if len(due) < DUE_BATCH:
-                return await self.store.earliest()
+            soonest = await self.store.earliest()
+        return soonest
 
     async def fire(self, schedule: Schedule, now: float) -> list[Task] | None:
         """Make the tasks of a due schedule's ticks (None: another node did)."""

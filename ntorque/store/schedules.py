@@ -6,10 +6,13 @@ written by ticks.py, in the transaction that moves a schedule on.
 from __future__ import annotations
 
 import base64
+import contextlib
+from collections.abc import Iterator
 from typing import Any
 
 import sqlalchemy as sa
 
+from ..errors import Conflict
 from ..schedules import Rule, Schedule, Settings, Template
 from ..tables import schedules, tasks
 from ..tasks import iso
@@ -41,9 +44,10 @@ class ScheduleStore:
             )
             if (count or 0) >= MAX_SCHEDULES:
                 return None
-            row = (
-                await conn.execute(schedules.insert().values(values).returning(*schedules.c))
-            ).one()
+            with _unique_name(settings.name):
+                row = (
+                    await conn.execute(schedules.insert().values(values).returning(*schedules.c))
+                ).one()
         return schedule_from_row(row)
 
     async def get(self, app_id: int, schedule_id: int, last_tasks: bool = False) -> Schedule | None:
@@ -54,9 +58,13 @@ class ScheduleStore:
             made = await _last_tasks(conn, schedule_id) if last_tasks else []
         return schedule_from_row(row, made)
 
-    async def page(self, app_id: int, limit: int, before_id: int | None = None) -> list[Schedule]:
-        """The application's schedules, newest first."""
+    async def page(
+        self, app_id: int, limit: int, before_id: int | None = None, name: str | None = None
+    ) -> list[Schedule]:
+        """The application's schedules (the one of that name), newest first."""
         statement = schedules.select().where(schedules.c.app_id == app_id)
+        if name is not None:
+            statement = statement.where(schedules.c.name == name)
         if before_id is not None:
             statement = statement.where(schedules.c.id < before_id)
         statement = statement.order_by(schedules.c.id.desc()).limit(limit)
@@ -78,7 +86,8 @@ class ScheduleStore:
             **_settings_values(settings), "template": template_record(template),
             "next_tick": next_tick, "modified": now,
         }  # fmt: skip
-        return await self._change(app_id, schedule_id, values)
+        with _unique_name(settings.name):
+            return await self._change(app_id, schedule_id, values)
 
     async def set_paused(
         self, app_id: int, schedule_id: int, paused: bool, now: float
@@ -126,6 +135,15 @@ class ScheduleStore:
         statement = sa.select(sa.func.min(schedules.c.next_tick)).where(_active())
         async with self.db.begin() as conn:
             return await conn.scalar(statement)  # type: ignore[no-any-return]
+
+
+@contextlib.contextmanager
+def _unique_name(name: str | None) -> Iterator[None]:
+    """A name another schedule of the application has is a Conflict."""
+    try:
+        yield
+    except sa.exc.IntegrityError:
+        raise Conflict(f"a schedule named {name!r} exists already") from None
 
 
 def _active() -> sa.ColumnElement[bool]:
