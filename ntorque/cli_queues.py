@@ -20,6 +20,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from . import queues
+from .applications import Applications
 from .channel import make_channel
 from .config import Settings
 from .errors import Conflict, InvalidRequest, NtorqueError, UnknownApplication
@@ -99,7 +100,9 @@ async def run(options: argparse.Namespace, store: Store, settings: Settings) -> 
     channel = make_channel(settings.redis_url, settings.redis_channel)
     flow = Flow(store.queues, channel, max_retries=settings.max_retries)
     try:
-        app_id = await namespace(store, options.app, settings.authenticate)
+        app_id = await Applications(store.apps).namespace(
+            options.app, authenticate=settings.authenticate
+        )
         return await ACTIONS[options.action](options, flow, app_id, settings)
     except (InvalidRequest, Conflict, NoQueue, UnknownApplication) as error:
         print(f"ntorque: {error.message}", file=sys.stderr)
@@ -107,20 +110,6 @@ async def run(options: argparse.Namespace, store: Store, settings: Settings) -> 
     finally:
         await flow.close()  # its wake-ups reach the channel before it closes
         await channel.close()
-
-
-async def namespace(store: Store, app: str | None, authenticate: bool) -> int:
-    """The application's namespace of queue names; 0 for tasks of no
-    application, refused when requests are authenticated (none land there:
-    settings made there would silently apply to nothing)."""
-    if app is None:
-        if authenticate:
-            raise InvalidRequest("name the application with --app (authentication is on)")
-        return 0
-    row = await store.apps.by_name(app)
-    if row is None:
-        raise UnknownApplication(f"no application named {app!r}")
-    return int(row["id"])
 
 
 async def list_queues(options: argparse.Namespace, flow: Flow, app_id: int, _: Settings) -> int:
