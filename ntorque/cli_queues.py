@@ -22,6 +22,7 @@ from typing import Any
 from . import queues
 from .applications import Applications
 from .channel import make_channel
+from .cli_shared import scoped_options, table
 from .config import Settings
 from .errors import Conflict, InvalidRequest, NtorqueError, UnknownApplication
 from .flow import Flow
@@ -38,14 +39,7 @@ class NoQueue(NtorqueError):
 def add_parser(commands: Any, common: argparse.ArgumentParser) -> None:
     """`queues` and its actions; --config and the rest go on each action
     (argparse lets a subcommand's defaults overwrite its parent's values)."""
-    shared = argparse.ArgumentParser(add_help=False, parents=[common])
-    shared.add_argument(
-        "--app",
-        metavar="NAME",
-        help="the application the queues belong to (needed with authentication on; "
-        "left out: the queues of tasks of no application)",
-    )
-    shared.add_argument("--json", action="store_true", help="print the API's JSON")
+    shared = scoped_options(common, "queues")
     group = commands.add_parser("queues", help="named queues: limits, pause, resume, figures")
     actions = group.add_subparsers(dest="action", required=True)
     actions.add_parser("list", parents=[shared], help="every queue, its limits and figures")
@@ -118,7 +112,7 @@ async def list_queues(options: argparse.Namespace, flow: Flow, app_id: int, _: S
     if options.json:
         print(json.dumps({"queues": [q.to_json(now) for q in found], "next_cursor": None}))
     else:
-        print(table([q.to_json(now) for q in found]))
+        print(table(COLUMNS, [q.to_json(now) for q in found], cell))
     return 0
 
 
@@ -208,19 +202,6 @@ def describe(data: dict[str, Any]) -> str:
 
 def given(data: dict[str, Any], keys: tuple[str, ...]) -> str:
     return ", ".join(f"{key} {cell(data, key)}" for key in keys if data[key] is not None)
-
-
-def table(rows: list[dict[str, Any]]) -> str:
-    """Every queue, a line each, in aligned columns."""
-    lines = [
-        [title for title, _ in COLUMNS],
-        *([cell(row, key) for _, key in COLUMNS] for row in rows),
-    ]
-    widths = [max(len(line[at]) for line in lines) for at in range(len(COLUMNS))]
-    return "\n".join(
-        "  ".join(text.ljust(width) for text, width in zip(line, widths, strict=True)).rstrip()
-        for line in lines
-    )
 
 
 def cell(row: dict[str, Any], column: str) -> str:

@@ -19,6 +19,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from .applications import Applications
+from .cli_shared import scoped_options, table
 from .config import Settings
 from .errors import InvalidRequest, NtorqueError, UnknownApplication
 from .scheduler import Scheduler
@@ -38,14 +39,7 @@ class NoSchedule(NtorqueError):
 def add_parser(commands: Any, common: argparse.ArgumentParser) -> None:
     """`schedules` and its actions; --config and the rest go on each action
     (argparse lets a subcommand's defaults overwrite its parent's values)."""
-    shared = argparse.ArgumentParser(add_help=False, parents=[common])
-    shared.add_argument(
-        "--app",
-        metavar="NAME",
-        help="the application the schedules belong to (needed with authentication on; "
-        "left out: the schedules of no application)",
-    )
-    shared.add_argument("--json", action="store_true", help="print the API's JSON")
+    shared = scoped_options(common, "schedules")
     group = commands.add_parser("schedules", help="recurring schedules: list, show, pause, resume")
     actions = group.add_subparsers(dest="action", required=True)
     actions.add_parser("list", parents=[shared], help="every schedule, its rule and next tick")
@@ -97,7 +91,11 @@ async def list_schedules(options: argparse.Namespace, scheduler: Scheduler, app_
         before = page[-1].id
     now = scheduler.clock()
     rows = [schedule.to_json(now) for schedule in found]
-    print(json.dumps({"schedules": rows, "next_cursor": None}) if options.json else table(rows))
+    print(
+        json.dumps({"schedules": rows, "next_cursor": None})
+        if options.json
+        else table(COLUMNS, rows, cell)
+    )
     return 0
 
 
@@ -170,19 +168,6 @@ def made(task: dict[str, Any]) -> str:
     attempts = f"{count} attempt{'' if count == 1 else 's'}"
     answer = "" if code is None else f", last answer {code}"
     return f"{when(task['tick'])}  task {task['id']} {task['status']} ({attempts}{answer})"
-
-
-def table(rows: list[dict[str, Any]]) -> str:
-    """Every schedule, a line each, in aligned columns."""
-    lines = [
-        [heading for heading, _ in COLUMNS],
-        *([cell(row, key) for _, key in COLUMNS] for row in rows),
-    ]
-    widths = [max(len(line[at]) for line in lines) for at in range(len(COLUMNS))]
-    return "\n".join(
-        "  ".join(text.ljust(width) for text, width in zip(line, widths, strict=True)).rstrip()
-        for line in lines
-    )
 
 
 def cell(row: dict[str, Any], column: str) -> str:
