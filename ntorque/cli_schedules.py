@@ -2,11 +2,13 @@
 recurring schedules from the command line, straight on the database like the
 queues commands, through the same Scheduler as the API and the same JSON.
 
-A running node sees a change made here at its ticker's next look
-(requeue_interval_s, 5 s by default): the Scheduler wakes only the ticker of
-its own process at once, and this process runs none. A resume keeps the
-schedule's next tick, so that look makes the ticks missed meanwhile as its
-catch_up says.
+A change made here is told to the nodes as the API tells it: a "schedules
+changed" notification on the channel. With Redis (REDIS_URL) one worker
+pops it and its ticker looks again at once; every other ticker looks within
+requeue_interval_s (5 s by default), as do the embedded backend's (its
+channel lives in the serving process, out of this one's reach). A resume
+keeps the schedule's next tick, so that look makes the ticks missed
+meanwhile as its catch_up says.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from .applications import Applications
+from .channel import SCHEDULES_CHANGED, make_channel
 from .cli_shared import scoped_options, table
 from .config import Settings
 from .errors import InvalidRequest, NtorqueError, UnknownApplication
@@ -67,7 +70,12 @@ async def run(options: argparse.Namespace, store: Store, settings: Settings) -> 
     # The Scheduler logs each change for a server's log; here the printed answer says it.
     level = logging.INFO if options.verbose else logging.WARNING
     logging.getLogger("ntorque.scheduler").setLevel(level)
-    scheduler = Scheduler(store.schedules, never_fire)
+    channel = make_channel(settings.redis_url, settings.redis_channel)
+
+    async def tell_the_nodes() -> None:
+        await channel.push([SCHEDULES_CHANGED])
+
+    scheduler = Scheduler(store.schedules, never_fire, tell_the_nodes)
     try:
         app_id = await Applications(store.apps).namespace(
             options.app, authenticate=settings.authenticate
@@ -76,6 +84,8 @@ async def run(options: argparse.Namespace, store: Store, settings: Settings) -> 
     except (InvalidRequest, NoSchedule, UnknownApplication) as error:
         print(f"ntorque: {error.message}", file=sys.stderr)
         return 1
+    finally:
+        await channel.close()
 
 
 async def never_fire(schedule: Schedule, firing: Firing) -> list[Task] | None:

@@ -14,7 +14,7 @@ from typing import Any
 
 from . import backoff
 from .batching import Batcher
-from .channel import Channel
+from .channel import SCHEDULES_CHANGED, Channel
 from .events import Events
 from .flow import Flow, QueueKey
 from .scheduler import Scheduler
@@ -41,9 +41,6 @@ log = logging.getLogger(__name__)
 MAX_BATCH = 500
 BULK_BATCH = 500  # tasks a bulk cancel or retry changes per transaction
 TIMER_MARGIN_S = 0.005
-# Not a task id (ids start at 1): "a schedule changed", sent on the channel
-# so that one worker's ticker looks again at once (see Scheduler).
-SCHEDULES_CHANGED = 0
 
 
 class Queue:

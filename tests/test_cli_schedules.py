@@ -122,12 +122,12 @@ def test_list_and_show_print_the_apis_json_and_a_table(node: Node, hooks: HookSe
 
 def test_show_prints_the_rule_the_next_ticks_and_the_task(node: Node, hooks: HookServer) -> None:
     url = hook(hooks, "show")
-    made = node.make({"name": "weekday report", **WEEKDAYS, "task": {"url": url, "method": "PUT"}})
+    made = node.make({"name": "weekly digest", **WEEKDAYS, "task": {"url": url, "method": "PUT"}})
     shown = node.cli("show", str(made["id"]))
     assert shown.returncode == 0, shown.stderr
     first, *rest = [when(tick) for tick in made["next_ticks"]]
     assert shown.stdout.splitlines() == [
-        f"schedule {made['id']} 'weekday report': active",
+        f"schedule {made['id']} 'weekly digest': active",
         "  rule:       At 09:00 on Monday through Friday (Europe/Paris)",
         "  catch up:   latest",
         f"  task:       PUT {url} (queue default)",
