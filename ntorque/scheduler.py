@@ -51,8 +51,11 @@ class Scheduler:
     async def get(self, app_id: int, schedule_id: int) -> Schedule | None:
         return await self.store.get(app_id, schedule_id, last_tasks=True)
 
-    async def page(self, app_id: int, limit: int, before_id: int | None) -> list[Schedule]:
-        return await self.store.page(app_id, limit, before_id)
+    async def page(
+        self, app_id: int, limit: int, before_id: int | None, last_tasks: int = 0
+    ) -> list[Schedule]:
+        """Newest first; with last_tasks, each with that many of its newest tasks."""
+        return await self.store.page(app_id, limit, before_id, last_tasks)
 
     async def update(
         self, current: Schedule, settings: Settings, template: Template
