@@ -65,9 +65,15 @@ class Scheduler:
         return await self.store.get(app_id, schedule_id, last_tasks=True)
 
     async def page(
-        self, app_id: int, limit: int, before_id: int | None, name: str | None = None
+        self,
+        app_id: int,
+        limit: int,
+        before_id: int | None,
+        name: str | None = None,
+        last_tasks: int = 0,
     ) -> list[Schedule]:
-        return await self.store.page(app_id, limit, before_id, name)
+        """Newest first; with last_tasks, each with that many of its newest tasks."""
+        return await self.store.page(app_id, limit, before_id, name, last_tasks)
 
     async def update(
         self, current: Schedule, settings: Settings, template: Template

@@ -86,6 +86,10 @@ NO_TASK_ID = {
     # A queue name, in the viewer's own namespace: another application's queue
     # of the same name stays as it was (tests/console/test_queues.py).
     r"/console/queues/([A-Za-z0-9_.-]{1,64})/(pause|resume)",
+    # The viewer's own schedules: another application's schedule id is 404 and
+    # stays as it was (tests/console/test_schedules.py).
+    r"/console/schedules",
+    r"/console/schedules/(\d{1,18})/(pause|resume)",
 }
 
 
