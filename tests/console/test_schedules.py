@@ -273,9 +273,9 @@ async def test_one_read_per_second_per_page_and_a_fresh_one_after_a_pause_here(
     board = node.live.running.console.hub.schedules
     real, reads = board.scheduler.page, []
 
-    async def counted(namespace: int, limit: int, before: int | None, last: int) -> Any:
+    async def counted(namespace: int, limit: int, before: int | None, last_tasks: int) -> Any:
         reads.append((namespace, before))
-        return await real(namespace, limit, before, last)
+        return await real(namespace, limit, before, last_tasks=last_tasks)
 
     monkeypatch.setattr(board.scheduler, "page", counted)
     namespace = 10**9 + uuid.uuid4().int % 10**6  # nobody's: read, found empty
