@@ -54,6 +54,7 @@ UNSURE_S = 1.0  # ticks this close to the stop may or may not have been made
 CALLS_DEADLINE_S = 30.0  # past the stop: a killed node's leases end, the requeuer finds them
 SETTLE_S = 1.0  # after the last call, so a second call of a tick is seen too
 TARGET_MS = 1000.0
+SHOWN = 20  # the ticks called twice the JSON lists, at most
 MADE = re.compile(r"task \d+ enqueued .* schedule=(\d+) tick=(\S+)")
 
 
@@ -103,12 +104,19 @@ def call_figures(tasks: Tasks, called: Called) -> dict[str, Any]:
     """The receiver's side: ticks with a task never answered 200, answered twice, stray."""
     made = {(n, tick) for n, each in tasks.items() for tick, _ in each}
     ok = Counter((n, tick) for n, tick, _, code in called if code == 200)
+    twice = sorted(key for key, count in ok.items() if count > 1)[:SHOWN]
     return {
         "calls": len(called),
         "missing_calls": len(made - set(ok)),
         "duplicate_calls": sum(count - 1 for count in ok.values()),
         "stray_calls": len({(n, tick) for n, tick, _, _ in called} - made),
+        "called_twice": [_arrivals(called, n, tick) for n, tick in twice],
     }
+
+
+def _arrivals(called: Called, n: int, tick: float) -> dict[str, Any]:
+    arrived = sorted(at for m, t, at, code in called if (m, t) == (n, tick) and code == 200)
+    return {"n": n, "tick": tick, "arrived": arrived}
 
 
 def lateness(tasks: Tasks, called: Called, killed_at: float | None) -> dict[str, Any]:
@@ -222,6 +230,7 @@ async def measure(run: Run, sizes: Sizes) -> dict[str, Any]:
     result.update(
         create_s=round(started - creating, 3),
         killed_after_s=None if killed_at is None else round(killed_at - started, 3),
+        killed_at=killed_at,
         **tick_figures(made, tasks, stop_s), **call_figures(tasks, calls),
         **lateness(tasks, calls, killed_at), ticks_made_by_node=by_node,
     )  # fmt: skip

@@ -336,7 +336,13 @@ def test_tick_figures_missing_off_the_rule_twice_and_calls() -> None:
                             (1, 105.0, 105.1, 200)]  # fmt: skip
     calls = ticks.call_figures(tasks, called)
     # Never answered 200: 0 at 103.5 and 104, 1 at 102; 0 at 103 twice; 1 at 105: no task.
-    assert calls == {"calls": 7, "missing_calls": 3, "duplicate_calls": 1, "stray_calls": 1}
+    assert calls == {
+        "calls": 7,
+        "missing_calls": 3,
+        "duplicate_calls": 1,
+        "stray_calls": 1,
+        "called_twice": [{"n": 0, "tick": 103.0, "arrived": [103.2, 103.3]}],
+    }
     late = ticks.lateness({0: tasks[0][:2]}, called[:3], killed_at=None)
     assert late["tick_lateness_ms"] == {"p50": 100.0, "p99": 200.0, "p100": 200.0}
     assert late["call_lateness_ms"] == {"p50": 300.0, "p99": 400.0, "p100": 400.0}  # first calls
