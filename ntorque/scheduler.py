@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 
 from .schedules import Firing, Schedule, Settings, Template, plan
 from .store.schedules import ScheduleStore
@@ -18,8 +18,11 @@ from .tasks import Task, iso
 
 log = logging.getLogger(__name__)
 
-Fire = Callable[[Schedule, Firing], Awaitable[list[Task] | None]]
-DUE_BATCH = 100  # schedules fired per round; the next round follows at once
+Fire = Callable[[Sequence[tuple[Schedule, Firing]]], Awaitable[dict[int, list[Task]]]]
+# Schedules fired per round, in one transaction; the next round follows at
+# once. One transaction per schedule cost ~8 ms each: 100 schedules due at
+# one second were made over a second late on three nodes.
+DUE_BATCH = 100
 
 
 class Scheduler:
@@ -90,21 +93,31 @@ class Scheduler:
         while True:
             now = self.clock()
             due = await self.store.due(now, DUE_BATCH)
-            for schedule in due:
-                await self.fire(schedule, now)
+            if due:
+                await self.fire(due, now)
             if len(due) < DUE_BATCH:
                 return await self.store.earliest()
 
-    async def fire(self, schedule: Schedule, now: float) -> list[Task] | None:
-        """Make the tasks of a due schedule's ticks (None: another node did)."""
-        assert schedule.next_tick is not None
-        firing = plan(schedule.rule, schedule.settings.catch_up, schedule.next_tick, now)
-        made = await self._fire(schedule, firing)
-        if made is None:
-            return None
-        if firing.skipped:
-            log.warning(
-                "schedule %s skipped %s missed ticks from %s (catch_up=%s)",
-                schedule.id, firing.skipped, iso(schedule.next_tick), schedule.settings.catch_up,
-            )  # fmt: skip
+    async def fire(self, due: Sequence[Schedule], now: float) -> dict[int, list[Task]]:
+        """Make the tasks of due schedules' ticks, by schedule id (those
+        another node fired first are not there)."""
+        firings = [(schedule, firing_of(schedule, now)) for schedule in due]
+        made = await self._fire(firings)
+        for schedule, firing in firings:
+            if schedule.id in made and firing.skipped:
+                log_skipped(schedule, firing)
         return made
+
+
+def firing_of(schedule: Schedule, now: float) -> Firing:
+    """What firing a due schedule at now does."""
+    assert schedule.next_tick is not None
+    return plan(schedule.rule, schedule.settings.catch_up, schedule.next_tick, now)
+
+
+def log_skipped(schedule: Schedule, firing: Firing) -> None:
+    assert schedule.next_tick is not None
+    log.warning(
+        "schedule %s skipped %s missed ticks from %s (catch_up=%s)",
+        schedule.id, firing.skipped, iso(schedule.next_tick), schedule.settings.catch_up,
+    )  # fmt: skip
