@@ -9,10 +9,11 @@ K ntorque nodes share one PostgreSQL database and Redis list (SQLite: one
 node), as for `schedule`. N schedules tick every second (half `every_s: 1`,
 half the 6-field cron `* * * * * *`), made through the nodes in turn, each
 calling the receiver with its number n in the body. They run for S seconds;
-with --kill, the last node is killed (SIGKILL) at the middle of the run,
-0.05 s after a tick, while the nodes fire it. Then the schedules are deleted
-through node 0, each schedule's tasks read (GET /tasks?schedule_id=) and the
-receiver waited for until it called every one of them.
+with --kill, one node is killed (SIGKILL) at the middle of the run, 0.05 s
+after a tick, while the nodes fire it: the one that made the latest tick so
+far, as its log tells. Then the schedules are deleted through a node left,
+each schedule's tasks read (GET /tasks?schedule_id=) and the receiver waited
+for until it called every one of them.
 
 - ticks: a schedule's expected ticks are every second from its first (the
   next_tick its creation answered) to 1 s before the stop; missing: expected
@@ -140,14 +141,20 @@ def _percentiles(values: Sequence[float]) -> dict[str, float]:
     return {f"p{p}": round(metrics.percentile(values, p), 1) for p in (50, 99, 100)}
 
 
-def made_by_node(outputs: Sequence[Path], ids: set[int]) -> list[int]:
-    """How many ticks of these schedules each node made, from its log lines
-    (`task N enqueued ... schedule=S tick=T`): zeros should they change."""
-    counts = []
+def made_by_node(outputs: Sequence[Path], ids: set[int]) -> list[list[float]]:
+    """The ticks of these schedules each node made, from its log lines
+    (`task N enqueued ... schedule=S tick=T`): none should they change."""
+    made = []
     for output in outputs:
         text = output.read_text(errors="replace") if output.exists() else ""
-        counts.append(sum(int(match[1]) in ids for match in MADE.finditer(text)))
-    return counts
+        made.append([parse_iso(m[2]) for m in MADE.finditer(text) if int(m[1]) in ids])
+    return made
+
+
+def latest_firer(outputs: Sequence[Path], ids: set[int]) -> int:
+    """The node that made the latest tick so far (the last one, when none did)."""
+    latest = [max(ticks, default=0.0) for ticks in made_by_node(outputs, ids)]
+    return max(reversed(range(len(latest))), key=latest.__getitem__)
 
 
 # -- the run ------------------------------------------------------------------------
@@ -213,24 +220,26 @@ async def measure(run: Run, sizes: Sizes) -> dict[str, Any]:
         creating = time.time()
         made = [await create(nodes[n % len(nodes)], port, n) for n in range(sizes.schedules)]
         started = time.time()
-        killed_at = None
+        outputs, ids = [node.output for node in nodes], {schedule.id for schedule in made}
+        killed, killed_at = None, None
         if sizes.kill:
             await sleep_until(int(started + sizes.seconds / 2) + KILL_OFFSET_S)
+            killed = latest_firer(outputs, ids)
             with contextlib.suppress(ProcessLookupError):
-                nodes[-1].process.kill()  # SIGKILL, by the pid of the child the bench started
-            nodes[-1].process.wait()
+                nodes[killed].process.kill()  # SIGKILL, by the pid of a child the bench started
+            nodes[killed].process.wait()
             killed_at = time.time()
         await sleep_until(started + sizes.seconds)
         stop_s = time.time()
+        alive = nodes[1] if killed == 0 else nodes[0]
         for schedule in made:
-            await api(nodes[0], "DELETE", f"/schedules/{schedule.id}")
-        tasks = {schedule.n: await tasks_of(nodes[0], schedule) for schedule in made}
+            await api(alive, "DELETE", f"/schedules/{schedule.id}")
+        tasks = {schedule.n: await tasks_of(alive, schedule) for schedule in made}
         calls = await wait_for_calls(port, tasks, stop_s + CALLS_DEADLINE_S)
-        by_node = made_by_node([node.output for node in nodes], {s.id for s in made})
+        by_node = [len(ticks) for ticks in made_by_node(outputs, ids)]
     result.update(
-        create_s=round(started - creating, 3),
+        create_s=round(started - creating, 3), killed_node=killed, killed_at=killed_at,
         killed_after_s=None if killed_at is None else round(killed_at - started, 3),
-        killed_at=killed_at,
         **tick_figures(made, tasks, stop_s), **call_figures(tasks, calls),
         **lateness(tasks, calls, killed_at), ticks_made_by_node=by_node,
     )  # fmt: skip
@@ -243,7 +252,7 @@ async def measure(run: Run, sizes: Sizes) -> dict[str, Any]:
 def lines(result: dict[str, Any]) -> list[str]:
     r = result
     tick, call = r["tick_lateness_ms"], r["call_lateness_ms"]
-    killed = f"; node {r['nodes'] - 1} killed {r['killed_after_s']} s in" if r["kill"] else ""
+    killed = f"; node {r['killed_node']} killed {r['killed_after_s']} s in" if r["kill"] else ""
     near = r.get("tick_lateness_near_kill_ms")
     by_node = ", ".join(f"node {i}: {count}" for i, count in enumerate(r["ticks_made_by_node"]))
     return [
@@ -302,7 +311,7 @@ def options(argv: list[str]) -> argparse.Namespace:
                                      description=__doc__.split("\n\n")[1])  # fmt: skip
     parser.add_argument("--schedules", type=int, default=20, help="schedules (20)")
     parser.add_argument("--seconds", type=float, default=20.0, help="how long they tick (20)")
-    parser.add_argument("--kill", action="store_true", help="SIGKILL the last node mid-run")
+    parser.add_argument("--kill", action="store_true", help="SIGKILL a node mid-run")
     cluster.add_options(parser, "schedules")
     parsed = parser.parse_args(argv)
     if parsed.nodes < 1 or parsed.schedules < 1 or parsed.seconds < 3:

@@ -112,9 +112,11 @@ def test_three_processes_make_every_tick_once_on_time_while_one_is_killed(
     running(nodes)
     rules = [{"every_s": 1}] * 5 + [{"cron": "*/2 * * * * *"}]  # seconds first: every 2 s
     made_by = [create(nodes[n % NODES], hooks, **rule) for n, rule in enumerate(rules)]
+    ids = {schedule["id"] for schedule, _ in made_by}
     started = time.time()
-    killed = nodes[1]
     time.sleep(max(0.0, round(started + KILL_AT_S) + 0.5 - time.time()))  # mid-second
+    # The process that made the latest tick (a round's ticks mostly go to one).
+    killed = max(nodes, key=lambda node: max(ticks_made_by(node, ids), default=0.0))
     killed.kill()
     killed_at = time.time()
     alive = [node for node in nodes if node is not killed]
@@ -131,15 +133,15 @@ def test_three_processes_make_every_tick_once_on_time_while_one_is_killed(
         assert ticks[-1] > stopped - 1.0 - step_s  # ticking until the end
         assert sum(tick < killed_at for tick in ticks) >= 2  # before the kill, and after it
         assert sum(tick > killed_at for tick in ticks) >= 2
-    # The killed process took its share of the ticks until it died.
-    by_killed = ticks_made_by(killed, {schedule["id"] for schedule, _ in made_by})
-    assert by_killed and max(by_killed) < killed_at
+    by_killed = ticks_made_by(killed, ids)
+    assert by_killed and max(by_killed) > killed_at - 2.0  # it was firing until it died
 
 
 def test_a_stopped_cluster_makes_the_latest_missed_tick_when_one_process_restarts(
     nodes: list[NtorqueServer], hooks: HookServer
 ) -> None:
-    schedule, path = create(nodes[0], hooks, every_s=1)  # catch_up latest, by default
+    alive = [node for node in nodes if node.process and node.process.poll() is None]
+    schedule, path = create(alive[0], hooks, every_s=1)  # catch_up latest, by default
     wait_for_calls(hooks, path, 2)
     for node in nodes:
         node.stop()
