@@ -129,7 +129,8 @@ def lateness(tasks: Tasks, called: Called, killed_at: float | None) -> dict[str,
     calls_ms = [(arrived - tick) * 1000 for (_, tick), arrived in first.items()]
     figures = {"tick_lateness_ms": _percentiles(late_ms),
                "call_lateness_ms": _percentiles(calls_ms),
-               "ticks_late": sum(value >= TARGET_MS for value in late_ms)}  # fmt: skip
+               "ticks_late": sum(value >= TARGET_MS for value in late_ms),
+               "calls_late": sum(value >= TARGET_MS for value in calls_ms)}  # fmt: skip
     if killed_at is not None:  # the ticks due from 1 s before the kill to 2 s after it
         near = [(created - tick) * 1000 for each in tasks.values() for tick, created in each
                 if killed_at - 1 <= tick <= killed_at + 2]  # fmt: skip
@@ -265,7 +266,7 @@ def lines(result: dict[str, Any]) -> list[str]:
         f"lateness   tick (task created - tick): p50 {tick['p50']} ms, p99 {tick['p99']} ms, "
         f"max {tick['p100']} ms" + (f"; around the kill max {near['p100']} ms" if near else ""),
         f"lateness   call (arrival - tick): p50 {call['p50']} ms, p99 {call['p99']} ms, "
-        f"max {call['p100']} ms",
+        f"max {call['p100']} ms; {r['calls_late']} calls 1 s late or more",
         f"nodes      ticks made, from their logs: {by_node}",
     ]
 
