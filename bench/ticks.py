@@ -299,11 +299,6 @@ def failed(checked: list[dict[str, Any]]) -> bool:
     return not (checked[0]["ok"] and checked[1]["ok"])
 
 
-def targets_text(checked: list[dict[str, Any]]) -> str:
-    return "\n".join(f"{'PASS' if c['ok'] else 'FAIL'}  {c['target']}: {c['measured']}"
-                     for c in checked)  # fmt: skip
-
-
 # -- the command ------------------------------------------------------------------------
 
 
@@ -335,6 +330,6 @@ def main(argv: list[str]) -> int:
     document.update(schedules=result, targets=checked)
     report.write(args.json, document)
     print("\n".join(lines(result)))
-    print(targets_text(checked))
+    print(report.targets_text(checked))
     print(f"written to {args.json}")
     return 1 if failed(checked) else 0

@@ -90,6 +90,32 @@ def run_command(tmp_path: Path, *args: str) -> tuple[subprocess.CompletedProcess
     return done, json.loads(path.read_text())
 
 
+Ran = tuple[subprocess.CompletedProcess[str], Any]
+
+
+def on_both(
+    tmp_path: Path, redis_url: str, args: tuple[str, ...], *on_postgres: str
+) -> dict[str, Ran]:
+    """A command on SQLite and on PostgreSQL + Redis (with on_postgres too),
+    side by side: such runs mostly wait (for due times, limits, ticks). What
+    each printed and wrote, by backend."""
+    try:
+        services.postgres_admin("SELECT 1")
+    except Exception as error:
+        services.missing("PostgreSQL", error)
+    postgres = (*args, *on_postgres, "--database-url", services.POSTGRES_ADMIN_URL,
+                "--redis-url", redis_url)  # fmt: skip
+    runs = {"sqlite": (*args, "--backend", "sqlite"), "postgres": postgres}
+    results: dict[str, Ran] = {}
+
+    def run(name: str) -> None:
+        (tmp_path / name).mkdir()
+        results[name] = run_command(tmp_path / name, *runs[name])
+
+    side_by_side(*(functools.partial(run, name) for name in runs))
+    return results
+
+
 def check_schedule(done: subprocess.CompletedProcess[str], figures: dict[str, Any]) -> None:
     """Every task called once, none before the due time it was answered with."""
     assert done.returncode == 0, done.stdout + done.stderr
@@ -106,23 +132,8 @@ def test_bench_schedule_on_sqlite_and_on_postgres_with_two_nodes(
     tmp_path: Path, redis_url: str
 ) -> None:
     """Both runs mostly wait for their tasks' times: they run side by side."""
-    try:
-        services.postgres_admin("SELECT 1")
-    except Exception as error:
-        services.missing("PostgreSQL", error)
     few = ("schedule", "--tasks", "20", "--spread-s", "3")
-    postgres = (
-        *few, "--nodes", "2",
-        "--database-url", services.POSTGRES_ADMIN_URL, "--redis-url", redis_url,
-    )  # fmt: skip
-    runs = {"sqlite": (*few, "--backend", "sqlite"), "postgres": postgres}
-    results: dict[str, tuple[subprocess.CompletedProcess[str], dict[str, Any]]] = {}
-
-    def run(name: str) -> None:
-        (tmp_path / name).mkdir()
-        results[name] = run_command(tmp_path / name, *runs[name])
-
-    side_by_side(*(functools.partial(run, name) for name in runs))
+    results = on_both(tmp_path, redis_url, few, "--nodes", "2")
     for name, nodes in (("sqlite", 1), ("postgres", 2)):
         done, document = results[name]
         check_schedule(done, document["schedule"])
@@ -180,22 +191,7 @@ def test_bench_queues_on_sqlite_and_on_postgres_with_two_nodes(
     tmp_path: Path, redis_url: str
 ) -> None:
     """Both runs mostly wait for limits and slow hooks: they run side by side."""
-    try:
-        services.postgres_admin("SELECT 1")
-    except Exception as error:
-        services.missing("PostgreSQL", error)
-    postgres = (
-        *QUEUES_FEW, "--nodes", "2",
-        "--database-url", services.POSTGRES_ADMIN_URL, "--redis-url", redis_url,
-    )  # fmt: skip
-    runs = {"sqlite": (*QUEUES_FEW, "--backend", "sqlite"), "postgres": postgres}
-    results: dict[str, tuple[subprocess.CompletedProcess[str], dict[str, Any]]] = {}
-
-    def run(name: str) -> None:
-        (tmp_path / name).mkdir()
-        results[name] = run_command(tmp_path / name, *runs[name])
-
-    side_by_side(*(functools.partial(run, name) for name in runs))
+    results = on_both(tmp_path, redis_url, QUEUES_FEW, "--nodes", "2")
     for name, nodes in (("sqlite", 1), ("postgres", 2)):
         done, document = results[name]
         check_queues(done, document)
@@ -231,23 +227,8 @@ def test_bench_schedules_on_sqlite_and_on_postgres_with_a_node_killed(
     tmp_path: Path, redis_url: str
 ) -> None:
     """Both runs mostly wait for their ticks: they run side by side."""
-    try:
-        services.postgres_admin("SELECT 1")
-    except Exception as error:
-        services.missing("PostgreSQL", error)
     few = ("schedules", "--schedules", "4", "--seconds", "5")
-    postgres = (
-        *few, "--nodes", "2", "--kill",
-        "--database-url", services.POSTGRES_ADMIN_URL, "--redis-url", redis_url,
-    )  # fmt: skip
-    runs = {"sqlite": (*few, "--backend", "sqlite"), "postgres": postgres}
-    results: dict[str, tuple[subprocess.CompletedProcess[str], dict[str, Any]]] = {}
-
-    def run(name: str) -> None:
-        (tmp_path / name).mkdir()
-        results[name] = run_command(tmp_path / name, *runs[name])
-
-    side_by_side(*(functools.partial(run, name) for name in runs))
+    results = on_both(tmp_path, redis_url, few, "--nodes", "2", "--kill")
     check_schedules(*results["sqlite"], nodes=1)
     check_schedules(*results["postgres"], nodes=2)
     killed = results["postgres"][1]["schedules"]
