@@ -17,7 +17,7 @@ import argparse
 import json
 import logging
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from .applications import Applications
@@ -88,7 +88,7 @@ async def run(options: argparse.Namespace, store: Store, settings: Settings) -> 
         await channel.close()
 
 
-async def never_fire(schedule: Schedule, firing: Firing) -> list[Task] | None:
+async def never_fire(firings: Sequence[tuple[Schedule, Firing]]) -> dict[int, list[Task]]:
     """The command line changes settings only; the nodes' tickers fire."""
     raise AssertionError("the command line does not fire schedules")
 

@@ -120,11 +120,10 @@ class Queue:
             if now < task.due <= now + self.lookahead_s and not task.held:
                 self._notify_at(task.id, task.due)
 
-    async def _fire(self, schedule: Schedule, firing: Firing) -> list[Task] | None:
-        """A schedule's ticks become tasks, notified like any enqueue's."""
-        made = await self.store.fire(schedule, firing, self.clock())
-        if made:
-            await self._created(made)
+    async def _fire(self, firings: Sequence[tuple[Schedule, Firing]]) -> dict[int, list[Task]]:
+        """Schedules' ticks become tasks, notified like any enqueue's."""
+        made = await self.store.fire(firings, self.clock())
+        await self._created([task for tasks in made.values() for task in tasks])
         return made
 
     async def get(self, task_id: int) -> Task | None:
