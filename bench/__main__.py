@@ -2,6 +2,7 @@
 python -m bench schedule ...    (issue 12: delayed tasks on time; bench/schedule.py)
 python -m bench listing ...     (issue 12: every listing filter uses an index; bench/listing.py)
 python -m bench queues ...      (issue 13: named queues' limits and pauses; bench/queues.py)
+python -m bench schedules ...   (issue 14: recurring schedules' ticks, once each; bench/ticks.py)
 
 Runs the scenarios of issue 5 against ntorque as a subprocess over HTTP,
 prints one table and the targets, writes everything to a JSON file. Exits 1
@@ -21,7 +22,7 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-from . import listing, postgres, queues, report, schedule
+from . import listing, postgres, queues, report, schedule, ticks
 from .processes import start_receiver
 from .scenarios import POSTGRES_SCENARIOS, SCENARIOS, Bench
 
@@ -30,6 +31,7 @@ COMMANDS = {
     "schedule": schedule.main,
     "listing": listing.main,
     "queues": queues.main,
+    "schedules": ticks.main,
 }  # each parses the rest of the command line
 
 

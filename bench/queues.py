@@ -32,23 +32,20 @@ import argparse
 import asyncio
 import bisect
 import json
-import shutil
 import sys
-import tempfile
 import time
 from collections.abc import Collection, Coroutine, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
-from . import metrics, report
+from . import cluster, metrics, report
+from .cluster import Run, started_nodes
 from .httpraw import Connection, fetch, request_bytes, status_of
 from .loadgen import Target
-from .processes import Ntorque, start_receiver
+from .processes import Ntorque
 from .receiver import Record, Span
-from .schedule import Run, reachable, receiver_call, started_nodes, wait_for_calls
+from .schedule import receiver_call, wait_for_calls
 
-RESULTS = Path(__file__).resolve().parent / "results"  # queues-<backend>.json by default
 BATCH = 1000  # the most items POST /tasks takes at once
 A_BASE = 1_000_000  # queue A's tasks are numbered from here (B's from 0)
 
@@ -421,51 +418,26 @@ def targets_text(checked: list[dict[str, Any]]) -> str:
 def options(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench queues",
                                      description=__doc__.split("\n\n")[1])  # fmt: skip
-    parser.add_argument("--backend", choices=("sqlite", "postgres"), default="postgres")
-    parser.add_argument("--nodes", type=int, default=3, help="ntorque processes (SQLite: 1)")
     parser.add_argument("--backlog", type=int, default=500, help="part 1's tasks (500)")
     parser.add_argument("--rate-backlog", type=int, default=200, help="part 2's tasks (200)")
     parser.add_argument("--paused", type=int, default=10_000, help="part 3: A's tasks (10,000)")
     parser.add_argument("--unlimited", type=int, default=1000, help="part 3: B's tasks (1,000)")
-    parser.add_argument(
-        "--database-url",
-        default="postgresql://postgres@127.0.0.1:5432/postgres",
-        help="PostgreSQL admin url; the bench creates and drops its database",
-    )
-    parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/0")
-    parser.add_argument(
-        "--json", type=Path, help="where to write results (bench/results/queues-<backend>.json)"
-    )
-    parser.add_argument("--keep", action="store_true", help="keep the work directory (logs)")
+    cluster.add_options(parser, "queues")
     parsed = parser.parse_args(argv)
     sizes = (parsed.nodes, parsed.backlog, parsed.rate_backlog, parsed.paused, parsed.unlimited)
     if min(sizes) < 1:
         parser.error("--nodes and the task counts must be at least 1")
-    if parsed.backend == "sqlite":
-        parsed.nodes = 1  # the embedded database serves one process
-    parsed.json = parsed.json or RESULTS / f"queues-{parsed.backend}.json"
-    return parsed
+    return cluster.settle_options(parsed, "queues")
 
 
 def main(argv: list[str]) -> int:
     args = options(argv)
-    try:
-        asyncio.run(reachable(args))
-    except Exception as error:  # asyncpg's, redis's or the network's: all mean "missing"
-        print(f"bench: PostgreSQL or Redis is not reachable: {error}", file=sys.stderr)
+    if cluster.services_missing(args):
         return 2
     sizes = Sizes(args.backlog, args.rate_backlog, args.paused, args.unlimited)
     document: dict[str, Any] = {**report.machine(), "options": {
         "backend": args.backend, "nodes": args.nodes, **vars(sizes)}}  # fmt: skip
-    workdir = Path(tempfile.mkdtemp(prefix="ntorque-bench-"))
-    receiver, port = start_receiver(workdir)
-    run = Run(workdir, port, args.backend, args.nodes, args.database_url, args.redis_url)
-    try:
-        result = asyncio.run(measure(run, sizes))
-    finally:
-        receiver.stop()
-        if not args.keep:
-            shutil.rmtree(workdir, ignore_errors=True)
+    result = cluster.run(args, lambda run: measure(run, sizes))
     checked = targets(result)
     document.update(queues=result, targets=checked)
     report.write(args.json, document)

@@ -11,7 +11,9 @@ two calls (counted here, not read from ntorque's headers), then 200.
 
 Control (JSON): POST /_reset {"fail_every": 0, "fail_attempts": 0} forgets
 everything; GET /_stats -> {"calls", "ok", "duplicates", "last_ok"};
-GET /_records -> {"records": [[n, task_id, retry, t, arrived, code], ...]}.
+GET /_records -> {"records": [[n, task_id, retry, t, arrived, code], ...]};
+GET /_ticks -> {"ticks": [[n, tick, arrived, code], ...]}: the calls made by a
+schedule's tick, with their NTorque-Schedule-Tick header as sent (ISO 8601).
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from .httpraw import BadMessage, Message, parse
 
 Record = tuple[int, int, int, float, float, int]  # n, task id, retry, sent, arrived, code
 Span = tuple[int, float, float]  # n, arrived, answered: a slow call
+Tick = tuple[int, str, float, int]  # n, NTorque-Schedule-Tick, arrived, code
 
 
 class Book:
@@ -44,6 +47,7 @@ class Book:
         self.in_flight = 0  # slow calls arrived and not yet answered
         self.max_in_flight = 0
         self.spans: list[Span] = []
+        self.ticks: list[Tick] = []
 
     def call(self, message: Message, arrived: float) -> int:
         """Record one hook call; the status code to answer."""
@@ -59,6 +63,9 @@ class Book:
         task_id = int(message.headers.get("ntorque-task-id", "0"))
         retry = int(message.headers.get("ntorque-task-retry-count", "0"))
         self.records.append((n, task_id, retry, sent, arrived, code))
+        tick = message.headers.get("ntorque-schedule-tick")
+        if tick is not None:
+            self.ticks.append((n, tick, arrived, code))
         if code == 200:
             self.duplicates += n in self.ok
             self.ok.add(n)
@@ -124,6 +131,8 @@ class Server:
             return json_response(self.book.stats())
         if path == "/_records":
             return json_response({"records": self.book.records})
+        if path == "/_ticks":
+            return json_response({"ticks": self.book.ticks})
         if path == "/_spans":
             return json_response({"spans": self.book.spans})
         if path == "/_reset":

@@ -21,23 +21,17 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import datetime
 import json
-import shutil
-import sys
-import tempfile
 import time
-import uuid
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-from . import metrics, postgres, report
+from . import cluster, metrics, report
+from .cluster import Run, started_nodes
 from .httpraw import Connection, fetch, request_bytes, status_of
 from .loadgen import Target
-from .processes import Ntorque, start_receiver
 from .receiver import Record
 
 LEAD_S = 2.0  # the first task is due this long after it is sent
@@ -45,7 +39,6 @@ GRACE_S = 30.0  # wait this long past the last due time for the missing calls
 SETTLE_S = 1.0  # and this long after the last one arrived, so a duplicate call is seen too
 DUE_TOLERANCE_S = 0.01  # the due time the server shows vs the send time + delay
 TARGET_P99_MS = 1000.0
-RESULTS = Path(__file__).resolve().parent / "results"  # schedule-<backend>.json by default
 
 
 @dataclass(frozen=True)
@@ -169,43 +162,6 @@ def target_text(result: dict[str, Any]) -> str:
 # -- the run ----------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Run:
-    workdir: Path
-    receiver_port: int
-    backend: str
-    nodes: int
-    admin_url: str
-    redis_url: str
-
-
-@contextlib.asynccontextmanager
-async def started_nodes(run: Run, label: str = "schedule") -> AsyncIterator[list[Ntorque]]:
-    """run.nodes ntorque processes on one fresh database (and one Redis list).
-    They start one after another: the first migrates and prints the key.
-    Their work directories are named after the label."""
-    if run.backend == "sqlite":
-        nodes = [Ntorque(run.workdir / f"{label}-sqlite", {})]
-        try:
-            yield nodes
-        finally:
-            nodes[0].stop()
-        return
-    url = await postgres.create(run.admin_url)
-    settings = {"DATABASE_URL": url, "REDIS_URL": run.redis_url,
-                "NTORQUE_REDIS_CHANNEL": f"ntorque-bench-{uuid.uuid4().hex[:10]}"}  # fmt: skip
-    nodes = []
-    try:
-        for index in range(run.nodes):
-            key = nodes[0].key if nodes else ""
-            nodes.append(Ntorque(run.workdir / f"{label}-node{index}", settings, key))
-        yield nodes
-    finally:
-        for node in nodes:
-            node.stop()
-        await postgres.drop(run.admin_url, url)
-
-
 async def receiver_call(port: int, method: str, path: str) -> Any:
     return json.loads((await fetch(port, method, path)).body)
 
@@ -242,7 +198,6 @@ async def measure(run: Run, tasks: int, spread_s: float, clients: int) -> dict[s
 def options(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench schedule",
                                      description=__doc__.split("\n\n")[1])  # fmt: skip
-    parser.add_argument("--backend", choices=("sqlite", "postgres"), default="postgres")
     parser.add_argument("--tasks", type=int, default=1000, help="tasks to schedule (1000)")
     parser.add_argument(
         "--spread-s",
@@ -250,51 +205,22 @@ def options(argv: list[str]) -> argparse.Namespace:
         default=60.0,
         help=f"due times spread over this many seconds, from {LEAD_S:g} s on (60)",
     )
-    parser.add_argument("--nodes", type=int, default=3, help="ntorque processes (SQLite: 1)")
     parser.add_argument("--clients", type=int, default=30, help="concurrent connections (30)")
-    parser.add_argument(
-        "--database-url",
-        default="postgresql://postgres@127.0.0.1:5432/postgres",
-        help="PostgreSQL admin url; the bench creates and drops its database",
-    )
-    parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/0")
-    parser.add_argument(
-        "--json", type=Path, help="where to write results (bench/results/schedule-<backend>.json)"
-    )
-    parser.add_argument("--keep", action="store_true", help="keep the work directory (logs)")
+    cluster.add_options(parser, "schedule")
     parsed = parser.parse_args(argv)
     if parsed.tasks < 1 or parsed.nodes < 1 or parsed.spread_s < 0:
         parser.error("--tasks and --nodes must be at least 1, --spread-s not negative")
-    if parsed.backend == "sqlite":
-        parsed.nodes = 1  # the embedded database serves one process
-    parsed.json = parsed.json or RESULTS / f"schedule-{parsed.backend}.json"
-    return parsed  # fmt: skip
-
-
-async def reachable(args: argparse.Namespace) -> None:
-    if args.backend != "sqlite":
-        await postgres.ping_services(args.database_url, args.redis_url)
+    return cluster.settle_options(parsed, "schedule")
 
 
 def main(argv: list[str]) -> int:
     args = options(argv)
-    try:
-        asyncio.run(reachable(args))
-    except Exception as error:  # asyncpg's, redis's or the network's: all mean "missing"
-        print(f"bench: PostgreSQL or Redis is not reachable: {error}", file=sys.stderr)
+    if cluster.services_missing(args):
         return 2
     document: dict[str, Any] = {**report.machine(), "options": {
         "backend": args.backend, "tasks": args.tasks, "spread_s": args.spread_s,
         "nodes": args.nodes, "clients": args.clients}}  # fmt: skip
-    workdir = Path(tempfile.mkdtemp(prefix="ntorque-bench-"))
-    receiver, port = start_receiver(workdir)
-    run = Run(workdir, port, args.backend, args.nodes, args.database_url, args.redis_url)
-    try:
-        result = asyncio.run(measure(run, args.tasks, args.spread_s, args.clients))
-    finally:
-        receiver.stop()
-        if not args.keep:
-            shutil.rmtree(workdir, ignore_errors=True)
+    result = cluster.run(args, lambda run: measure(run, args.tasks, args.spread_s, args.clients))
     document["schedule"] = result
     report.write(args.json, document)
     print(line(result))

@@ -1,5 +1,6 @@
 """python -m ntorque [serve|migrate|create-app|list-apps|deactivate-app|rotate-key|
-rotate-secret|show-secret|set-targets|queues ...] (queues: see cli_queues).
+rotate-secret|show-secret|set-targets|queues ...|schedules ...] (queues: see cli_queues;
+schedules: see cli_schedules).
 
 The only caller of config.load(); with no subcommand it serves.
 """
@@ -14,7 +15,7 @@ import sys
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import TypeVar
 
-from . import app, cli_queues
+from . import app, cli_queues, cli_schedules
 from .applications import Applications
 from .config import ROLES, Settings, load
 from .errors import (
@@ -30,7 +31,7 @@ T = TypeVar("T")
 log = logging.getLogger("ntorque.__main__")  # not "__main__" under python -m
 COMMANDS = (
     "serve", "migrate", "create-app", "list-apps", "deactivate-app", "rotate-key", "set-targets",
-    "rotate-secret", "show-secret", "queues",
+    "rotate-secret", "show-secret", "queues", "schedules",
 )  # fmt: skip
 
 
@@ -82,6 +83,7 @@ def parser() -> argparse.ArgumentParser:
             option, action="append", default=[], help="CIDR or host pattern (repeat or a,b)"
         )
     cli_queues.add_parser(commands, common)
+    cli_schedules.add_parser(commands, common)
     return main
 
 
@@ -117,6 +119,10 @@ def run(options: argparse.Namespace, environ: Mapping[str, str] | None = None) -
     if options.command == "queues":
         return asyncio.run(
             with_store(settings, lambda store: cli_queues.run(options, store, settings))
+        )
+    if options.command == "schedules":
+        return asyncio.run(
+            with_store(settings, lambda store: cli_schedules.run(options, store, settings))
         )
     if options.command in ("rotate-secret", "show-secret"):
         return asyncio.run(with_store(settings, lambda store: signing(options, store)))

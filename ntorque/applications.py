@@ -91,6 +91,20 @@ class Applications:
         await self._update(name, target_policy=stored)
         return stored
 
+    async def namespace(self, name: str | None, *, authenticate: bool) -> int:
+        """The id an application's queues and schedules are kept under (the
+        command line's --app); 0 for those of no application, refused when
+        requests are authenticated (none land there: settings made there
+        would silently apply to nothing)."""
+        if name is None:
+            if authenticate:
+                raise InvalidRequest("name the application with --app (authentication is on)")
+            return 0
+        row = await self.apps.by_name(name)
+        if row is None:
+            raise UnknownApplication(f"no application named {name!r}")
+        return int(row["id"])
+
     async def create_default(self) -> Created | None:
         """On a database with no application yet, make `default` (shown once)."""
         if await self.apps.count():

@@ -19,6 +19,9 @@ from redis.exceptions import RedisError
 log = logging.getLogger(__name__)
 
 BLOCKING_POP_S = 1.0
+# Not a task id (ids start at 1): "a schedule changed". Whichever worker pops
+# it has its ticker look again at once (see Scheduler); the acquire drops it.
+SCHEDULES_CHANGED = 0
 
 
 class Channel(Protocol):

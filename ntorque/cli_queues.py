@@ -20,7 +20,9 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from . import queues
+from .applications import Applications
 from .channel import make_channel
+from .cli_shared import scoped_options, table
 from .config import Settings
 from .errors import Conflict, InvalidRequest, NtorqueError, UnknownApplication
 from .flow import Flow
@@ -37,14 +39,7 @@ class NoQueue(NtorqueError):
 def add_parser(commands: Any, common: argparse.ArgumentParser) -> None:
     """`queues` and its actions; --config and the rest go on each action
     (argparse lets a subcommand's defaults overwrite its parent's values)."""
-    shared = argparse.ArgumentParser(add_help=False, parents=[common])
-    shared.add_argument(
-        "--app",
-        metavar="NAME",
-        help="the application the queues belong to (needed with authentication on; "
-        "left out: the queues of tasks of no application)",
-    )
-    shared.add_argument("--json", action="store_true", help="print the API's JSON")
+    shared = scoped_options(common, "queues")
     group = commands.add_parser("queues", help="named queues: limits, pause, resume, figures")
     actions = group.add_subparsers(dest="action", required=True)
     actions.add_parser("list", parents=[shared], help="every queue, its limits and figures")
@@ -99,7 +94,9 @@ async def run(options: argparse.Namespace, store: Store, settings: Settings) -> 
     channel = make_channel(settings.redis_url, settings.redis_channel)
     flow = Flow(store.queues, channel, max_retries=settings.max_retries)
     try:
-        app_id = await namespace(store, options.app, settings.authenticate)
+        app_id = await Applications(store.apps).namespace(
+            options.app, authenticate=settings.authenticate
+        )
         return await ACTIONS[options.action](options, flow, app_id, settings)
     except (InvalidRequest, Conflict, NoQueue, UnknownApplication) as error:
         print(f"ntorque: {error.message}", file=sys.stderr)
@@ -109,27 +106,13 @@ async def run(options: argparse.Namespace, store: Store, settings: Settings) -> 
         await channel.close()
 
 
-async def namespace(store: Store, app: str | None, authenticate: bool) -> int:
-    """The application's namespace of queue names; 0 for tasks of no
-    application, refused when requests are authenticated (none land there:
-    settings made there would silently apply to nothing)."""
-    if app is None:
-        if authenticate:
-            raise InvalidRequest("name the application with --app (authentication is on)")
-        return 0
-    row = await store.apps.by_name(app)
-    if row is None:
-        raise UnknownApplication(f"no application named {app!r}")
-    return int(row["id"])
-
-
 async def list_queues(options: argparse.Namespace, flow: Flow, app_id: int, _: Settings) -> int:
     found = await flow.queues(app_id)
     now = flow.clock()
     if options.json:
         print(json.dumps({"queues": [q.to_json(now) for q in found], "next_cursor": None}))
     else:
-        print(table([q.to_json(now) for q in found]))
+        print(table(COLUMNS, [q.to_json(now) for q in found], cell))
     return 0
 
 
@@ -219,19 +202,6 @@ def describe(data: dict[str, Any]) -> str:
 
 def given(data: dict[str, Any], keys: tuple[str, ...]) -> str:
     return ", ".join(f"{key} {cell(data, key)}" for key in keys if data[key] is not None)
-
-
-def table(rows: list[dict[str, Any]]) -> str:
-    """Every queue, a line each, in aligned columns."""
-    lines = [
-        [title for title, _ in COLUMNS],
-        *([cell(row, key) for _, key in COLUMNS] for row in rows),
-    ]
-    widths = [max(len(line[at]) for line in lines) for at in range(len(COLUMNS))]
-    return "\n".join(
-        "  ".join(text.ljust(width) for text, width in zip(line, widths, strict=True)).rstrip()
-        for line in lines
-    )
 
 
 def cell(row: dict[str, Any], column: str) -> str:

@@ -17,6 +17,7 @@ from typing import Any, TypeVar, Unpack
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError
 
 from . import client_requests as build
+from . import client_schedules as schedule_requests
 from .client_requests import (
     Answer,
     BatchItem,
@@ -28,6 +29,7 @@ from .client_requests import (
     Request,
     result,
 )
+from .client_schedules import NewSchedule, ScheduleChanges, ScheduleTask
 from .outbox import Outbox, transaction
 from .receiver import SignatureError, verify
 
@@ -37,8 +39,11 @@ __all__ = [
     "Client",
     "ClientError",
     "EnqueuedTask",
+    "NewSchedule",
     "Outbox",
     "QueueSettings",
+    "ScheduleChanges",
+    "ScheduleTask",
     "SignatureError",
     "transaction",
     "verify",
@@ -47,6 +52,7 @@ __all__ = [
 T = TypeVar("T")
 Task = dict[str, Any]
 Queue = dict[str, Any]
+Schedule = dict[str, Any]
 
 
 class Client:
@@ -138,6 +144,34 @@ class Client:
     def delete_queue(self, name: str) -> None:
         """Forget the queue's settings (409 while unfinished tasks name it)."""
         return self._send(build.delete_queue(name))
+
+    def create_schedule(self, **schedule: Unpack[NewSchedule]) -> Schedule:
+        """A recurring task: cron (in timezone) or every_s, and the task each tick enqueues."""
+        return self._send(schedule_requests.create_schedule(schedule))
+
+    def schedules(self, *, limit: int | None = None, cursor: str | None = None) -> dict[str, Any]:
+        """One page of schedules, newest first: {"schedules": [...], "next_cursor": ...}."""
+        return self._send(schedule_requests.schedules(limit, cursor))
+
+    def schedule(self, schedule_id: int) -> Schedule:
+        """The schedule, its next_ticks and last_tasks."""
+        return self._send(schedule_requests.schedule(schedule_id))
+
+    def update_schedule(self, schedule_id: int, **changes: Unpack[ScheduleChanges]) -> Schedule:
+        """Change the fields given; a task replaces the template; a new rule ticks from now."""
+        return self._send(schedule_requests.update_schedule(schedule_id, changes))
+
+    def pause_schedule(self, schedule_id: int) -> Schedule:
+        """Make no task until resumed."""
+        return self._send(schedule_requests.schedule_action(schedule_id, "pause"))
+
+    def resume_schedule(self, schedule_id: int) -> Schedule:
+        """Tick again; the ticks missed meanwhile are made as its catch_up says."""
+        return self._send(schedule_requests.schedule_action(schedule_id, "resume"))
+
+    def delete_schedule(self, schedule_id: int) -> None:
+        """Forget the schedule (the tasks it made stay)."""
+        return self._send(schedule_requests.delete_schedule(schedule_id))
 
     def _send(self, request: Request[T]) -> T:
         sent = urllib.request.Request(
@@ -236,6 +270,31 @@ class AsyncClient:
 
     async def delete_queue(self, name: str) -> None:
         return await self._send(build.delete_queue(name))
+
+    async def create_schedule(self, **schedule: Unpack[NewSchedule]) -> Schedule:
+        return await self._send(schedule_requests.create_schedule(schedule))
+
+    async def schedules(
+        self, *, limit: int | None = None, cursor: str | None = None
+    ) -> dict[str, Any]:
+        return await self._send(schedule_requests.schedules(limit, cursor))
+
+    async def schedule(self, schedule_id: int) -> Schedule:
+        return await self._send(schedule_requests.schedule(schedule_id))
+
+    async def update_schedule(
+        self, schedule_id: int, **changes: Unpack[ScheduleChanges]
+    ) -> Schedule:
+        return await self._send(schedule_requests.update_schedule(schedule_id, changes))
+
+    async def pause_schedule(self, schedule_id: int) -> Schedule:
+        return await self._send(schedule_requests.schedule_action(schedule_id, "pause"))
+
+    async def resume_schedule(self, schedule_id: int) -> Schedule:
+        return await self._send(schedule_requests.schedule_action(schedule_id, "resume"))
+
+    async def delete_schedule(self, schedule_id: int) -> None:
+        return await self._send(schedule_requests.delete_schedule(schedule_id))
 
     async def _send(self, request: Request[T]) -> T:
         try:

@@ -19,7 +19,7 @@ T = TypeVar("T")
 KEY_HEADER = "NTORQUE-API-KEY"
 PASSTHROUGH_PREFIX = "NTORQUE-PASSTHROUGH-"
 JSON = "application/json"
-FILTERS = ("status", "queue", "url_prefix", "created_after", "created_before")
+FILTERS = ("status", "queue", "url_prefix", "created_after", "created_before", "schedule_id")
 ENQUEUE_QUERY = ("method", "timeout", "delay", "eta", "retries", "backoff", "callback", "queue")
 
 Time = datetime | float  # a datetime with its offset, or epoch seconds
@@ -89,6 +89,7 @@ class Filters(TypedDict, total=False):
     url_prefix: str
     created_after: Time
     created_before: Time
+    schedule_id: int  # the tasks this schedule's ticks made
 
 
 class QueueSettings(TypedDict, total=False):
@@ -227,8 +228,9 @@ def enqueue_batch(items: Sequence[BatchItem]) -> Request[list[dict[str, Any]]]:
     return Request("POST", "/tasks", member("tasks"), body, {"Content-Type": JSON})
 
 
-def batch_item(item: BatchItem) -> dict[str, Any]:
-    """The item as JSON: bytes bodies as body_base64, times as text."""
+def batch_item(item: Mapping[str, Any]) -> dict[str, Any]:
+    """The item (or a schedule's task) as JSON: bytes bodies as body_base64,
+    times as text."""
     sent: dict[str, Any] = {name: value for name, value in item.items() if value is not None}
     if isinstance(sent.get("body"), bytes):
         sent["body_base64"] = base64.b64encode(sent.pop("body")).decode("ascii")

@@ -14,7 +14,7 @@ from typing import Any
 
 from . import backoff
 from .batching import Batcher
-from .channel import Channel
+from .channel import SCHEDULES_CHANGED, Channel
 from .events import Events
 from .flow import Flow, QueueKey
 from .scheduler import Scheduler
@@ -41,9 +41,6 @@ log = logging.getLogger(__name__)
 MAX_BATCH = 500
 BULK_BATCH = 500  # tasks a bulk cancel or retry changes per transaction
 TIMER_MARGIN_S = 0.005
-# Not a task id (ids start at 1): "a schedule changed", sent on the channel
-# so that one worker's ticker looks again at once (see Scheduler).
-SCHEDULES_CHANGED = 0
 
 
 class Queue:
@@ -123,11 +120,10 @@ class Queue:
             if now < task.due <= now + self.lookahead_s and not task.held:
                 self._notify_at(task.id, task.due)
 
-    async def _fire(self, schedule: Schedule, firing: Firing) -> list[Task] | None:
-        """A schedule's ticks become tasks, notified like any enqueue's."""
-        made = await self.store.fire(schedule, firing, self.clock())
-        if made:
-            await self._created(made)
+    async def _fire(self, firings: Sequence[tuple[Schedule, Firing]]) -> dict[int, list[Task]]:
+        """Schedules' ticks become tasks, notified like any enqueue's."""
+        made = await self.store.fire(firings, self.clock())
+        await self._created([task for tasks in made.values() for task in tasks])
         return made
 
     async def get(self, task_id: int) -> Task | None:

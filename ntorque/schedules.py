@@ -302,14 +302,17 @@ def settings_from_json(body: Any, current: Settings | None, now: float) -> Setti
     )
 
 
-def _name(value: Any) -> str | None:
-    if value is None:
-        return None
-    if not isinstance(value, str) or len(value) > MAX_NAME_CHARS or not value.isprintable():
-        raise InvalidRequest(
-            f"name must be printable text of at most {MAX_NAME_CHARS} characters", field="name"
-        )
+def check_name(value: Any) -> str:
+    """A schedule's name: its handle within the application."""
+    if not isinstance(value, str) or not value or len(value) > MAX_NAME_CHARS:
+        raise InvalidRequest(f"name must be 1 to {MAX_NAME_CHARS} characters", field="name")
+    if not value.isprintable():
+        raise InvalidRequest("name must be printable text", field="name")
     return value
+
+
+def _name(value: Any) -> str | None:
+    return None if value is None else check_name(value)
 
 
 def _catch_up(value: Any) -> str:

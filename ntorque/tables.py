@@ -209,5 +209,8 @@ schedules = sa.Table(
         sqlite_where=sa.text("NOT paused"),
     ),
     sa.Index("ix_schedules_app_id_id", "app_id", "id"),
+    # A name, when given, is the schedule's handle: a retried create finds it
+    # taken (409) instead of making a second schedule that doubles every tick.
+    sa.Index("ix_schedules_app_id_name", "app_id", "name", unique=True),
     sqlite_autoincrement=True,
 )

@@ -17,6 +17,7 @@ from .scheduler import Scheduler
 log = logging.getLogger(__name__)
 
 TICK_MARGIN_S = 0.001  # a hair after the tick: early is "not due yet"
+STOP_GRACE_S = 5.0
 
 
 class Ticker:
@@ -25,19 +26,26 @@ class Ticker:
         self.look_s = look_s
         self.clock = clock
         self._running: asyncio.Task[None] | None = None
+        self._stopping = False
 
     def start(self) -> None:
         self._running = asyncio.ensure_future(self._run())
 
-    async def stop(self) -> None:
-        if self._running is not None:
-            self._running.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._running
+    async def stop(self, grace_s: float = STOP_GRACE_S) -> None:
+        """Let a round under way finish (a firing is one short transaction),
+        then stop; cancel it only past the grace."""
+        self._stopping = True
+        self.scheduler.changed.set()
+        if self._running is None:
+            return
+        await asyncio.wait([self._running], timeout=grace_s)
+        self._running.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._running
 
     async def _run(self) -> None:
         changed = self.scheduler.changed
-        while True:
+        while not self._stopping:
             changed.clear()
             wait = await self.round()
             with contextlib.suppress(TimeoutError):

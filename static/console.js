@@ -349,13 +349,110 @@
     });
   }
 
-  // Pause and resume post in the background (the same XSRF-checked form);
-  // the socket brings the paused badge. Without a socket, the page reloads.
-  var queueRows = document.getElementById("queue-rows");
-  if (queueRows) {
-    queueRows.addEventListener("submit", function (event) {
+  // The schedules page: every row as the server read it this second, in its
+  // order (newest first); a schedule that appears gets a copy of the page's
+  // own row, one that went is removed. Nodes move only when out of place, and
+  // cells are rebuilt only when they change, so a click in progress survives.
+  function showSchedules(message) {
+    var rows = document.getElementById("schedule-rows");
+    if (!rows) { return; }
+    var shown = {};
+    message.schedules.forEach(function (s, i) {
+      shown[s.id] = true;
+      var row = document.getElementById("schedule-" + s.id) || newScheduleRow(s.id);
+      if (rows.children[i] !== row) { rows.insertBefore(row, rows.children[i] || null); }
+      fillSchedule(row, s);
+    });
+    Array.prototype.slice.call(rows.children).forEach(function (row) {
+      if (!shown[row.dataset.schedule]) { row.remove(); }
+    });
+    document.getElementById("no-schedules").classList.toggle("hidden", message.schedules.length > 0);
+    var older = document.getElementById("older");
+    older.classList.toggle("hidden", message.older === null);
+    if (message.older !== null) { older.href = "/console/schedules?before=" + message.older; }
+  }
+
+  function newScheduleRow(id) {
+    var row = document.getElementById("schedule-row-template").content.firstElementChild.cloneNode(true);
+    row.id = "schedule-" + id;
+    row.dataset.schedule = id;
+    row.querySelectorAll("form[data-schedule-action]").forEach(function (form) {
+      form.action = "/console/schedules/" + id + "/" + form.dataset.scheduleAction + location.search;
+    });
+    return row;
+  }
+
+  function fillSchedule(row, s) {
+    var cell = function (name) { return row.querySelector('[data-s="' + name + '"]'); };
+    cell("name").textContent = s.name || "schedule " + s.id;
+    cell("target").textContent = s.method + " " + s.url + " \u00b7 queue " + s.queue;
+    cell("target").title = s.url;
+    cell("description").textContent = s.description;
+    cell("description").title = s.cron || "";
+    cell("catch_up").textContent = s.catch_up;
+    cell("last_tick").textContent = s.last_tick ? when(s.last_tick) : "-";
+    var ticks = cell("next_ticks");
+    ticks.classList.toggle("muted", s.paused);
+    rebuild(ticks, s.next_ticks, "-", function (tick) {
+      var line = document.createElement("div");
+      line.textContent = when(tick);
+      return line;
+    });
+    var before = row.dataset.outcomes ? row.dataset.outcomes.split(" ") : null;
+    if (rebuild(cell("outcomes"), s.last_tasks, "none yet", outcome) && before) {
+      cell("outcomes").querySelectorAll(".outcome").forEach(function (link, i) {
+        var t = s.last_tasks[i];
+        if (before.indexOf(t.id + ":" + t.status) < 0) { link.classList.add("flash"); }
+      });
+    }
+    row.dataset.outcomes = s.last_tasks.map(function (t) { return t.id + ":" + t.status; }).join(" ");
+    row.querySelector(".badge.paused").classList.toggle("hidden", !s.paused);
+    row.querySelectorAll("form[data-schedule-action]").forEach(function (form) {
+      form.classList.toggle("hidden", (form.dataset.scheduleAction === "resume") !== s.paused);
+      form.querySelector("button").disabled = false;
+    });
+  }
+
+  // Replace a cell's content with one element per item (or the text for
+  // none), unless the items are the ones it shows already; true if replaced.
+  function rebuild(el, items, none, make) {
+    var key = JSON.stringify(items);
+    if (el.dataset.shown === key) { return false; }
+    el.dataset.shown = key;
+    el.textContent = "";
+    if (!items.length) {
+      var empty = document.createElement("span");
+      empty.className = "muted";
+      empty.textContent = none;
+      el.appendChild(empty);
+    }
+    items.forEach(function (item) { el.appendChild(make(item)); });
+    return true;
+  }
+
+  // A task a schedule made: its status and code, a link to its page.
+  function outcome(t) {
+    var link = document.createElement("a");
+    link.className = "outcome";
+    link.href = "/console/task/" + t.id;
+    link.title = "task " + t.id + ", tick " + when(t.tick) + " UTC";
+    link.appendChild(badge(t.status));
+    var status = document.createElement("span");
+    status.className = "code";
+    status.textContent = t.last_status_code === null ? "" : String(t.last_status_code);
+    link.appendChild(status);
+    return link;
+  }
+
+  // Pause and resume (of a queue, of a schedule) post in the background (the
+  // same XSRF-checked form); the socket brings the paused badge. Without a
+  // socket, the page reloads.
+  function postsInBackground(rowsId, action, what, errorId) {
+    var rows = document.getElementById(rowsId);
+    if (!rows) { return; }
+    rows.addEventListener("submit", function (event) {
       var form = event.target;
-      if (!form.dataset.queueAction) { return; }
+      if (!form.dataset[action]) { return; }
       event.preventDefault();
       form.querySelector("button").disabled = true;
       fetch(form.action, {
@@ -365,13 +462,16 @@
         if (!live) { location.reload(); }
       }).catch(function (error) {
         form.querySelector("button").disabled = false;
-        queueError("Could not " + form.dataset.queueAction + " the queue (" + error.message + ").");
+        showError(errorId, "Could not " + form.dataset[action] + " the " + what + " (" + error.message + ").");
       });
     });
   }
 
-  function queueError(text) {
-    var el = document.getElementById("queue-error");
+  postsInBackground("queue-rows", "queueAction", "queue", "queue-error");
+  postsInBackground("schedule-rows", "scheduleAction", "schedule", "schedule-error");
+
+  function showError(id, text) {
+    var el = document.getElementById(id);
     if (el) { el.textContent = text; el.classList.remove("hidden"); }
   }
 
@@ -394,9 +494,14 @@
 
   var delay = 500;
 
-  // The socket is told what this page shows: its task, or the dashboard's own query.
+  // The socket is told what this page shows: its task, its page of
+  // schedules, or the dashboard's own query.
   function watched() {
     if (page === "task") { return "?task=" + encodeURIComponent(body.dataset.taskId); }
+    if (page === "schedules") {
+      var before = body.dataset.before;
+      return "?page=schedules" + (before ? "&before=" + encodeURIComponent(before) : "");
+    }
     return location.search;
   }
 
@@ -410,6 +515,7 @@
       else if (message.type === "tasks") { showTasks(message.tasks); }
       else if (message.type === "page") { showPage(message.tasks); }
       else if (message.type === "queues") { showQueues(message.queues); }
+      else if (message.type === "schedules") { showSchedules(message); }
       else if (message.type === "task" && String(message.task.id) === body.dataset.taskId) {
         showTask(message.task, message.attempts);
       }
@@ -421,5 +527,5 @@
     };
   }
 
-  if (page === "dashboard" || page === "task") { connect(); }
+  if (page === "dashboard" || page === "task" || page === "schedules") { connect(); }
 })();

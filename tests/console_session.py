@@ -113,8 +113,38 @@ async def logged_in(node: LiveNode, key: str) -> Session:
     return session
 
 
+@dataclass
+class App:
+    """An application of its own for a test, and a console session logged in with its key."""
+
+    key: str
+    session: Session
+
+
+async def new_app(node: LiveNode, admin: bool = False) -> App:
+    _, key = await node.create_app(admin=admin)
+    return App(key, await logged_in(node, key))
+
+
 async def login_cookie(node: LiveNode, key: str) -> str:
     return (await logged_in(node, key)).cookie_header
+
+
+# -- a row of the queues panel or of the schedules page ---------------------------
+
+
+def paused_badge(row: str) -> bool:
+    """The row's paused badge shows."""
+    badge = re.search(r'<span class="badge paused([^"]*)"', row)
+    assert badge, row
+    return "hidden" not in badge.group(1)
+
+
+def shown_form(row: str, action: str) -> bool:
+    """The row's pause or resume form shows."""
+    form = re.search(rf'<form[^>]*data-\w+-action="{action}"[^>]*>', row)
+    assert form, (action, row)
+    return "hidden" not in form.group(0)
 
 
 # -- the live socket -------------------------------------------------------------

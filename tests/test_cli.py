@@ -465,7 +465,7 @@ def test_console_script(request: pytest.FixtureRequest, tmp_path: Path) -> None:
     cli = server_for(backend, tmp_path)
     done = in_process(backend, "--help")
     assert done.returncode == 0, done.stderr
-    for command in ("serve", "migrate", "create-app", "list-apps", "queues"):
+    for command in ("serve", "migrate", "create-app", "list-apps", "queues", "schedules"):
         assert command in done.stdout
     name = unique("script")
     created = subprocess.run(

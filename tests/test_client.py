@@ -259,3 +259,73 @@ async def test_tasks_name_their_queue_and_are_listed_by_it(
     for task in (one, batch[0]):
         assert (await node.wait_for(task["id"], ENDED))["status"] == "completed"
     await api.delete_queue(name)
+
+
+# -- schedules ---------------------------------------------------------------------
+
+
+async def test_a_schedule_is_made_listed_changed_paused_resumed_and_deleted(
+    api: Clients, hooks: HookServer
+) -> None:
+    hook = hooks.url(path("schedule"))
+    made = await api.create_schedule(
+        name="weekday report", cron="0 9 * * 1-5", timezone="Europe/Paris",
+        task={"url": hook, "body": b"\x00\xff", "headers": {"X-Trace": "t1"}, "retries": 2},
+    )  # fmt: skip
+    assert made["description"] == "At 09:00 on Monday through Friday (Europe/Paris)"
+    assert (len(made["next_ticks"]), made["last_tasks"], made["paused"]) == (5, [], False)
+    task = made["task"]
+    assert (task["url"], task["body_size"], task["headers"], task["retries"]) == (
+        hook, 2, {"X-Trace": "t1"}, 2,
+    )  # fmt: skip
+    assert (await api.schedule(made["id"]))["id"] == made["id"]
+    later = await api.create_schedule(every_s=3600, task={"url": hook})
+    first = await api.schedules(limit=1)
+    assert [s["id"] for s in first["schedules"]] == [later["id"]]  # newest first
+    second = await api.schedules(limit=1, cursor=first["next_cursor"])
+    assert [s["id"] for s in second["schedules"]] == [made["id"]]
+    changed = await api.update_schedule(made["id"], name=None, catch_up="all")
+    assert (changed["name"], changed["catch_up"], changed["cron"]) == (None, "all", "0 9 * * 1-5")
+    changed = await api.update_schedule(made["id"], every_s=60, task={"url": hook, "method": "PUT"})
+    assert (changed["cron"], changed["every_s"], changed["task"]["method"]) == (None, 60, "PUT")
+    assert (await api.pause_schedule(made["id"]))["paused"] is True
+    assert (await api.resume_schedule(made["id"]))["paused"] is False
+    for schedule_id in (made["id"], later["id"]):
+        assert await api.delete_schedule(schedule_id) is None
+        with pytest.raises(ClientError) as raised:
+            await api.schedule(schedule_id)
+        assert raised.value.status == 404
+
+
+async def test_a_bad_schedule_raises_naming_the_field(api: Clients, hooks: HookServer) -> None:
+    task: Any = {"url": hooks.url(path("bad-schedule"))}
+    for fields, field in (
+        ({"cron": "61 * * * *"}, "cron"),
+        ({"cron": "0 9 * * *", "timezone": "Mars/Olympus"}, "timezone"),
+        ({"every_s": 0.5}, "every_s"),
+        ({"every_s": 60, "task": {"url": "ftp://nowhere"}}, "task.url"),
+    ):
+        with pytest.raises(ClientError) as raised:
+            await api.create_schedule(**{"task": task, **fields})
+        assert (raised.value.status, raised.value.field) == (400, field)
+    with pytest.raises(ClientError) as raised:
+        await api.pause_schedule(999_999_999)
+    assert raised.value.status == 404
+
+
+async def test_each_tick_enqueues_a_task_listed_by_its_schedule(
+    api: Clients, node: LiveNode, hooks: HookServer
+) -> None:
+    hook = path("ticks")
+    made = await api.create_schedule(every_s=1, catch_up="none", task={"url": hooks.url(hook)})
+    call, *_ = await hooks.wait_for_calls_async(hook, 1)
+    assert call.headers["ntorque-schedule-id"] == str(made["id"])
+    await api.pause_schedule(made["id"])  # no tick from here on
+    listed = await every_task(api, schedule_id=made["id"])
+    assert listed and {task["schedule_id"] for task in listed} == {made["id"]}
+    assert call.headers["ntorque-schedule-tick"] in {task["schedule_tick"] for task in listed}
+    for task in listed:
+        assert (await node.wait_for(task["id"], ENDED))["status"] == "completed"
+    shown = await api.schedule(made["id"])
+    assert [task["id"] for task in shown["last_tasks"]] == [task["id"] for task in listed]
+    await api.delete_schedule(made["id"])

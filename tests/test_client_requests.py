@@ -12,6 +12,7 @@ from urllib.parse import parse_qsl, urlsplit
 import pytest
 
 from ntorque import client_requests as build
+from ntorque import client_schedules as schedules
 from ntorque.client_requests import Answer, ClientError, Request, result
 
 MORNING = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
@@ -117,6 +118,7 @@ def test_a_listing_puts_its_filters_in_the_query() -> None:
         "limit": "50",
         "cursor": "c1",
     }
+    assert query(build.tasks({"schedule_id": 7}, None, None)) == {"schedule_id": "7"}
 
 
 def test_bulk_actions_send_the_filters_as_json() -> None:
@@ -180,6 +182,42 @@ def test_a_queue_name_is_sent_whole() -> None:
 def test_a_batch_item_names_its_queue() -> None:
     request = build.enqueue_batch([{"url": "https://x/1", "queue": "mail"}])
     assert json.loads(request.body or b"") == [{"url": "https://x/1", "queue": "mail"}]
+
+
+def test_schedule_routes() -> None:
+    assert (schedules.schedules(None, None).method, schedules.schedules(None, None).path) == (
+        "GET", "/schedules",
+    )  # fmt: skip
+    assert query(schedules.schedules(50, "c1")) == {"limit": "50", "cursor": "c1"}
+    listed = answer(200, {"schedules": [{"id": 7}], "next_cursor": None})
+    assert result(schedules.schedules(None, None), listed) == {
+        "schedules": [{"id": 7}], "next_cursor": None,
+    }  # fmt: skip
+    assert (schedules.schedule(7).method, schedules.schedule(7).path) == ("GET", "/schedules/7")
+    for verb in ("pause", "resume"):
+        request = schedules.schedule_action(7, verb)
+        assert (request.method, request.path, request.body) == ("POST", f"/schedules/7/{verb}", b"")
+    deleted = schedules.delete_schedule(7)
+    assert (deleted.method, deleted.path, deleted.body) == ("DELETE", "/schedules/7", None)
+    assert result(deleted, Answer(204, {}, b"")) is None
+
+
+def test_a_schedule_is_json_and_its_task_a_batch_item() -> None:
+    request = schedules.create_schedule(
+        {
+            "cron": "0 9 * * 1-5", "timezone": "Europe/Paris", "catch_up": "all",
+            "task": {"url": "https://x/1", "body": b"\x00\xff", "headers": {"X-Trace": "t1"}},
+        }
+    )  # fmt: skip
+    assert (request.method, request.path) == ("POST", "/schedules")
+    assert request.headers == {"Content-Type": "application/json"}
+    assert json.loads(request.body or b"") == {
+        "cron": "0 9 * * 1-5", "timezone": "Europe/Paris", "catch_up": "all",
+        "task": {"url": "https://x/1", "body_base64": "AP8=", "headers": {"X-Trace": "t1"}},
+    }  # fmt: skip
+    changed = schedules.update_schedule(7, {"name": None, "every_s": 60})
+    assert (changed.method, changed.path) == ("PATCH", "/schedules/7")
+    assert json.loads(changed.body or b"") == {"name": None, "every_s": 60}  # null clears it
 
 
 def test_an_error_answer_raises_with_the_servers_words() -> None:

@@ -253,6 +253,7 @@ def test_cron_text_is_normalised() -> None:
         ({"every_s": 366 * 86400 + 1}, "every_s"),
         ({"every_s": 60, "catch_up": None}, "catch_up"),
         ({"every_s": 60, "name": "a\nb"}, "name"),
+        ({"every_s": 60, "name": ""}, "name"),
         ({"every_s": 60, "when": "now"}, "when"),
     ],
 )

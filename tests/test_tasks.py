@@ -58,6 +58,8 @@ def test_task_json() -> None:
         "callback_url": None,
         "callback_task_id": None,
         "callback_of": None,
+        "schedule_id": None,
+        "schedule_tick": None,
     }
     assert not stored_task().finished
     assert stored_task(status=Status.FAILED).finished
@@ -69,6 +71,11 @@ def test_a_finished_task_is_due_no_more(status: Status) -> None:
     task = stored_task(status=status)
     assert task.finished
     assert task.to_json()["due"] is None
+
+
+def test_a_task_made_by_a_schedule_names_it_and_its_tick() -> None:
+    made = stored_task(schedule_id=7, schedule_tick=1_700_000_040.0).to_json()
+    assert (made["schedule_id"], made["schedule_tick"]) == (7, "2023-11-14T22:14:00+00:00")
 
 
 def test_a_logged_url_keeps_no_credentials_or_query() -> None:

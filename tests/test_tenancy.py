@@ -117,6 +117,10 @@ NO_TASK_ID = {
     r"/console/queues/([A-Za-z0-9_.-]{1,64})/(pause|resume)",
     # The caller's own schedules (listing, create): B's never show in A's.
     r"/schedules",
+    # The viewer's own schedules: another application's schedule id is 404 and
+    # stays as it was (tests/console/test_schedules.py).
+    r"/console/schedules",
+    r"/console/schedules/(\d{1,18})/(pause|resume)",
 }
 
 

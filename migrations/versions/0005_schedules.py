@@ -55,6 +55,7 @@ def upgrade() -> None:
         postgresql_where=ACTIVE, sqlite_where=ACTIVE,
     )  # fmt: skip
     op.create_index("ix_schedules_app_id_id", "schedules", ["app_id", "id"])
+    op.create_index("ix_schedules_app_id_name", "schedules", ["app_id", "name"], unique=True)
 
 
 def downgrade() -> None:

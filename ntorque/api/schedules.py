@@ -61,11 +61,12 @@ class SchedulesHandler(ScheduleBase):
     async def get(self) -> None:
         await self.authenticate()
         query = self.raw_query()
-        if unknown := sorted(set(query) - set(selection.PAGING)):
+        if unknown := sorted(set(query) - {"name", *selection.PAGING}):
             raise InvalidRequest(f"unknown parameter {unknown[0][:40]!r}", field=unknown[0][:40])
         limit = selection.limit(query.get("limit"))
         before = selection.before_id(query.get("cursor"))
-        found = await self.scheduler.page(self.namespace, limit + 1, before)
+        name = schedules.check_name(query["name"]) if "name" in query else None
+        found = await self.scheduler.page(self.namespace, limit + 1, before, name)
         page, now = found[:limit], self.queue.clock()
         self.send_json(
             200,

@@ -37,6 +37,8 @@ from .pages import (
     TaskActionHandler,
     TaskPageHandler,
 )
+from .schedule_board import ScheduleBoard
+from .schedule_pages import ScheduleActionHandler, SchedulesPageHandler
 from .stats import Stats
 
 __all__ = ["Console", "Hub", "make_console", "routes"]
@@ -69,6 +71,7 @@ def make_console(
     guard: Guard | None = None,
 ) -> Console:
     stats = Stats(reads)
+    queues = QueueBoard(queue.flow, CallRate())
     static = str(asset_dir("ntorque.static"))
     templates = jinja2.Environment(
         loader=jinja2.FileSystemLoader(str(asset_dir("ntorque.templates"))),
@@ -88,7 +91,7 @@ def make_console(
         apps=apps,
         authenticator=authenticator,
         stats=stats,
-        hub=Hub(events, stats, QueueBoard(queue.flow, CallRate())),
+        hub=Hub(events, stats, queues, ScheduleBoard(queue.scheduler)),
         templates=templates,
         static_url=lambda path: StaticHandler.make_static_url(settings, path),
         authenticate=authenticate,
@@ -106,6 +109,10 @@ def routes(console: Console) -> list[URLSpec]:
         tornado.web.url(r"/console/tasks/(cancel|retry)", BulkActionHandler, deps),
         tornado.web.url(
             r"/console/queues/([A-Za-z0-9_.-]{1,64})/(pause|resume)", QueueActionHandler, deps
+        ),
+        tornado.web.url(r"/console/schedules", SchedulesPageHandler, deps),
+        tornado.web.url(
+            r"/console/schedules/(\d{1,18})/(pause|resume)", ScheduleActionHandler, deps
         ),
         tornado.web.url(r"/console/login", LoginHandler, deps),
         tornado.web.url(r"/console/logout", LogoutHandler, deps),

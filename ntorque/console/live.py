@@ -1,13 +1,15 @@
 """The console's websocket: one per open page, fed by the Hub.
 
 The page names what it shows in the socket's query: `?task=<id>` on a task
-page, the dashboard's own query (`?status= &queue= &q= &match= &before=`) otherwise. The
+page, `?page=schedules&before=<id>` on the schedules page, the dashboard's own
+query (`?status= &queue= &q= &match= &before=`) otherwise. The
 socket answers what that page would: 403 without the login cookie or from
 another origin (tornado's check), 404 for a task the viewer may not see, 400
 for a query the dashboard refuses.
 
 Once subscribed it sends the counts and the state as of its subscription (the
-dashboard's queue rows and page of tasks, or the task and its attempts); changes that come
+dashboard's queue rows and page of tasks, or the task and its attempts; the
+schedules page, its rows alone); changes that come
 meanwhile wait until that state is sent, so nothing older follows it. Task
 events carry no attempts: a task page's socket re-reads its task and attempts
 at each change of its task, one read at a time (changes during a read make
@@ -27,8 +29,17 @@ import tornado.websocket
 from ..events import Summary, summary
 from ..handlers import log_uncaught
 from .context import Console
+from .hub import DASHBOARD, SCHEDULES, TASK
 from .viewer import Viewer
-from .views import Dashboard, dashboard_query, listing, number, task_view, visible_task
+from .views import (
+    Dashboard,
+    dashboard_query,
+    listing,
+    number,
+    schedules_before,
+    task_view,
+    visible_task,
+)
 
 log = logging.getLogger(__name__)
 
@@ -38,13 +49,16 @@ Message = dict[str, Any]
 
 
 class ConsoleSocket(tornado.websocket.WebSocketHandler):
-    """GET /console/socket?task=<id> or ?status= &queue= &q= &match= &before= ."""
+    """GET /console/socket?task=<id>, ?page=schedules&before=<id>, or ?status=
+    &queue= &q= &match= &before= ."""
 
     console: Console
     viewer: Viewer | None = None
+    page: str = DASHBOARD
     scope: int | None = None
     task_id: int | None = None
     namespace: int = 0
+    schedules_before: int | None = None
 
     def initialize(self, console: Console) -> None:
         self.console = console
@@ -76,7 +90,11 @@ class ConsoleSocket(tornado.websocket.WebSocketHandler):
         self.finish(reason)
 
     async def _watch(self, viewer: Viewer) -> None:
-        """What the page shows: its task (the viewer's to see), or its query."""
+        """What the page shows: its task (the viewer's to see), its page of
+        schedules, or its query."""
+        if self.get_query_argument("page", None) == SCHEDULES:
+            self.page, self.schedules_before = SCHEDULES, schedules_before(self)
+            return
         asked = self.get_query_argument("task", None)
         if asked is None:
             self.listing_query = dashboard_query(self, viewer)
@@ -86,14 +104,13 @@ class ConsoleSocket(tornado.websocket.WebSocketHandler):
             raise tornado.web.HTTPError(400, "task must be a task id")
         if await visible_task(self.console.queue, viewer, task_id) is None:
             raise tornado.web.HTTPError(404, f"no task {task_id}")
-        self.task_id = task_id
+        self.page, self.task_id = TASK, task_id
 
     async def open(self, *args: str, **kwargs: str) -> None:
         self._held = []  # changes from now on wait until the state below is sent
         self.console.hub.join(self)
         try:
-            first = [{"type": "stats", "stats": await self.console.stats.get(self.scope)}]
-            first += await self._state()
+            first = await self._counts() + await self._state()
         except Exception:
             log.exception("console socket could not read its state task=%s", self.task_id)
             self._held = None
@@ -103,7 +120,15 @@ class ConsoleSocket(tornado.websocket.WebSocketHandler):
         for message in first + held:
             self.send(message)
 
+    async def _counts(self) -> list[Message]:
+        if self.page == SCHEDULES:
+            return []  # the schedules page shows none
+        return [{"type": "stats", "stats": await self.console.stats.get(self.scope)}]
+
     async def _state(self) -> list[Message]:
+        if self.page == SCHEDULES:
+            shows = await self.console.hub.schedules.page(self.namespace, self.schedules_before)
+            return [{"type": "schedules", **shows}]
         if self.task_id is not None:
             return [view] if (view := await self._task_view()) else []
         assert self.listing_query is not None

@@ -118,6 +118,11 @@ def _older(query: ConsoleQuery, found: list[Task], low: int) -> int | None:
     return None
 
 
+def schedules_before(request: tornado.web.RequestHandler) -> int | None:
+    """The schedules page's ?before= cursor (its page's ids are below it)."""
+    return number(request.get_query_argument("before", "") or "")
+
+
 async def visible_task(queue: Queue, viewer: Viewer, task_id: int) -> Task | None:
     """The task if the viewer may see it; None for a missing one and anyone else's."""
     task = await queue.get(task_id)

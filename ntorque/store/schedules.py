@@ -6,10 +6,13 @@ written by ticks.py, in the transaction that moves a schedule on.
 from __future__ import annotations
 
 import base64
+import contextlib
+from collections.abc import Iterator
 from typing import Any
 
 import sqlalchemy as sa
 
+from ..errors import Conflict
 from ..schedules import Rule, Schedule, Settings, Template
 from ..tables import schedules, tasks
 from ..tasks import iso
@@ -41,9 +44,10 @@ class ScheduleStore:
             )
             if (count or 0) >= MAX_SCHEDULES:
                 return None
-            row = (
-                await conn.execute(schedules.insert().values(values).returning(*schedules.c))
-            ).one()
+            with _unique_name(settings.name):
+                row = (
+                    await conn.execute(schedules.insert().values(values).returning(*schedules.c))
+                ).one()
         return schedule_from_row(row)
 
     async def get(self, app_id: int, schedule_id: int, last_tasks: bool = False) -> Schedule | None:
@@ -54,15 +58,27 @@ class ScheduleStore:
             made = await _last_tasks(conn, schedule_id) if last_tasks else []
         return schedule_from_row(row, made)
 
-    async def page(self, app_id: int, limit: int, before_id: int | None = None) -> list[Schedule]:
-        """The application's schedules, newest first."""
+    async def page(
+        self,
+        app_id: int,
+        limit: int,
+        before_id: int | None = None,
+        name: str | None = None,
+        last_tasks: int = 0,
+    ) -> list[Schedule]:
+        """The application's schedules (the one of that name), newest first;
+        with last_tasks, each with that many of the newest tasks it made (the
+        console's page)."""
         statement = schedules.select().where(schedules.c.app_id == app_id)
+        if name is not None:
+            statement = statement.where(schedules.c.name == name)
         if before_id is not None:
             statement = statement.where(schedules.c.id < before_id)
         statement = statement.order_by(schedules.c.id.desc()).limit(limit)
         async with self.db.begin() as conn:
             rows = (await conn.execute(statement)).all()
-        return [schedule_from_row(row) for row in rows]
+            made = await _last_tasks_of(conn, [row.id for row in rows], last_tasks)
+        return [schedule_from_row(row, made.get(row.id)) for row in rows]
 
     async def update(
         self,
@@ -78,7 +94,8 @@ class ScheduleStore:
             **_settings_values(settings), "template": template_record(template),
             "next_tick": next_tick, "modified": now,
         }  # fmt: skip
-        return await self._change(app_id, schedule_id, values)
+        with _unique_name(settings.name):
+            return await self._change(app_id, schedule_id, values)
 
     async def set_paused(
         self, app_id: int, schedule_id: int, paused: bool, now: float
@@ -128,6 +145,15 @@ class ScheduleStore:
             return await conn.scalar(statement)  # type: ignore[no-any-return]
 
 
+@contextlib.contextmanager
+def _unique_name(name: str | None) -> Iterator[None]:
+    """A name another schedule of the application has is a Conflict."""
+    try:
+        yield
+    except sa.exc.IntegrityError:
+        raise Conflict(f"a schedule named {name!r} exists already") from None
+
+
 def _active() -> sa.ColumnElement[bool]:
     return sa.and_(sa.not_(schedules.c.paused), schedules.c.next_tick.is_not(None))
 
@@ -142,15 +168,36 @@ LAST_TASK_COLUMNS = (
 )  # fmt: skip
 
 
-async def _last_tasks(conn: Any, schedule_id: int) -> list[dict[str, Any]]:
-    """The newest tasks the schedule made, as its detail shows them."""
-    statement = (
-        sa.select(*LAST_TASK_COLUMNS)
+def _newest(schedule_id: int, count: int) -> sa.Select[Any]:
+    """A schedule's newest tasks: one range of the (schedule_id, schedule_tick) index."""
+    return (
+        sa.select(tasks.c.schedule_id, *LAST_TASK_COLUMNS)
         .where(tasks.c.schedule_id == schedule_id)
         .order_by(tasks.c.schedule_tick.desc())
-        .limit(LAST_TASKS)
+        .limit(count)
     )
-    return [_made(row) for row in (await conn.execute(statement)).all()]
+
+
+async def _last_tasks(conn: Any, schedule_id: int) -> list[dict[str, Any]]:
+    """The newest tasks the schedule made, as its detail shows them."""
+    return [_made(row) for row in (await conn.execute(_newest(schedule_id, LAST_TASKS))).all()]
+
+
+async def _last_tasks_of(
+    conn: Any, schedule_ids: list[int], count: int
+) -> dict[int, list[dict[str, Any]]]:
+    """The newest tasks of each schedule, in one statement: a UNION ALL of
+    one bounded index range per schedule (a window over every task of the
+    schedules would read all they ever made). For a page of schedules: SQLite
+    takes at most 500 parts."""
+    if not schedule_ids or count < 1:
+        return {}
+    ranges = [_newest(schedule_id, count).subquery().select() for schedule_id in schedule_ids]
+    rows = (await conn.execute(sa.union_all(*ranges))).all()
+    made: dict[int, list[dict[str, Any]]] = {}
+    for row in sorted(rows, key=lambda row: (row.schedule_id, -row.schedule_tick)):
+        made.setdefault(row.schedule_id, []).append(_made(row))
+    return made
 
 
 def _made(row: Any) -> dict[str, Any]:

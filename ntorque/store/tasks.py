@@ -50,11 +50,14 @@ class TaskStore:
         async with self.db.begin() as conn:
             return await insert_tasks(conn, specs, now, self.db.default_timeout_s)
 
-    async def fire(self, schedule: Schedule, firing: Firing, now: float) -> list[Task] | None:
-        """The tasks of a schedule's ticks, committed with its next tick; None
-        when another node fired it first (see ticks)."""
+    async def fire(
+        self, firings: Sequence[tuple[Schedule, Firing]], now: float
+    ) -> dict[int, list[Task]]:
+        """The tasks of schedules' ticks, committed with their next ticks in
+        one transaction, by schedule id; those another node fired first are
+        not there (see ticks)."""
         async with self.db.begin() as conn:
-            return await fire(conn, schedule, firing, now, self.db.default_timeout_s)
+            return await fire(conn, firings, now, self.db.default_timeout_s)
 
     async def get(self, task_id: int) -> Task | None:
         async with self.db.begin() as conn:

@@ -368,3 +368,26 @@ async def test_a_schedule_made_on_a_node_with_no_ticker_ticks_on_time(
     first = at(calls[0].headers["ntorque-schedule-tick"])
     assert first == at(made["next_tick"])  # the first tick was made, none skipped
     assert calls[0].at - first < 1.0
+
+
+async def test_a_name_is_unique_so_a_retried_create_makes_no_second_schedule(
+    backend: Backend, hooks: HookServer
+) -> None:
+    _, url = hook(hooks)
+    async with live_for(backend, loops=False) as node:
+        body = {"name": "nightly report", "cron": "0 3 * * *", "task": {"url": url}}
+        made = await create(node, **body)
+        again = await node.request("POST", "/schedules", json.dumps(body).encode())
+        assert again.status == 409, again.body
+        assert "nightly report" in again.json["error"]
+        found = await node.request("GET", "/schedules?name=nightly%20report")
+        assert [s["id"] for s in found.json["schedules"]] == [made["id"]]
+        other = await create(node, name="other", every_s=60, task={"url": url})
+        rename = await node.request(
+            "PATCH", f"/schedules/{other['id']}", b'{"name": "nightly report"}'
+        )
+        assert rename.status == 409
+        unnamed = [await create(node, every_s=60, task={"url": url}) for _ in range(2)]
+        assert [s["name"] for s in unnamed] == [None, None]  # no name: no handle, no clash
+        listed = await node.request("GET", "/schedules")
+        assert len(listed.json["schedules"]) == 4

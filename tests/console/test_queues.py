@@ -22,15 +22,18 @@ import pytest_asyncio
 
 from tests.conftest import Backend, live_for
 from tests.console_session import (
+    App,
     Message,
     Page,
     Session,
     close,
     connected,
     first_of,
-    logged_in,
+    new_app,
+    paused_badge,
     read_until,
     settled,
+    shown_form,
 )
 from tests.hookserver import HookServer
 from tests.inprocess import LiveNode
@@ -39,18 +42,11 @@ pytestmark = pytest.mark.asyncio(loop_scope="module")
 
 
 @dataclass
-class App:
-    key: str
-    session: Session
-
-
-@dataclass
 class Node:
     live: LiveNode
 
     async def app(self, admin: bool = False) -> App:
-        _, key = await self.live.create_app(admin=admin)
-        return App(key, await logged_in(self.live, key))
+        return await new_app(self.live, admin)
 
     async def put(self, app: App, name: str, **settings: Any) -> None:
         body = json.dumps(settings).encode()
@@ -92,18 +88,6 @@ def shown_queues(page: Page) -> list[str]:
 
 def task_rows(page: Page) -> set[int]:
     return {int(n) for n in re.findall(r'<tr id="task-(\d+)"', page.text)}
-
-
-def paused_badge(row: str) -> bool:
-    badge = re.search(r'<span class="badge paused([^"]*)"', row)
-    assert badge, row
-    return "hidden" not in badge.group(1)
-
-
-def shown_form(row: str, action: str) -> bool:
-    form = re.search(rf'<form[^>]*data-queue-action="{action}"[^>]*>', row)
-    assert form, (action, row)
-    return "hidden" not in form.group(0)
 
 
 def named(message: Message, name: str) -> dict[str, Any] | None:

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from bench import metrics, queues
+from bench import metrics, queues, ticks
 from bench.httpraw import parse, request_bytes
 from bench.loadgen import Sent
 from bench.receiver import HookProtocol, Record, Server, Span
@@ -90,6 +90,32 @@ def run_command(tmp_path: Path, *args: str) -> tuple[subprocess.CompletedProcess
     return done, json.loads(path.read_text())
 
 
+Ran = tuple[subprocess.CompletedProcess[str], Any]
+
+
+def on_both(
+    tmp_path: Path, redis_url: str, args: tuple[str, ...], *on_postgres: str
+) -> dict[str, Ran]:
+    """A command on SQLite and on PostgreSQL + Redis (with on_postgres too),
+    side by side: such runs mostly wait (for due times, limits, ticks). What
+    each printed and wrote, by backend."""
+    try:
+        services.postgres_admin("SELECT 1")
+    except Exception as error:
+        services.missing("PostgreSQL", error)
+    postgres = (*args, *on_postgres, "--database-url", services.POSTGRES_ADMIN_URL,
+                "--redis-url", redis_url)  # fmt: skip
+    runs = {"sqlite": (*args, "--backend", "sqlite"), "postgres": postgres}
+    results: dict[str, Ran] = {}
+
+    def run(name: str) -> None:
+        (tmp_path / name).mkdir()
+        results[name] = run_command(tmp_path / name, *runs[name])
+
+    side_by_side(*(functools.partial(run, name) for name in runs))
+    return results
+
+
 def check_schedule(done: subprocess.CompletedProcess[str], figures: dict[str, Any]) -> None:
     """Every task called once, none before the due time it was answered with."""
     assert done.returncode == 0, done.stdout + done.stderr
@@ -106,23 +132,8 @@ def test_bench_schedule_on_sqlite_and_on_postgres_with_two_nodes(
     tmp_path: Path, redis_url: str
 ) -> None:
     """Both runs mostly wait for their tasks' times: they run side by side."""
-    try:
-        services.postgres_admin("SELECT 1")
-    except Exception as error:
-        services.missing("PostgreSQL", error)
     few = ("schedule", "--tasks", "20", "--spread-s", "3")
-    postgres = (
-        *few, "--nodes", "2",
-        "--database-url", services.POSTGRES_ADMIN_URL, "--redis-url", redis_url,
-    )  # fmt: skip
-    runs = {"sqlite": (*few, "--backend", "sqlite"), "postgres": postgres}
-    results: dict[str, tuple[subprocess.CompletedProcess[str], dict[str, Any]]] = {}
-
-    def run(name: str) -> None:
-        (tmp_path / name).mkdir()
-        results[name] = run_command(tmp_path / name, *runs[name])
-
-    side_by_side(*(functools.partial(run, name) for name in runs))
+    results = on_both(tmp_path, redis_url, few, "--nodes", "2")
     for name, nodes in (("sqlite", 1), ("postgres", 2)):
         done, document = results[name]
         check_schedule(done, document["schedule"])
@@ -180,26 +191,49 @@ def test_bench_queues_on_sqlite_and_on_postgres_with_two_nodes(
     tmp_path: Path, redis_url: str
 ) -> None:
     """Both runs mostly wait for limits and slow hooks: they run side by side."""
-    try:
-        services.postgres_admin("SELECT 1")
-    except Exception as error:
-        services.missing("PostgreSQL", error)
-    postgres = (
-        *QUEUES_FEW, "--nodes", "2",
-        "--database-url", services.POSTGRES_ADMIN_URL, "--redis-url", redis_url,
-    )  # fmt: skip
-    runs = {"sqlite": (*QUEUES_FEW, "--backend", "sqlite"), "postgres": postgres}
-    results: dict[str, tuple[subprocess.CompletedProcess[str], dict[str, Any]]] = {}
-
-    def run(name: str) -> None:
-        (tmp_path / name).mkdir()
-        results[name] = run_command(tmp_path / name, *runs[name])
-
-    side_by_side(*(functools.partial(run, name) for name in runs))
+    results = on_both(tmp_path, redis_url, QUEUES_FEW, "--nodes", "2")
     for name, nodes in (("sqlite", 1), ("postgres", 2)):
         done, document = results[name]
         check_queues(done, document)
         assert document["queues"]["nodes"] == nodes
+
+
+# -- issue 14: python -m bench schedules ---------------------------------------------
+
+
+def check_schedules(
+    done: subprocess.CompletedProcess[str], document: dict[str, Any], nodes: int
+) -> None:
+    """Every tick made once and called, the figures there. No timing asserted."""
+    assert done.returncode == 0, done.stdout + done.stderr
+    result = document["schedules"]
+    assert (result["nodes"], result["schedules"]) == (nodes, 4), result
+    counts = [result[key] for key in ("missing", "off_rule", "duplicates", "missing_calls",
+                                       "stray_calls")]  # fmt: skip
+    assert counts == [0, 0, 0, 0, 0], result
+    assert result["ticks_made"] >= result["ticks_expected"] >= 4 * 3, result
+    assert result["calls"] >= result["ticks_made"], result
+    assert len(result["ticks_made_by_node"]) == nodes, result
+    assert sum(result["ticks_made_by_node"]) == result["ticks_made"], result
+    for figure in ("tick_lateness_ms", "call_lateness_ms"):
+        assert result[figure]["p100"] >= 0, result
+    lines = done.stdout.splitlines()
+    assert sum(line.startswith(("PASS  ", "FAIL  ")) for line in lines) == 4, done.stdout
+
+
+@pytest.mark.postgres
+@pytest.mark.redis
+def test_bench_schedules_on_sqlite_and_on_postgres_with_a_node_killed(
+    tmp_path: Path, redis_url: str
+) -> None:
+    """Both runs mostly wait for their ticks: they run side by side."""
+    few = ("schedules", "--schedules", "4", "--seconds", "5")
+    results = on_both(tmp_path, redis_url, few, "--nodes", "2", "--kill")
+    check_schedules(*results["sqlite"], nodes=1)
+    check_schedules(*results["postgres"], nodes=2)
+    killed = results["postgres"][1]["schedules"]
+    assert killed["kill"] is True and 1.5 <= killed["killed_after_s"] < 3.5, killed
+    assert "tick_lateness_near_kill_ms" in killed, killed
 
 
 # -- the pure parts ---------------------------------------------------------------
@@ -266,3 +300,32 @@ async def test_receiver_counts_slow_calls_in_flight_and_answers_in_order() -> No
     assert sorted(n for n, _, _ in server.book.spans) == [0, 1, 2]
     assert all(answered - arrived >= 0.09 for _, arrived, answered in server.book.spans)
     assert len(server.book.records) == 4 and server.book.records[1][0] == 9  # recorded on arrival
+
+
+def test_tick_figures_missing_off_the_rule_twice_and_calls() -> None:
+    made = [ticks.Made(0, 7, 100.0), ticks.Made(1, 8, 101.0)]
+    tasks: ticks.Tasks = {
+        0: [(100.0, 100.1), (101.0, 101.2), (103.0, 103.1), (103.5, 103.6), (104.0, 104.1)],
+        1: [(101.0, 101.9), (102.0, 102.0), (102.0, 102.1)],  # 102 made twice
+    }
+    # Stopped at 105.5: ticks up to 104.5 expected; 0 misses 102, 1 misses 103 and 104.
+    figures = ticks.tick_figures(made, tasks, stop_s=105.5)
+    assert figures == {"ticks_made": 8, "ticks_expected": 9, "missing": 3, "off_rule": 1,
+                       "duplicates": 1}  # fmt: skip
+    called: ticks.Called = [(0, 100.0, 100.3, 200), (0, 101.0, 101.4, 500), (0, 101.0, 104.0, 200),
+                            (0, 103.0, 103.2, 200), (0, 103.0, 103.3, 200), (1, 101.0, 102.0, 200),
+                            (1, 105.0, 105.1, 200)]  # fmt: skip
+    calls = ticks.call_figures(tasks, called)
+    # Never answered 200: 0 at 103.5 and 104, 1 at 102; 0 at 103 twice; 1 at 105: no task.
+    assert calls == {
+        "calls": 7,
+        "missing_calls": 3,
+        "duplicate_calls": 1,
+        "stray_calls": 1,
+        "called_twice": [{"n": 0, "tick": 103.0, "arrived": [103.2, 103.3]}],
+    }
+    late = ticks.lateness({0: tasks[0][:2]}, called[:3], killed_at=None)
+    assert late["tick_lateness_ms"] == {"p50": 100.0, "p99": 200.0, "p100": 200.0}
+    assert late["call_lateness_ms"] == {"p50": 300.0, "p99": 400.0, "p100": 400.0}  # first calls
+    assert (late["ticks_late"], late["calls_late"]) == (0, 0)
+    assert "tick_lateness_near_kill_ms" not in late

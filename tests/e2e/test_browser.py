@@ -11,8 +11,10 @@ appears live when its task ends and leads back; "Cancel all shown" on a view
 filtered by state and url prefix asks first, then says what it did; the
 named queues: a row per queue (in flight against its limit), a queue that
 appears live, Pause whose paused badge arrives over the socket without a
-reload, Resume, and the task list filtered by queue. No console errors (a
-CSP violation would be one). Saves test-artifacts/console-<backend>.png.
+reload, Resume, and the task list filtered by queue; the schedules page: a
+schedule's row (its rule in words, its next fire times), the outcome of a
+tick after the page loaded arriving without a reload, and Pause. No console
+errors (a CSP violation would be one). Saves test-artifacts/console-<backend>.png.
 Under CI a missing browser fails the test; elsewhere it skips.
 """
 
@@ -83,6 +85,10 @@ def test_console_live_in_chromium(backend: Backend, hooks: HookServer, tmp_path:
             cancel_all_shown(page, server, hooks, marker)
             page.screenshot(
                 path=str(ARTIFACTS / f"console-bulk-{backend.name}.png"), full_page=True
+            )
+            schedules_live(page, server, hooks, marker)
+            page.screenshot(
+                path=str(ARTIFACTS / f"console-schedules-{backend.name}.png"), full_page=True
             )
             browser.close()
         assert not errors, errors
@@ -299,3 +305,42 @@ def queues_live(page: Page, server: NtorqueServer, hooks: HookServer, marker: st
     page.wait_for_url(f"**/console?*queue={name}*")
     expect(page.locator("#task-rows tr")).to_have_count(1)
     expect(page.locator(f"#task-{waiting['id']} [data-field=queue]")).to_have_text(name)
+
+
+# An outcome of the schedule's row that the page did not show when it loaded,
+# completed with a 200 (a tick's task, brought by the socket).
+NEW_OUTCOME = """([id, seen]) => Array.from(document.querySelectorAll(`#schedule-${id} .outcome`))
+  .some((a) => !seen.includes(a.getAttribute("href"))
+    && a.querySelector(".badge.st-completed") && a.querySelector(".code").textContent === "200")"""
+
+
+def schedules_live(page: Page, server: NtorqueServer, hooks: HookServer, marker: str) -> None:
+    """A schedule every second: its row, a tick's outcome arriving without a
+    reload, then Pause posted from the page, its badge brought by the socket."""
+    from playwright.sync_api import expect
+
+    name = f"beat-{marker}"
+    task = {"url": hooks.url(f"/status/200/beat-{marker}")}
+    body = json.dumps({"name": name, "every_s": 1, "task": task}).encode()
+    answer = server.request("POST", "/schedules", body)
+    assert answer.status == 201, answer.body
+    schedule_id = json.loads(answer.body)["id"]
+    page.click("#nav-schedules")
+    page.wait_for_url("**/console/schedules")
+    expect(page.locator("#live")).to_have_text("live", timeout=10_000)
+    page.evaluate("window.notReloaded = true")
+    row = page.locator(f"#schedule-{schedule_id}")
+    expect(row.locator('[data-s="name"]')).to_have_text(name)
+    expect(row.locator('[data-s="description"]')).to_have_text("Every second")
+    expect(row.locator('[data-s="next_ticks"] div')).to_have_count(3)
+    seen = [link.get_attribute("href") for link in row.locator(".outcome").all()]
+    page.wait_for_function(NEW_OUTCOME, arg=[schedule_id, seen], timeout=10_000)
+    expect(row.locator('[data-s="last_tick"]')).to_have_text(re.compile(r"^\d{4}-"))
+
+    row.locator("button", has_text="Pause").click()
+    expect(row.locator(".badge.paused")).to_be_visible(timeout=10_000)
+    expect(row.locator("button", has_text="Resume")).to_be_visible()
+    expect(row.locator("button", has_text="Pause")).to_be_hidden()
+    answer = server.request("GET", f"/schedules/{schedule_id}")
+    assert json.loads(answer.body)["paused"] is True
+    assert page.evaluate("window.notReloaded") is True

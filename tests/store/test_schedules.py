@@ -14,6 +14,7 @@ import sqlalchemy as sa
 from ntorque.schedules import Rule, Schedule, Settings, Template, plan
 from ntorque.store import Store
 from ntorque.tables import tasks
+from ntorque.tasks import Task
 from tests.factories import NOW
 
 TEMPLATE = Template(
@@ -30,10 +31,11 @@ async def make(store: Store, settings: Settings = EVERY_MINUTE, app_id: int = 0)
     return made
 
 
-async def fire(store: Store, schedule: Schedule, now: float):
+async def fire(store: Store, schedule: Schedule, now: float) -> list[Task] | None:
+    """The schedule's round alone: its tasks, or None when it was not fired."""
     assert schedule.next_tick is not None
     firing = plan(schedule.rule, schedule.settings.catch_up, schedule.next_tick, now)
-    return await store.tasks.fire(schedule, firing, now)
+    return (await store.tasks.fire([(schedule, firing)], now)).get(schedule.id)
 
 
 async def test_a_schedule_round_trips_with_its_template(store: Store) -> None:
@@ -59,7 +61,7 @@ async def test_due_lists_active_schedules_whose_tick_has_come(store: Store) -> N
 
 async def test_a_tick_makes_a_task_from_the_template(store: Store) -> None:
     schedule = await make(store)
-    (task,) = await fire(store, schedule, NOW + 60.5)  # type: ignore[misc]
+    (task,) = await fire(store, schedule, NOW + 60.5)
     assert (task.schedule_id, task.schedule_tick, task.due) == (schedule.id, NOW + 60, NOW + 60)
     assert (task.url, task.body, task.headers, task.queue) == (
         TEMPLATE.url, TEMPLATE.body, TEMPLATE.headers, "ticks",
@@ -88,7 +90,7 @@ async def test_racing_firings_make_one_task_per_tick(store: Store) -> None:
 async def test_the_database_refuses_a_second_task_for_a_tick(store: Store) -> None:
     """The last word, should a firing ever slip past the guarded update."""
     schedule = await make(store)
-    (task,) = await fire(store, schedule, NOW + 60)  # type: ignore[misc]
+    (task,) = await fire(store, schedule, NOW + 60)
     copy = {
         "url": task.url, "method": task.method, "timeout_s": 60, "body": b"", "content_type": "",
         "charset": "", "headers": [], "status": "pending", "retry_count": 0, "due": NOW,
@@ -107,6 +109,18 @@ async def test_a_paused_or_deleted_schedule_fires_nothing(store: Store) -> None:
     assert await store.schedules.delete(0, schedule.id)
     assert await fire(store, schedule, NOW + 60) is None
     assert not await store.schedules.delete(0, schedule.id)
+
+
+async def test_a_round_fires_what_no_one_else_fired(store: Store) -> None:
+    """In one transaction: a schedule another node fired is left out."""
+    first, second = await make(store), await make(store)
+    assert await fire(store, first, NOW + 60) is not None  # another node's round
+    firings = [
+        (schedule, plan(schedule.rule, "latest", NOW + 60, NOW + 60.2))
+        for schedule in (first, second)
+    ]
+    made = await store.tasks.fire(firings, NOW + 60.2)
+    assert list(made) == [second.id] and len(made[second.id]) == 1
 
 
 async def test_an_application_has_a_bounded_number_of_schedules(
