@@ -93,6 +93,14 @@ SCHEDULE_WALK: dict[str, list[tuple[str, str, bytes | None]]] = {
         ("POST", "/schedules/{id}/resume", b""),
     ],
 }
+# The console's pause and resume of a schedule, in A's session with the id of
+# B's schedule: 404 (tests/console/test_schedules.py has the rest).
+CONSOLE_SCHEDULE_WALK = {
+    r"/console/schedules/(\d{1,18})/(pause|resume)": [
+        "/console/schedules/{id}/pause",
+        "/console/schedules/{id}/resume",
+    ],
+}
 # Every schedule route, without a key and with a wrong one: 401 (a body
 # that would make or change one is not read).
 KEYLESS_WALK: dict[str, list[tuple[str, str, bytes | None]]] = {
@@ -117,10 +125,8 @@ NO_TASK_ID = {
     r"/console/queues/([A-Za-z0-9_.-]{1,64})/(pause|resume)",
     # The caller's own schedules (listing, create): B's never show in A's.
     r"/schedules",
-    # The viewer's own schedules: another application's schedule id is 404 and
-    # stays as it was (tests/console/test_schedules.py).
+    # The viewer's own schedules: B's never show in A's page (checked below).
     r"/console/schedules",
-    r"/console/schedules/(\d{1,18})/(pause|resume)",
 }
 
 
@@ -133,7 +139,7 @@ def route_patterns() -> set[str]:
 
 def test_the_walk_covers_every_route() -> None:
     walks = set(API_WALK) | set(CONSOLE_WALK) | set(SOCKET_WALK) | set(QUEUE_WALK)
-    walks |= set(SCHEDULE_WALK)
+    walks |= set(SCHEDULE_WALK) | set(CONSOLE_SCHEDULE_WALK)
     assert route_patterns() == walks | NO_TASK_ID
     # Every schedule route is also walked without a key.
     assert {p for p in route_patterns() if p.startswith("/schedules")} == set(KEYLESS_WALK)
@@ -464,9 +470,10 @@ async def test_application_a_sees_and_changes_nothing_of_application_bs_schedule
     backend: Backend,
 ) -> None:
     """B's schedule and the task its tick made: every schedule route is a
-    401 without a valid key and a 404 for A, and after each B's schedule is
-    as it was (not paused, deleted or changed: it still ticks). A's listings
-    and bulk actions, by schedule or not, never meet B's schedule or its tasks."""
+    401 without a valid key and a 404 for A (in the API and in A's console),
+    and after each B's schedule is as it was (not paused, deleted or changed:
+    it still ticks). A's listings, pages and bulk actions, by schedule or
+    not, never meet B's schedule or its tasks."""
     clock = Clock()
     settings = {"auth_cache_s": 0, "auth_failure_limit": 0}  # 401s on purpose: no lock-out
     async with live_for(backend, loops=False, clock=clock, **settings) as node:
@@ -480,29 +487,15 @@ async def test_application_a_sees_and_changes_nothing_of_application_bs_schedule
         before = await schedule_of(node, b_id, key_b)
         assert [made["id"] for made in before["last_tasks"]] == [b_task]
         task_before = await node.task(b_task, key=key_b)
-        secret = B_HOOK.encode()
 
-        for key in ("", "not-a-key"):
-            for walk in KEYLESS_WALK.values():
-                for method, path, body in walk:
-                    answer = await node.request(method, path.format(id=b_id), body, None, key)
-                    assert answer.status == 401, (key, method, path, answer.status)
-                    assert answer.json["status"] == 401 and secret not in answer.body
-                    assert await schedule_of(node, b_id, key_b) == before, (key, method, path)
-        for walk in SCHEDULE_WALK.values():
-            for method, path, body in walk:
-                answer = await node.request(method, path.format(id=b_id), body, None, key_a)
-                assert answer.status == 404, (method, path, answer.status, answer.body)
-                assert answer.json["status"] == 404 and secret not in answer.body
-                assert await schedule_of(node, b_id, key_b) == before, (method, path)
+        await the_schedule_routes_refuse(node, key_a, key_b, b_id, before)
         # The task B's tick made is B's: A's task routes do not find it.
         for walk in API_WALK.values():
             for method, path in walk:
                 body = b"" if method == "POST" else None
                 answer = await node.request(method, path.format(id=b_task), body, None, key_a)
                 assert answer.status == 404, (method, path, answer.status)
-                assert secret not in answer.body
-
+                assert B_HOOK.encode() not in answer.body
         assert await ids_listed(node, "/schedules", key_a, "schedules") == [a_id]
         assert await ids_listed(node, "/schedules", key_b, "schedules") == [b_id]
         assert await ids_listed(node, f"/tasks?schedule_id={b_id}", key_a) == []
@@ -527,3 +520,34 @@ async def test_application_a_sees_and_changes_nothing_of_application_bs_schedule
         assert {k: v for k, v in after.items() if "tick" not in k and k != "last_tasks"} == {
             k: v for k, v in before.items() if "tick" not in k and k != "last_tasks"
         }
+
+
+async def the_schedule_routes_refuse(
+    node: LiveNode, key_a: str, key_b: str, b_id: int, before: dict[str, Any]
+) -> None:
+    """Without a valid key every schedule route is a 401; with A's key (or
+    in A's console) B's schedule is a 404 on each; after each it is as it
+    was. A's page of schedules shows none of B's."""
+    for key in ("", "not-a-key"):
+        for walk in KEYLESS_WALK.values():
+            for method, path, body in walk:
+                answer = await node.request(method, path.format(id=b_id), body, None, key)
+                assert answer.status == 401, (key, method, path, answer.status)
+                assert answer.json["status"] == 401 and B_HOOK.encode() not in answer.body
+                assert await schedule_of(node, b_id, key_b) == before, (key, method, path)
+    for walk in SCHEDULE_WALK.values():
+        for method, path, body in walk:
+            answer = await node.request(method, path.format(id=b_id), body, None, key_a)
+            assert answer.status == 404, (method, path, answer.status, answer.body)
+            assert answer.json["status"] == 404 and B_HOOK.encode() not in answer.body
+            assert await schedule_of(node, b_id, key_b) == before, (method, path)
+    session = Session(node)
+    await session.login(key_a)
+    for console_walk in CONSOLE_SCHEDULE_WALK.values():
+        for path in console_walk:
+            page = await session.post(path.format(id=b_id))
+            assert page.status == 404, (path, page.status)
+            assert await schedule_of(node, b_id, key_b) == before, path
+    page = await session.get("/console/schedules")
+    assert page.status == 200 and B_HOOK not in page.text
+    assert str(B_SCHEDULE["name"]) not in page.text
