@@ -1517,6 +1517,11 @@ SCHEDULE_REQUESTS_PER_EXAMPLE = 7
 SCHEDULE_SEED = 14
 SCHEDULE_IDS = 60  # drawn ids are mostly 1..60: each database's schedules count from 1
 LAST_MADE = "__last_schedule__"  # in an edge case's path: the id last answered as made
+# In a drawn good schedule's name, replaced by a number when sent: a good
+# schedule's name is its own (a name is unique per application: a reused one
+# is a 409, which hostile names drawn from NAMES_TAKEN meet).
+UNIQUE_SLOT = "__unique__"
+NAMES_TAKEN = ["nightly", "heartbeat"]
 SCHEDULE_JSON = {
     "id", "name", "cron", "timezone", "every_s", "description", "catch_up", "paused", "task",
     "next_tick", "last_tick", "created", "modified",
@@ -1572,7 +1577,8 @@ ODD_EVERY_S = [
 ]  # fmt: skip
 ODD_CATCH_UPS = ["Latest", "ALL", " none", "", "some", None, 0, 1, True, [], ["all"], {"all": 1}]
 ODD_NAMES = [
-    "x" * 101, "\U0001f4a5" * 101, "\n", "a\u2028b", "\x00", "a\tb", 5, True, [], {}, "\u200b",
+    "", "x" * 101, "\U0001f4a5" * 101, "\n", "a\u2028b", "\x00", "a\tb", 5, True, [], {},
+    "\u200b", *NAMES_TAKEN,
 ]  # fmt: skip
 
 
@@ -1656,10 +1662,9 @@ def every_s_values() -> st.SearchStrategy[object]:
 
 @functools.cache
 def good_names() -> st.SearchStrategy[str | None]:
-    return st.one_of(
-        st.none(),
-        st.sampled_from(["nightly", "Rapport du lundi", "\U0001f4a5 boom", "", "x" * 100]),
-    )
+    """None, or a name no other schedule has (the slot makes it unique)."""
+    named = st.sampled_from(["nightly", "Rapport du lundi", "\U0001f4a5 boom", "x" * 80])
+    return st.one_of(st.none(), named.map(lambda name: f"{name} {UNIQUE_SLOT}"))
 
 
 @functools.cache
@@ -1714,7 +1719,9 @@ def hostile_value(name: str) -> st.SearchStrategy[object]:
         "every_s": every_s_values(),
         "catch_up": st.one_of(st.sampled_from(ODD_CATCH_UPS), json_values()),
         "paused": st.one_of(st.sampled_from(["true", 1, 0, None, "false", []]), json_values()),
-        "name": st.one_of(st.sampled_from(ODD_NAMES), nasty_text(120), json_values()),
+        "name": st.one_of(
+            st.sampled_from(NAMES_TAKEN), st.sampled_from(ODD_NAMES), nasty_text(120), json_values()
+        ),
         "task": st.one_of(batch_items(), json_values(), st.just([{"url": GOOD_URL}])),
     }  # fmt: skip
     return values[name]
@@ -1853,7 +1860,9 @@ def schedule_requests(draw: st.DrawFn, key: str) -> list[Request]:
     other = f"/schedules/{draw(schedule_segments())}{tail}"
     small = draw(st.sampled_from([b"", b"{}", b'{"paused": true}', b"x", b'{"every_s": 1}']))
     requests.append(Request(method, other, tuple(auth), small, False))
-    listing = "/schedules" + encoded_query(draw(filter_pairs(paging=True)), "")
+    name = st.one_of(st.sampled_from(NAMES_TAKEN), nasty_text(), st.just("x" * 101))
+    by_name = [("name", draw(name))] if draw(st.booleans()) else []
+    listing = "/schedules" + encoded_query(by_name + draw(filter_pairs(paging=True)), "")
     requests.append(Request(draw(st.sampled_from(["GET", "GET", "PUT"])), listing, tuple(auth),
                             b"", False))  # fmt: skip
     schedule_id = st.one_of(
@@ -1970,6 +1979,7 @@ def send_schedule_requests(
     auth = (("NTORQUE_API_KEY", key),)
     made: set[int] = set()
     deleted: set[int] = set()
+    numbers = itertools.count(1)
     try:
         for drawn_request in requests:
             request = prepared(drawn_request, key, time.time())
@@ -1978,6 +1988,10 @@ def send_schedule_requests(
                 request = dataclasses.replace(
                     request, target=request.target.replace(LAST_MADE, last)
                 )
+            if UNIQUE_SLOT.encode() in request.body:
+                number = str(next(numbers)).encode()
+                body = request.body.replace(UNIQUE_SLOT.encode(), number)
+                request = dataclasses.replace(request, body=body)
             read = read_of(request, auth)
             before = read_stable(client, read) if read else None
             status, body = client.send(request)
@@ -2073,6 +2087,13 @@ def schedule_edge_cases() -> tuple[Request, ...]:
         ("POST", new, post(every_s=60, name="x" * 100), 201, None),
         ("POST", new, post(every_s=60, name="x" * 101), 400, "name"),
         ("POST", new, post(every_s=60, name="a\x00"), 400, "name"),
+        ("POST", new, post(every_s=60, name=""), 400, "name"),
+        ("POST", new, post(every_s=60, name="edge-twice"), 201, None),
+        ("POST", new, post(every_s=60, name="edge-twice"), 409, None),
+        ("GET", "/schedules?name=edge-twice", b"", 200, None),
+        ("GET", "/schedules?name=", b"", 400, "name"),
+        ("GET", "/schedules?name=" + "x" * 101, b"", 400, "name"),
+        ("GET", "/schedules?name=a%00", b"", 400, "name"),
         ("POST", new, as_json({"every_s": 60}, True), 400, "task"),
         ("POST", new, as_json({"every_s": 60, "task": "x"}, True), 400, "task"),
         ("POST", new, as_json({"every_s": 60, "task": {}}, True), 400, "task.url"),
@@ -2099,6 +2120,8 @@ def schedule_edge_cases() -> tuple[Request, ...]:
         ("PATCH", last, b"[]", 400, None),
         ("PATCH", last, b"", 400, None),
         ("PATCH", last, b'{"paused": true, "catch_up": "none"}', 200, None),
+        ("PATCH", last, b'{"name": "edge-twice"}', 409, None),
+        ("PATCH", last, b'{"name": null}', 200, None),
         ("POST", last + "/resume", b"x", 200, None),
         ("POST", last + "/pause/", b"", 404, None),
         ("GET", last + "/pause", b"", 405, None),
@@ -2199,6 +2222,7 @@ async def test_generated_schedule_requests_never_break_the_api(
     assert tally.total >= SCHEDULE_REQUESTS
     assert tally.statuses[201] > 80 and tally.statuses[400] > 300, tally
     assert tally.statuses[200] > 100 and tally.statuses[404] > 50, tally
+    assert tally.statuses[409] > 0, tally  # a name taken
     assert len(by_schedule) > 0 and set(by_schedule) <= stored, by_schedule
     for what, query in {**SCHEDULE_HALF_WRITTEN, **HALF_WRITTEN}.items():
         assert await in_database(module_backend, query) == 0, what
