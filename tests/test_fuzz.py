@@ -2218,7 +2218,8 @@ async def test_generated_schedule_requests_never_break_the_api(
     with capsys.disabled():
         print(f"\n{line}")
     logs = fuzzed.logged.text
-    assert "Traceback" not in logs and "failed to fire" not in logs, logs[-4000:]
+    for failure in ("Traceback", "schedules: ", "failed to fire"):  # the ticker's complaints
+        assert failure not in logs, logs[-4000:]
     assert tally.total >= SCHEDULE_REQUESTS
     assert tally.statuses[201] > 80 and tally.statuses[400] > 300, tally
     assert tally.statuses[200] > 100 and tally.statuses[404] > 50, tally
