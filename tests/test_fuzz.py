@@ -42,7 +42,7 @@ import re
 import socket
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
@@ -937,25 +937,47 @@ KEY_SLOT = "\x00api-key\x00"
 
 @functools.cache
 def drawn(part: int) -> tuple[Request, ...]:
-    """The part's requests, drawn by Hypothesis from the part's seed: the same
-    on every run, and for every backend (drawn once). Drawn before any is
+    """The part's requests, drawn from the part's seed."""
+    examples = REQUESTS_PER_PART // REQUESTS_PER_EXAMPLE
+    return drawn_requests(request_batches(KEY_SLOT), examples, part)
+
+
+def drawn_requests(
+    batches: st.SearchStrategy[list[Request]], examples: int, from_seed: int
+) -> tuple[Request, ...]:
+    """Requests drawn by Hypothesis from a seed: the same on every run, and
+    for every backend (drawn once by the caller's cache). Drawn before any is
     sent, so that drawing (CPU-bound) never competes with the node's loop for
     the interpreter."""
     requests: list[Request] = []
 
     @settings(
-        max_examples=REQUESTS_PER_PART // REQUESTS_PER_EXAMPLE,
+        max_examples=examples,
         deadline=None,
         database=None,
         suppress_health_check=list(HealthCheck),
     )
-    @seed(part)
-    @given(request_batches(KEY_SLOT))
+    @seed(from_seed)
+    @given(batches)
     def one(batch: list[Request]) -> None:
         requests.extend(batch)
 
     one()
     return tuple(requests)
+
+
+def with_statuses(
+    cases: list[tuple[str, str, bytes, int, str | None]],
+) -> tuple[Request, ...]:
+    """Edge cases (method, target, body, status, the field a 400 names or
+    None), sent with the node's key."""
+    auth = (("NTORQUE_API_KEY", KEY_SLOT),)
+    return tuple(
+        Request(
+            method, target, auth, body, False, expected, None if fd is None else frozenset({fd})
+        )
+        for method, target, body, expected, fd in cases
+    )
 
 
 def prepared(request: Request, key: str, now: float) -> Request:
@@ -1270,27 +1292,13 @@ def check_queue(queue: dict[str, Any], request: Request) -> None:
 @functools.cache
 def drawn_queue_requests() -> tuple[Request, ...]:
     """The queue part's requests, drawn once from its own seed."""
-    requests: list[Request] = []
-
-    @settings(
-        max_examples=QUEUE_REQUESTS // QUEUE_REQUESTS_PER_EXAMPLE,
-        deadline=None,
-        database=None,
-        suppress_health_check=list(HealthCheck),
-    )
-    @seed(QUEUE_SEED)
-    @given(queue_requests(KEY_SLOT))
-    def one(batch: list[Request]) -> None:
-        requests.extend(batch)
-
-    one()
-    return tuple(requests)
+    examples = QUEUE_REQUESTS // QUEUE_REQUESTS_PER_EXAMPLE
+    return drawn_requests(queue_requests(KEY_SLOT), examples, QUEUE_SEED)
 
 
 def queue_edge_cases() -> tuple[Request, ...]:
     """Each bound on either side, the JSON Python reads but a setting is
     not, and each route's lifecycle: with the status (and field) each must get."""
-    auth = (("NTORQUE_API_KEY", KEY_SLOT),)
     edge = "/queues/edge"
     top = b'{"max_concurrency": 10000, "rate_per_s": 10000, "burst": 10000, "retries": 36, '
     top += b'"timeout": 600, "backoff": "exponential", "paused": false}'
@@ -1374,12 +1382,7 @@ def queue_edge_cases() -> tuple[Request, ...]:
         ("POST", "/queues/%0d%0a/pause", b"", 400, "queue"),
         ("PUT", "/queues/%2F", b"{}", 400, "queue"),
     ]
-    return tuple(
-        Request(
-            method, target, auth, body, False, expected, None if fd is None else frozenset({fd})
-        )
-        for method, target, body, expected, fd in cases
-    )
+    return with_statuses(cases)
 
 
 QUEUE_PATH = re.compile(r"/queues/([^/?]+)")
@@ -1669,22 +1672,15 @@ def good_names() -> st.SearchStrategy[str | None]:
 
 @functools.cache
 def good_templates() -> st.SearchStrategy[dict[str, object]]:
-    """Task templates that should pass (no charset: a drawn body may not fit one)."""
-    token = st.text(alphabet=TOKEN_CHARS, min_size=1, max_size=12)
-    return st.fixed_dictionaries(
-        {"url": st.just(GOOD_URL)},
-        optional={
-            "method": st.sampled_from(["POST", "PUT", "patch", "DELETE"]),
-            "timeout": st.integers(1, 600),
-            "retries": st.integers(1, 36),
-            "backoff": st.sampled_from(["linear", "exponential"]),
-            "callback": st.just(GOOD_URL + "/done"),
-            "queue": st.sampled_from(NAME_POOL),
-            "body": st.text(max_size=40),
-            "content_type": st.sampled_from(["text/plain", "application/json"]),
-            "headers": st.dictionaries(token.map(lambda name: "X-" + name), token, max_size=2),
-        },
+    """Task templates that should pass: a batch's good items less what a
+    tick decides (delay, idempotency_key), in a named queue or not."""
+    items = sane_items().map(
+        lambda item: {
+            name: value for name, value in item.items() if name not in NOT_TEMPLATE_FIELDS
+        }
     )
+    queued = st.fixed_dictionaries({}, optional={"queue": st.sampled_from(NAME_POOL)})
+    return st.builds(lambda item, queue: {**item, **queue}, items, queued)
 
 
 @functools.cache
@@ -1974,7 +1970,7 @@ def send_schedule_requests(
 ) -> tuple[set[int], set[int]]:
     """Like send_all, and: a refused create or change stores nothing (read
     before and after); a schedule answered as made or changed is the one a
-    GET reads. The ids answered as made, and those deleted."""
+    GET reads, one deleted is gone. The ids answered as made, and deleted."""
     client = RawClient(port)
     auth = (("NTORQUE_API_KEY", key),)
     made: set[int] = set()
@@ -1982,16 +1978,7 @@ def send_schedule_requests(
     numbers = itertools.count(1)
     try:
         for drawn_request in requests:
-            request = prepared(drawn_request, key, time.time())
-            if LAST_MADE in request.target:
-                last = str(max(made, default=0))
-                request = dataclasses.replace(
-                    request, target=request.target.replace(LAST_MADE, last)
-                )
-            if UNIQUE_SLOT.encode() in request.body:
-                number = str(next(numbers)).encode()
-                body = request.body.replace(UNIQUE_SLOT.encode(), number)
-                request = dataclasses.replace(request, body=body)
+            request = filled(prepared(drawn_request, key, time.time()), made, numbers)
             read = read_of(request, auth)
             before = read_stable(client, read) if read else None
             status, body = client.send(request)
@@ -2015,30 +2002,28 @@ def send_schedule_requests(
     return made, deleted
 
 
+def filled(request: Request, made: set[int], numbers: Iterator[int]) -> Request:
+    """The request with its slots filled: the id last answered as made, a
+    number no other name has."""
+    if LAST_MADE in request.target:
+        target = request.target.replace(LAST_MADE, str(max(made, default=0)))
+        request = dataclasses.replace(request, target=target)
+    if UNIQUE_SLOT.encode() in request.body:
+        body = request.body.replace(UNIQUE_SLOT.encode(), str(next(numbers)).encode())
+        request = dataclasses.replace(request, body=body)
+    return request
+
+
 @functools.cache
 def drawn_schedule_requests() -> tuple[Request, ...]:
     """The schedule part's requests, drawn once from its own seed."""
-    requests: list[Request] = []
-
-    @settings(
-        max_examples=SCHEDULE_REQUESTS // SCHEDULE_REQUESTS_PER_EXAMPLE,
-        deadline=None,
-        database=None,
-        suppress_health_check=list(HealthCheck),
-    )
-    @seed(SCHEDULE_SEED)
-    @given(schedule_requests(KEY_SLOT))
-    def one(batch: list[Request]) -> None:
-        requests.extend(batch)
-
-    one()
-    return tuple(requests)
+    examples = SCHEDULE_REQUESTS // SCHEDULE_REQUESTS_PER_EXAMPLE
+    return drawn_requests(schedule_requests(KEY_SLOT), examples, SCHEDULE_SEED)
 
 
 def schedule_edge_cases() -> tuple[Request, ...]:
     """Each bound on either side, inputs that broke readers before, and one
     schedule's lifecycle: with the status (and field) each must get."""
-    auth = (("NTORQUE_API_KEY", KEY_SLOT),)
     task = {"url": GOOD_URL}
     new, last = "/schedules", f"/schedules/{LAST_MADE}"
 
@@ -2145,12 +2130,7 @@ def schedule_edge_cases() -> tuple[Request, ...]:
         ("POST", "/tasks/cancel", b'{"schedule_id": 1.5}', 400, "schedule_id"),
         ("POST", "/tasks/cancel", b'{"schedule_id": [1]}', 400, "schedule_id"),
     ]
-    return tuple(
-        Request(
-            method, target, auth, body, False, expected, None if fd is None else frozenset({fd})
-        )
-        for method, target, body, expected, fd in cases
-    )
+    return with_statuses(cases)
 
 
 # What no schedule request may leave behind (each query counts offenders).
@@ -2173,6 +2153,40 @@ SCHEDULE_HALF_WRITTEN = {
 }
 
 
+async def fired_an_hour_on(fuzzed: LiveNode, backend: Backend) -> dict[int, list[int]]:
+    """An hour on, the ticker fires every active schedule due by then, once
+    (catch_up as each says), and the clock comes back. The tasks made, by
+    schedule, oldest tick first."""
+    assert fuzzed.clock is not None
+    fuzzed.clock.advance(3600)
+    try:
+        await fuzzed.running.ticker.round()
+    finally:
+        fuzzed.clock.advance(-3600)
+    ticks = await rows_in_database(
+        backend,
+        "SELECT schedule_id, id FROM tasks WHERE schedule_id IS NOT NULL ORDER BY schedule_tick",
+    )
+    by_schedule: dict[int, list[int]] = {}
+    for schedule_id, task_id in ticks:
+        by_schedule.setdefault(schedule_id, []).append(task_id)
+    return by_schedule
+
+
+async def lists_their_ticks(fuzzed: LiveNode, by_schedule: dict[int, list[int]]) -> None:
+    """Their tasks, as the API lists them by schedule, and as each schedule
+    shows its last ones (of the first ten schedules that ticked)."""
+    for schedule_id in sorted(by_schedule)[:10]:
+        listed = await fuzzed.request("GET", f"/tasks?schedule_id={schedule_id}&limit=1000")
+        assert [task["id"] for task in listed.json["tasks"]] == sorted(
+            by_schedule[schedule_id], reverse=True
+        )
+        assert {task["schedule_id"] for task in listed.json["tasks"]} == {schedule_id}
+        shown = await fuzzed.request("GET", f"/schedules/{schedule_id}")
+        last_tasks = [task["id"] for task in shown.json["last_tasks"]]
+        assert last_tasks == by_schedule[schedule_id][::-1][:10], (schedule_id, shown.json)
+
+
 @pytest.mark.asyncio(loop_scope="module")
 async def test_generated_schedule_requests_never_break_the_api(
     fuzzed: LiveNode, module_backend: Backend, capsys: pytest.CaptureFixture[str]
@@ -2191,28 +2205,14 @@ async def test_generated_schedule_requests_never_break_the_api(
     assert await in_database(module_backend, stray, id=last_id) == 0
     stored = {row[0] for row in await rows_in_database(module_backend, "SELECT id FROM schedules")}
     assert stored == made - deleted, sorted(stored ^ (made - deleted))
-    # An hour on, the ticker fires every active schedule due by then, once
-    # (catch_up as each says), and the clock comes back.
-    assert fuzzed.clock is not None
     fired = time.monotonic()
-    fuzzed.clock.advance(3600)
-    try:
-        await fuzzed.running.ticker.round()
-    finally:
-        fuzzed.clock.advance(-3600)
+    by_schedule = await fired_an_hour_on(fuzzed, module_backend)
     fired_s = time.monotonic() - fired
-    ticks = await rows_in_database(
-        module_backend,
-        "SELECT schedule_id, id FROM tasks WHERE schedule_id IS NOT NULL ORDER BY schedule_tick",
-    )
-    by_schedule: dict[int, list[int]] = {}
-    for schedule_id, task_id in ticks:
-        by_schedule.setdefault(schedule_id, []).append(task_id)
     line = (
         f"FUZZ {module_backend.name} schedules: requests={tally.total} made={len(made)} "
-        f"deleted={len(deleted)} fired={len(by_schedule)} ticks={len(ticks)} "
-        f"seconds={seconds:.1f} firing={fired_s:.2f}s "
-        f"statuses={dict(sorted(tally.statuses.items()))}"
+        f"deleted={len(deleted)} fired={len(by_schedule)} "
+        f"ticks={sum(len(ids) for ids in by_schedule.values())} seconds={seconds:.1f} "
+        f"firing={fired_s:.2f}s statuses={dict(sorted(tally.statuses.items()))}"
     )
     record(line)
     with capsys.disabled():
@@ -2227,16 +2227,7 @@ async def test_generated_schedule_requests_never_break_the_api(
     assert len(by_schedule) > 0 and set(by_schedule) <= stored, by_schedule
     for what, query in {**SCHEDULE_HALF_WRITTEN, **HALF_WRITTEN}.items():
         assert await in_database(module_backend, query) == 0, what
-    # Their tasks, as the API lists them by schedule and as each schedule shows its last.
-    for schedule_id in sorted(by_schedule)[:10]:
-        listed = await fuzzed.request("GET", f"/tasks?schedule_id={schedule_id}&limit=1000")
-        assert [task["id"] for task in listed.json["tasks"]] == sorted(
-            by_schedule[schedule_id], reverse=True
-        )
-        assert {task["schedule_id"] for task in listed.json["tasks"]} == {schedule_id}
-        shown = await fuzzed.request("GET", f"/schedules/{schedule_id}")
-        last_tasks = [task["id"] for task in shown.json["last_tasks"]]
-        assert last_tasks == by_schedule[schedule_id][::-1][:10], (schedule_id, shown.json)
+    await lists_their_ticks(fuzzed, by_schedule)
 
 
 # -- schedule rules, pure ----------------------------------------------------------------
