@@ -42,6 +42,9 @@ SHOWN_TICKS = 5  # the next fire times a schedule's JSON lists
 # (a long gap): each step is a few tens of microseconds.
 MAX_STEPS = 1_000
 
+# How far back a search for a cron rule's latest ticks looks (cronsim finds
+# none beyond 50 years either).
+MAX_LOOK_BACK_S = 50 * 366 * 86400.0
 # cronsim's walk backwards over a clock change that is not on the hour
 # (Pacific/Chatham's, at 03:45) can go round without end: a step of the walk
 # that takes more steps of its clock than this (a usual one takes under 200,
@@ -86,9 +89,15 @@ class Rule:
             every, first = _ms(self.every_s), max(passed - count + 1, 1)
             ticks = [_ms_time(anchor + k * every) for k in range(first, passed + 1)]
             return [tick for tick in ticks if tick >= since]
-        # Back count ticks (cron can walk backwards), no further than since,
-        # then forwards again, so the ticks are the same instants after() gives.
+        # A gap of a few ticks is walked forwards, from since. Past that (a
+        # frequent rule, a long gap), back count ticks (cron can walk
+        # backwards), then forwards again, so that the ticks are the
+        # instants after() gives.
         assert self.cron is not None
+        floor = max(since - 0.001, t - MAX_LOOK_BACK_S)  # ticks are whole milliseconds
+        found, complete = self._walk(floor, t, max(4 * count, 64))
+        if complete:
+            return found[-count:]
         back = _Backwards(self.cron, datetime.fromtimestamp(t, self.zone))
         start = t
         for _ in range(count):
@@ -96,9 +105,9 @@ class Rule:
                 start = min(start, next(back).timestamp())
             except (StopIteration, OverflowError):  # none in 50 years; year 1; going round
                 break
-            if start < since:
+            if start <= floor:
                 break
-        return [tick for tick in self.between(start - 1.0, t)[-count:] if tick >= since]
+        return [tick for tick in self.between(max(start - 1.0, floor), t)[-count:]]
 
     def _intervals(self, t: float) -> tuple[int, int]:
         """(whole intervals from the anchor to t, the anchor), in integer
@@ -109,12 +118,19 @@ class Rule:
 
     def between(self, start: float, end: float) -> list[float]:
         """The ticks in (start, end], oldest first (at most MAX_STEPS)."""
+        return self._walk(start, end, MAX_STEPS)[0]
+
+    def _walk(self, start: float, end: float, limit: int) -> tuple[list[float], bool]:
+        """The ticks in (start, end], at most limit of them, and whether
+        that is all of them."""
         found: list[float] = []
         tick = self.after(start)
-        while tick is not None and tick <= end and len(found) < MAX_STEPS:
+        while tick is not None and tick <= end:
+            if len(found) == limit:
+                return found, False
             found.append(tick)
             tick = self.after(tick)
-        return found
+        return found, True
 
     def upcoming(self, t: float, count: int = SHOWN_TICKS) -> list[float]:
         found: list[float] = []
@@ -139,9 +155,9 @@ class Rule:
 
 class _Backwards(CronSim):
     """cronsim's walk backwards, which ends (StopIteration) where one step of
-    it goes round without end: the ticks before that point are not found (a
-    firing on time finds its tick; a catch-up over Chatham's clock change
-    makes the ticks after it, and counts the others as skipped)."""
+    it goes round without end. Only a long gap of a frequent rule walks
+    backwards (a short one is walked forwards): across Chatham's clock
+    change, such a catch-up makes the ticks after the change."""
 
     def __init__(self, expr: str, dt: datetime) -> None:
         super().__init__(expr, dt, reverse=True)
