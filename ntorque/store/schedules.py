@@ -14,7 +14,7 @@ import sqlalchemy as sa
 
 from ..errors import Conflict
 from ..schedules import Rule, Schedule, Settings, Template
-from ..tables import schedules, tasks
+from ..tables import applications, schedules, tasks
 from ..tasks import iso
 from .base import Database
 
@@ -155,7 +155,17 @@ def _unique_name(name: str | None) -> Iterator[None]:
 
 
 def _active() -> sa.ColumnElement[bool]:
-    return sa.and_(sa.not_(schedules.c.paused), schedules.c.next_tick.is_not(None))
+    """Not paused, with a tick to come, and its application (if any) active:
+    a deactivated application's schedules make nothing until it is active
+    again (then its catch_up says what)."""
+    owner_active = sa.exists().where(
+        applications.c.id == schedules.c.app_id, applications.c.active
+    )
+    return sa.and_(
+        sa.not_(schedules.c.paused),
+        schedules.c.next_tick.is_not(None),
+        sa.or_(schedules.c.app_id == 0, owner_active),
+    )
 
 
 def _owned(app_id: int, schedule_id: int) -> sa.Select[Any]:

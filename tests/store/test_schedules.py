@@ -131,3 +131,17 @@ async def test_an_application_has_a_bounded_number_of_schedules(
     await make(store, app_id=5)
     assert await store.schedules.create(5, EVERY_MINUTE, TEMPLATE, NOW) is None
     assert await store.schedules.create(6, EVERY_MINUTE, TEMPLATE, NOW) is not None
+
+
+async def test_a_deactivated_applications_schedules_make_nothing(store: Store) -> None:
+    """Its API key no longer works; its schedules stop too, until it is
+    active again (then its catch_up says what the gap makes)."""
+    app = await store.apps.create("ticking", "d" * 64, NOW)
+    assert app is not None
+    schedule = await make(store, app_id=app["id"])
+    assert [s.id for s in await store.schedules.due(NOW + 60, 10)] == [schedule.id]
+    await store.apps.update("ticking", active=False)
+    assert await store.schedules.due(NOW + 60, 10) == []
+    assert await store.schedules.earliest() is None
+    await store.apps.update("ticking", active=True)
+    assert [s.id for s in await store.schedules.due(NOW + 60, 10)] == [schedule.id]
