@@ -160,8 +160,15 @@ def test_a_stopped_cluster_makes_the_latest_missed_tick_when_one_process_restart
     assert before < gap_from and after - before >= 3.0  # the ticks missed: none made
     assert after > restarted - 1.0  # the one made: the latest when a process came back
     assert called_ticks(calls, schedule["id"]) == ticks
-    late = [at(task["created"]) - at(task["schedule_tick"]) for task in tasks]
-    assert all(0 <= each < 1.0 for each in late), late
+    late = {
+        at(task["schedule_tick"]): at(task["created"]) - at(task["schedule_tick"]) for task in tasks
+    }
+    caught_up = late.pop(after)
+    assert all(0 <= each < 1.0 for each in late.values()), late  # the ticks on time
+    # The missed tick made on recovery is the latest when the ticker first
+    # looked, so at most one interval (1 s) old then, plus that firing's own
+    # few milliseconds: it is not on time, it stands for the ticks missed.
+    assert 0 <= caught_up < 1.0 + 0.25, caught_up
 
 
 def test_the_embedded_backend_ticks_in_one_process(hooks: HookServer, tmp_path: Path) -> None:
