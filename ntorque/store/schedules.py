@@ -158,9 +158,7 @@ def _active() -> sa.ColumnElement[bool]:
     """Not paused, with a tick to come, and its application (if any) active:
     a deactivated application's schedules make nothing until it is active
     again (then its catch_up says what)."""
-    owner_active = sa.exists().where(
-        applications.c.id == schedules.c.app_id, applications.c.active
-    )
+    owner_active = sa.exists().where(applications.c.id == schedules.c.app_id, applications.c.active)
     return sa.and_(
         sa.not_(schedules.c.paused),
         schedules.c.next_tick.is_not(None),
