@@ -48,6 +48,7 @@ class Events:
     def __init__(self) -> None:
         self._listeners: list[Listener] = []
         self._watchers: list[Watcher] = []
+        self._watching: asyncio.Event | None = None  # set while anyone watches
         # The Redis bridge's intake of local changes (cheap: keeps references).
         self.forward: Callable[[Sequence[Task]], None] | None = None
 
@@ -64,10 +65,23 @@ class Events:
 
     def watch(self, watcher: Watcher) -> None:
         self._watchers.append(watcher)
+        self.watching.set()
 
     def unwatch(self, watcher: Watcher) -> None:
         if watcher in self._watchers:
             self._watchers.remove(watcher)
+        if not self._watchers:
+            self.watching.clear()
+
+    @property
+    def watching(self) -> asyncio.Event:
+        """Set while someone watches: what an idle bridge waits for, rather
+        than looking every so often."""
+        if self._watching is None:
+            self._watching = asyncio.Event()
+            if self._watchers:
+                self._watching.set()
+        return self._watching
 
     def publish(self, task: Task) -> None:
         self.publish_many((task,))
@@ -99,7 +113,6 @@ class Events:
 TICK_S = 0.1  # changes are collected this long, then sent as one message
 QUIET_S = 1.0  # after a message nobody else heard, stay silent this long
 MAX_BUFFERED = 5000  # tasks kept per tick; beyond, changes of new ids are dropped
-RECHECK_S = 0.2  # how often an unwatched node looks whether to subscribe
 
 
 class RedisBridge:
@@ -116,6 +129,7 @@ class RedisBridge:
         self.node = node or uuid.uuid4().hex
         self._client = redis.from_url(url, socket_connect_timeout=2, socket_timeout=5)
         self._buffer: dict[int, Task] = {}
+        self._added: asyncio.Event | None = None  # set when the buffer has changes
         self._quiet_until = 0.0
         self._subscribed = False
         self._down = False
@@ -126,6 +140,14 @@ class RedisBridge:
         for task in tasks:
             if len(self._buffer) < MAX_BUFFERED or task.id in self._buffer:
                 self._buffer[task.id] = task
+        if self._buffer:
+            self.added.set()
+
+    @property
+    def added(self) -> asyncio.Event:
+        if self._added is None:
+            self._added = asyncio.Event()
+        return self._added
 
     def start(self) -> None:
         self._loops = [
@@ -148,8 +170,12 @@ class RedisBridge:
         await self._client.aclose()
 
     async def _send_loop(self) -> None:
+        # Idle, it sleeps until a change comes (no wake-up every tick); then
+        # it collects for TICK_S and sends them as one message.
         while True:
+            await self.added.wait()
             await asyncio.sleep(TICK_S)
+            self.added.clear()
             await self.flush()
 
     async def flush(self) -> None:
@@ -170,7 +196,7 @@ class RedisBridge:
     async def _receive_loop(self) -> None:
         while True:
             if not self.events.watched:
-                await asyncio.sleep(RECHECK_S)
+                await self.events.watching.wait()
                 continue
             try:
                 await self._receive()
