@@ -172,7 +172,9 @@ def _rate(data: Mapping[str, Any]) -> float | None:
     if (
         isinstance(value, bool)
         or not isinstance(value, int | float)
-        or not math.isfinite(value)
+        # A JSON integer has no bound: math.isfinite raised OverflowError
+        # (a 500) on one too large for a float; the range check refuses it.
+        or (isinstance(value, float) and not math.isfinite(value))
         or not MIN_RATE_PER_S <= value <= MAX_RATE_PER_S
     ):
         error = f"rate_per_s must be a number from {MIN_RATE_PER_S:.5f} to {MAX_RATE_PER_S:g}"

@@ -90,6 +90,7 @@ async def test_a_queue_with_unfinished_tasks_cannot_be_deleted(
         (b'{"rate_per_s": 1e-310}', "rate_per_s"),  # PostgreSQL's acquire overflowed on it
         (b'{"rate_per_s": 5e-324}', "rate_per_s"),  # and underflowed on this one
         (b'{"rate_per_s": 0.0000099}', "rate_per_s"),
+        (b'{"rate_per_s": 1' + b"0" * 400 + b"}", "rate_per_s"),  # no float holds it: was a 500
         (b'{"burst": 3}', "burst"),
         (b'{"paused": "yes"}', "paused"),
         (b'{"retries": 0}', "retries"),
