@@ -57,7 +57,9 @@ def make_engine(settings: Settings) -> AsyncEngine:
             "command_timeout": settings.db_timeout_s * 6,
             "server_settings": {"application_name": "ntorque"},
         }
-    engine = create_async_engine(url, **options)
+    # An error's message leaves out the statement's parameters: they hold
+    # task bodies, key hashes and secrets, and a logged traceback would show them.
+    engine = create_async_engine(url, hide_parameters=True, **options)
     if is_sqlite(url):
         sa.event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
     return engine

@@ -145,3 +145,19 @@ async def test_a_deactivated_applications_schedules_make_nothing(store: Store) -
     assert await store.schedules.earliest() is None
     await store.apps.update("ticking", active=True)
     assert [s.id for s in await store.schedules.due(NOW + 60, 10)] == [schedule.id]
+
+
+async def test_a_database_error_never_shows_the_statements_parameters(store: Store) -> None:
+    """What a logged traceback of a failed write would show: not the body."""
+    schedule = await make(store)
+    (task,) = await fire(store, schedule, NOW + 60)
+    copy = {
+        "url": task.url, "method": task.method, "timeout_s": 60, "body": b"secret-body",
+        "content_type": "", "charset": "", "headers": [], "status": "pending", "retry_count": 0,
+        "due": NOW, "created": NOW, "modified": NOW, "schedule_id": schedule.id,
+        "schedule_tick": NOW + 60,
+    }  # fmt: skip
+    with pytest.raises(sa.exc.IntegrityError) as raised:
+        async with store.engine.begin() as conn:
+            await conn.execute(tasks.insert().values(copy))
+    assert "secret-body" not in str(raised.value)
