@@ -167,6 +167,12 @@ def test_paris_nights_as_a_person_reads_them() -> None:
         "2026-10-25T02:30:00+02:00",  # 02:30 happened twice: once
         "2026-10-26T02:30:00+01:00",
     ]
+    # Set (made, or changed) during the hour that happens twice, after the
+    # first 02:30: the wall clock reads 02:15 again, but 02:30 has run.
+    second_quarter_past_two = at("2026-10-25T02:15:00+01:00")
+    assert local(half_past_two.after(second_quarter_past_two), "Europe/Paris") == (  # type: ignore[arg-type]
+        "2026-10-26T02:30:00+01:00"
+    )
 
 
 # -- firing after a gap ------------------------------------------------------------
