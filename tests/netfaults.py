@@ -129,23 +129,28 @@ class TcpProxy:
             with self._lock:
                 self._sockets += [client, upstream]
                 pumps = [
-                    threading.Thread(target=self._pump, args=(client, upstream), daemon=True),
-                    threading.Thread(target=self._pump, args=(upstream, client), daemon=True),
+                    threading.Thread(target=self._pump, args=(client, upstream, True), daemon=True),
+                    threading.Thread(
+                        target=self._pump, args=(upstream, client, False), daemon=True
+                    ),
                 ]
                 self._threads += pumps
             for pump in pumps:
                 pump.start()
 
-    @staticmethod
-    def _pump(source: socket.socket, sink: socket.socket) -> None:
+    def _pump(self, source: socket.socket, sink: socket.socket, to_target: bool) -> None:
         try:
             while data := source.recv(65536):
+                self.passing(to_target)
                 sink.sendall(data)
         except OSError:
             pass
         for sock in (source, sink):  # one side gone: end the other direction too
             with contextlib.suppress(OSError):
                 sock.shutdown(socket.SHUT_RDWR)
+
+    def passing(self, to_target: bool) -> None:
+        """Data is about to be forwarded, to the target or back from it."""
 
     def close(self) -> None:
         """Stop listening and cut every open connection."""
@@ -166,3 +171,20 @@ class TcpProxy:
             thread.join(5)
         for sock in sockets:
             sock.close()
+
+
+class RoundTripCounter(TcpProxy):
+    """A TcpProxy that counts round trips: each time the client speaks again
+    after the target answered (or first) is one. However a request is cut into
+    packets, it counts once; a reply only ends the client's turn."""
+
+    def __init__(self, target_host: str, target_port: int) -> None:
+        super().__init__(target_host, target_port)
+        self.round_trips = 0
+        self._client_speaking = False
+
+    def passing(self, to_target: bool) -> None:
+        with self._lock:  # recorded before forwarding: a reply cannot overtake its request
+            if to_target and not self._client_speaking:
+                self.round_trips += 1
+            self._client_speaking = to_target

@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ..tables import attempts, tasks
-from ..tasks import Outcome, Status, Task
+from ..tasks import FINISHED, Outcome, Status, Task
 
 
 class Settlement(NamedTuple):
@@ -37,6 +37,11 @@ def settled(item: Settlement, now: float) -> Task:
         last_status_code=item.outcome.status_code,
         last_error=item.outcome.error,
     )
+
+
+def makes_callback(item: Settlement) -> bool:
+    """The attempt ends a task that has a callback to make (if it holds)."""
+    return item.status in FINISHED and item.task.callback_url is not None
 
 
 async def settle_batch(conn: AsyncConnection, batch: Sequence[Settlement], now: float) -> set[int]:

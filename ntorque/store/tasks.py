@@ -22,7 +22,7 @@ from .listing import Listing
 from .queues import QueueStore
 from .rows import insert_tasks
 from .schedules import ScheduleStore
-from .settle import Settlement, held_by, last_attempts, settle_batch, settled
+from .settle import Settlement, held_by, last_attempts, makes_callback, settle_batch, settled
 from .ticks import fire
 
 # A fresh task (never attempted) may be acquired this much before its due
@@ -46,8 +46,8 @@ class TaskStore:
         return (await self.insert_many([spec], now))[0]
 
     async def insert_many(self, specs: Sequence[NewTask], now: float) -> list[Task]:
-        """Store pending tasks in one statement and one commit, in order."""
-        async with self.db.begin() as conn:
+        """Store pending tasks in one statement that commits by itself, in order."""
+        async with self.db.single() as conn:
             return await insert_tasks(conn, specs, now, self.db.default_timeout_s)
 
     async def fire(
@@ -96,9 +96,12 @@ class TaskStore:
             "max_retries": max_retries,
             "lease_from": now + lease_extra_s,
         }
-        take = acquire_postgresql if self.db.postgresql else acquire_sqlite
-        async with self.db.begin() as conn:
-            leased = await take(conn, params)
+        if self.db.postgresql:  # one call of ntorque_acquire: one round trip
+            async with self.db.single() as conn:
+                leased = await acquire_postgresql(conn, params)
+        else:
+            async with self.db.begin() as conn:
+                leased = await acquire_sqlite(conn, params)
         return Leased(sorted(leased.tasks, key=lambda task: task.id), leased.waits)
 
     async def release(self, leased: Sequence[Task], now: float) -> list[Task]:
@@ -139,7 +142,14 @@ class TaskStore:
         self, batch: Sequence[Settlement], now: float
     ) -> tuple[list[Task | None], list[Task]]:
         """settle() for several attempts in one transaction, in order; and the
-        callback tasks of those that ended, made in the same transaction."""
+        callback tasks of those that ended, made in the same transaction.
+
+        The usual batch (no callback to make) is one statement on PostgreSQL
+        that commits by itself: one round trip."""
+        if not any(makes_callback(item) for item in batch):
+            async with self.db.single() as conn:
+                held = await settle_batch(conn, batch, now)
+            return [settled(item, now) if item.task.id in held else None for item in batch], []
         async with self.db.begin() as conn:
             held = await settle_batch(conn, batch, now)
             results = [settled(item, now) if item.task.id in held else None for item in batch]

@@ -1,0 +1,143 @@
+"""On PostgreSQL each hot transition of a task (enqueue, acquire, settle) is
+one statement that commits by itself: one round trip to the database, alone
+or in a batch, with no BEGIN and COMMIT of its own.
+
+Counted on the wire: the node's database connection goes through a proxy on
+127.0.0.1 that counts each time the client speaks after the server answered.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+from collections.abc import AsyncIterator, Iterator
+from urllib.parse import urlencode, urlsplit, urlunsplit
+
+import pytest
+
+from ntorque.config import Settings
+from ntorque.queues import QueueSettings
+from ntorque.store import Settlement, Store
+from ntorque.store.engine import make_engine
+from ntorque.tasks import Status
+from tests.factories import DONE, LEASE_EXTRA_S, MAX_RETRIES, NOW, spec
+from tests.hookserver import HookServer
+from tests.inprocess import LiveNode
+from tests.netfaults import RoundTripCounter
+from tests.services import PostgresDatabases
+
+
+@contextlib.contextmanager
+def counted(database_url: str) -> Iterator[tuple[str, RoundTripCounter]]:
+    """The url through a round-trip counting proxy, and the proxy."""
+    parts = urlsplit(database_url)
+    proxy = RoundTripCounter(parts.hostname or "127.0.0.1", parts.port or 5432)
+    proxy.open()
+    try:
+        netloc = f"{parts.username}@127.0.0.1:{proxy.port}"
+        yield urlunsplit(parts._replace(netloc=netloc)), proxy
+    finally:
+        proxy.close()
+
+
+@pytest.fixture
+async def counted_store(
+    postgres_databases: PostgresDatabases,
+) -> AsyncIterator[tuple[Store, RoundTripCounter]]:
+    """A store with ONE pooled connection, through the counter (its
+    statements already prepared, as on a running node)."""
+    url = postgres_databases.new()
+    with counted(url) as (proxied, proxy):
+        engine = make_engine(Settings(database_url=proxied, pool_size=1, max_overflow=0))
+        store = Store(engine)
+        try:
+            await one_task_through(store, NOW)
+            yield store, proxy
+        finally:
+            await engine.dispose()
+            postgres_databases.give_back(url)
+
+
+async def one_task_through(store: Store, now: float, count: int = 1) -> None:
+    made = await store.tasks.insert_many([spec() for _ in range(count)], now)
+    leased = await store.tasks.acquire([t.id for t in made], now, LEASE_EXTRA_S, MAX_RETRIES)
+    batch = [Settlement(task, DONE, Status.COMPLETED, now) for task in leased]
+    results, _ = await store.tasks.settle_many(batch, now)
+    assert all(result is not None for result in results)
+
+
+async def test_each_transition_of_a_lone_task_is_one_round_trip(
+    counted_store: tuple[Store, RoundTripCounter],
+) -> None:
+    store, proxy = counted_store
+    before = proxy.round_trips
+    (task,) = await store.tasks.insert_many([spec()], NOW + 1)
+    assert proxy.round_trips - before == 1  # enqueue
+
+    before = proxy.round_trips
+    (leased,) = await store.tasks.acquire([task.id], NOW + 1, LEASE_EXTRA_S, MAX_RETRIES)
+    assert proxy.round_trips - before == 1  # acquire
+
+    before = proxy.round_trips
+    (settled,), _ = await store.tasks.settle_many(
+        [Settlement(leased, DONE, Status.COMPLETED, NOW + 1)], NOW + 1
+    )
+    assert proxy.round_trips - before == 1  # settle
+    assert settled is not None and settled.status is Status.COMPLETED
+    assert await store.tasks.get(task.id) == settled  # committed: another read sees it
+
+
+async def test_a_batch_of_tasks_is_one_round_trip_per_transition(
+    counted_store: tuple[Store, RoundTripCounter],
+) -> None:
+    store, proxy = counted_store
+    before = proxy.round_trips
+    await one_task_through(store, NOW + 2, count=50)
+    assert proxy.round_trips - before == 3  # 50 enqueued, 50 acquired, 50 settled
+
+
+async def test_named_queues_cost_no_more_round_trips(
+    counted_store: tuple[Store, RoundTripCounter],
+) -> None:
+    """A queue's settings are read, and a new queue's row made, by the same statement."""
+    store, proxy = counted_store
+    slow = QueueSettings(timeout_s=7, retries=2, backoff="linear", paused=True)
+    await store.queues.put(0, "slow", slow, NOW)
+    before = proxy.round_trips
+    new, configured = await store.tasks.insert_many(
+        [spec(queue="emails", timeout_s=None), spec(queue="slow", timeout_s=None)], NOW + 3
+    )
+    assert proxy.round_trips - before == 1
+    assert "emails" in [queue.name for queue in await store.queues.page(0, NOW + 3)]
+    assert (new.timeout_s, new.retries, new.held) == (store.tasks.db.default_timeout_s, None, False)
+    assert (configured.timeout_s, configured.retries, configured.backoff) == (7, 2, "linear")
+    assert configured.held  # its queue is paused: not notified until resumed
+    assert await store.tasks.get(configured.id) == dataclasses.replace(configured, held=False)
+
+
+# -- a node: over HTTP, through the consumer ------------------------------------------
+
+
+async def test_a_task_costs_three_round_trips_from_enqueue_to_settled(
+    postgres_databases: PostgresDatabases, redis_url: str, hooks: HookServer
+) -> None:
+    """What a client sees: POST a task, the node calls the hook, the task is
+    completed; the node's database heard from it three times."""
+    url = postgres_databases.new()
+    with counted(url) as (proxied, proxy):
+        node = LiveNode(proxied, redis_url, loops=False, authenticate=False,
+                        pool_size=1, max_overflow=0)  # fmt: skip
+        async with node:
+            for n in range(3):  # the first warms the connection and prepares statements
+                before = proxy.round_trips
+                query = urlencode({"url": hooks.url(f"/round-trips/{n}")})
+                answer = await node.request("POST", f"/?{query}", b"{}")
+                assert answer.status == 201, answer.body
+                enqueued = proxy.round_trips - before
+                (task,) = await node.consume()
+                total = proxy.round_trips - before
+                got = json.loads((await node.request("GET", f"/tasks/{task.id}")).body)
+                assert got["status"] == "completed"
+            assert (enqueued, total) == (1, 3)
+    postgres_databases.give_back(url)
