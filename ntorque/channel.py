@@ -14,11 +14,15 @@ from collections.abc import Iterable, Sequence
 from typing import Protocol
 
 import redis.asyncio as redis
-from redis.exceptions import RedisError
+from redis.exceptions import RedisError, ResponseError
 
 log = logging.getLogger(__name__)
 
-BLOCKING_POP_S = 1.0
+# How long a blocking pop waits before it asks again: an idle consumer wakes
+# once per this. Not a latency (an id wakes it at once) nor a delay in
+# stopping (a stop cuts the pop short); it is how long the in-memory
+# fallback waits before it looks whether a Redis that was down is back.
+BLOCKING_POP_S = 5.0
 # Not a task id (ids start at 1): "a schedule changed". Whichever worker pops
 # it has its ticker look again at once (see Scheduler); the acquire drops it.
 SCHEDULES_CHANGED = 0
@@ -87,6 +91,7 @@ class RedisChannel:
         )
         self._fallback = LocalChannel()
         self._down = False
+        self._multi_pop = True  # BLMPOP (Redis 7): the first id and more in one round trip
 
     async def push(self, ids: Sequence[int]) -> None:
         if not ids:
@@ -113,6 +118,12 @@ class RedisChannel:
         if timeout_s <= 0:  # no waiting (BLPOP would take 0 as "wait for ever")
             taken = await self._popper.lpop(self.name, limit)
             return list(_ids(taken if isinstance(taken, list) else []))
+        if self._multi_pop:
+            try:
+                return await self._blmpop(limit, timeout_s)
+            except ResponseError as error:  # an older Redis: two commands, as before 7.0
+                log.info("channel: BLMPOP not available (%s), using BLPOP and LPOP", error)
+                self._multi_pop = False
         first = await self._popper.blpop([self.name], timeout=timeout_s)
         if first is None:
             return []
@@ -121,6 +132,10 @@ class RedisChannel:
             more = await self._popper.lpop(self.name, limit - 1)
             payloads += more if isinstance(more, list) else []
         return list(_ids(payloads))
+
+    async def _blmpop(self, limit: int, timeout_s: float) -> list[int]:
+        popped = await self._popper.blmpop(timeout_s, 1, self.name, direction="LEFT", count=limit)
+        return list(_ids(popped[1])) if popped else []
 
     async def depth(self) -> int:
         try:

@@ -46,8 +46,9 @@ def reopenable_port() -> int:
 class RedisProcess:
     """A redis-server of this test's own on 127.0.0.1, stopped and restarted by pid."""
 
-    def __init__(self, workdir: Path) -> None:
+    def __init__(self, workdir: Path, *options: str) -> None:
         self.workdir = workdir
+        self.options = options  # more redis-server options
         self.port = reopenable_port()  # stopped and started again on it
         self.process: subprocess.Popen[bytes] | None = None
 
@@ -57,7 +58,7 @@ class RedisProcess:
 
     def start(self) -> None:
         args = ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1"]
-        args += ["--save", "", "--appendonly", "no", "--daemonize", "no"]
+        args += ["--save", "", "--appendonly", "no", "--daemonize", "no", *self.options]
         with open(self.workdir / "redis.log", "ab") as log:
             self.process = subprocess.Popen(
                 args, cwd=self.workdir, stdout=log, stderr=subprocess.STDOUT

@@ -6,11 +6,13 @@ import asyncio
 import logging
 import socket
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 import redis.asyncio as redis
 
 from ntorque.channel import Channel, RedisChannel
+from tests.netfaults import RedisProcess
 from tests.services import unique_name
 
 QUICK_S = 0.05  # how long a pop waits when nothing is expected
@@ -119,6 +121,46 @@ async def test_redis_channel_pushes_are_shared_between_processes(
         assert await channel.pop(10, 1) == [8, 9]
     finally:
         await other.close()
+
+
+# -- one round trip per pop -------------------------------------------------------
+
+
+POPS = {"blmpop", "blpop", "lpop"}
+
+
+async def popped_by(
+    redis_process: RedisProcess, ids: list[int]
+) -> tuple[list[int], dict[str, int]]:
+    """Push ids, pop them all at once: what came out, and the pop commands
+    used (how many times each)."""
+    redis_process.start()
+    channel = RedisChannel(redis_process.url, unique_name("ntorque"))
+    client = redis.from_url(redis_process.url)
+    try:
+        await channel.push(ids)
+        await client.config_resetstat()
+        popped = await channel.pop(10, 1)
+        stats = await client.info("commandstats")
+        used = {name.removeprefix("cmdstat_"): int(s["calls"]) for name, s in stats.items()}
+        return popped, {name: calls for name, calls in used.items() if name in POPS}
+    finally:
+        await client.aclose()
+        await channel.close()
+        redis_process.stop()
+
+
+async def test_a_pop_of_several_ids_is_one_command(tmp_path: Path) -> None:
+    popped, used = await popped_by(RedisProcess(tmp_path), [1, 2, 3])
+    assert popped == [1, 2, 3]
+    assert used == {"blmpop": 1}  # no LPOP after it
+
+
+async def test_a_redis_older_than_7_still_gives_every_id(tmp_path: Path) -> None:
+    """Without BLMPOP (Redis 6), a pop is BLPOP then LPOP, as it was."""
+    popped, used = await popped_by(RedisProcess(tmp_path, "--rename-command", "BLMPOP", ""), [4, 5])
+    assert popped == [4, 5]
+    assert used == {"blpop": 1, "lpop": 1}
 
 
 # -- Redis down ----------------------------------------------------------------

@@ -44,7 +44,9 @@ async def ticks_by_schedule(node: LiveNode, ids: list[int]) -> dict[int, list[st
 
 
 class Commits:
-    """Counts the transactions committed on an engine while it is entered."""
+    """Counts the transactions committed on an engine while it is entered: a
+    COMMIT, or a statement that commits by itself (autocommit, see
+    Database.single)."""
 
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine.sync_engine
@@ -53,12 +55,18 @@ class Commits:
     def _committed(self, _connection: sa.Connection) -> None:
         self.count += 1
 
+    def _executing(self, connection: sa.Connection, *_: object) -> None:
+        if connection.get_execution_options().get("isolation_level") == "AUTOCOMMIT":
+            self.count += 1
+
     def __enter__(self) -> Commits:
         sa.event.listen(self.engine, "commit", self._committed)
+        sa.event.listen(self.engine, "before_cursor_execute", self._executing)
         return self
 
     def __exit__(self, *_: object) -> None:
         sa.event.remove(self.engine, "commit", self._committed)
+        sa.event.remove(self.engine, "before_cursor_execute", self._executing)
 
 
 async def test_a_round_makes_every_due_tick_in_one_transaction(backend: Backend) -> None:

@@ -32,7 +32,6 @@ class Leadership:
             if self._conn is None:
                 return await self._try_take()
             await self._conn.execute(sa.text("SELECT 1"))  # the lock's connection still lives
-            await self._conn.commit()
             return True
         except (*UNAVAILABLE, sa.exc.DBAPIError) as error:
             log.warning("leadership not held: %s", error)
@@ -41,9 +40,11 @@ class Leadership:
 
     async def _try_take(self) -> bool:
         conn = await self.engine.connect()
+        # Autocommit: the lock is the session's, so no transaction is needed,
+        # and each round's check is one round trip (no BEGIN, no COMMIT).
+        await conn.execution_options(isolation_level="AUTOCOMMIT")
         statement = sa.select(sa.func.pg_try_advisory_lock(self.LOCK_KEY))
         taken = bool((await conn.execute(statement)).scalar())
-        await conn.commit()
         if taken:
             self._conn = conn
             log.info("this node now runs requeue and cleanup")

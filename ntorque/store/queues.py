@@ -158,7 +158,7 @@ class QueueStore:
         statement = sa.select(queues.c.app_id, queues.c.name).where(
             limited_queue(), ~queues.c.paused, due.exists()
         )
-        async with self.db.begin() as conn:
+        async with self.db.single() as conn:
             return [(row.app_id, row.name) for row in (await conn.execute(statement)).all()]
 
 

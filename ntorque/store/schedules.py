@@ -134,14 +134,14 @@ class ScheduleStore:
             .order_by(schedules.c.next_tick)
             .limit(limit)
         )
-        async with self.db.begin() as conn:
+        async with self.db.single() as conn:
             rows = (await conn.execute(statement)).all()
         return [schedule_from_row(row) for row in rows]
 
     async def earliest(self) -> float | None:
         """The soonest next tick of an active schedule."""
         statement = sa.select(sa.func.min(schedules.c.next_tick)).where(_active())
-        async with self.db.begin() as conn:
+        async with self.db.single() as conn:
             return await conn.scalar(statement)  # type: ignore[no-any-return]
 
 

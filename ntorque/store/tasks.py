@@ -60,7 +60,7 @@ class TaskStore:
             return await fire(conn, firings, now, self.db.default_timeout_s)
 
     async def get(self, task_id: int) -> Task | None:
-        async with self.db.begin() as conn:
+        async with self.db.single() as conn:
             row = (await conn.execute(tasks.select().where(tasks.c.id == task_id))).first()
         return task_from_row(row) if row else None
 
@@ -174,7 +174,7 @@ class TaskStore:
             .order_by(tasks.c.due)
             .limit(limit)
         )
-        async with self.db.begin() as conn:
+        async with self.db.single() as conn:
             return list((await conn.execute(statement)).scalars())
 
     async def upcoming(
@@ -193,7 +193,7 @@ class TaskStore:
             .order_by(tasks.c.due)
             .limit(limit)
         )
-        async with self.db.begin() as conn:
+        async with self.db.single() as conn:
             return [(row.id, row.due) for row in (await conn.execute(statement)).all()]
 
     async def expire(self, now: float, max_retries: int) -> tuple[list[Task], list[Task]]:
