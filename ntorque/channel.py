@@ -135,7 +135,8 @@ class RedisChannel:
 
     async def _blmpop(self, limit: int, timeout_s: float) -> list[int]:
         popped = await self._popper.blmpop(timeout_s, 1, self.name, direction="LEFT", count=limit)
-        return list(_ids(popped[1])) if popped else []
+        payloads = popped[1] if popped else []  # [list name, [payloads]], or nil on timeout
+        return list(_ids(payloads if isinstance(payloads, list) else [payloads]))
 
     async def depth(self) -> int:
         try:

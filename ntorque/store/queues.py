@@ -152,14 +152,23 @@ class QueueStore:
     async def limited_with_due(self, now: float) -> list[tuple[int, str]]:
         """Running limited queues with due tasks: the requeuer wakes them
         (after a crash, their leases run out with no settle to wake them)."""
-        due = sa.select(tasks.c.id).where(
-            of_queue(queues.c.app_id, queues.c.name), status_in(UNFINISHED), tasks.c.due <= now
-        )
-        statement = sa.select(queues.c.app_id, queues.c.name).where(
-            limited_queue(), ~queues.c.paused, due.exists()
-        )
         async with self.db.single() as conn:
-            return [(row.app_id, row.name) for row in (await conn.execute(statement)).all()]
+            rows = (await conn.execute(LIMITED_WITH_DUE, {"now": now})).all()
+        return [(row.app_id, row.name) for row in rows]
+
+
+# Built once: the requeuer runs it every few seconds.
+LIMITED_WITH_DUE = sa.select(queues.c.app_id, queues.c.name).where(
+    limited_queue(),
+    ~queues.c.paused,
+    sa.select(tasks.c.id)
+    .where(
+        of_queue(queues.c.app_id, queues.c.name),
+        status_in(UNFINISHED),
+        tasks.c.due <= sa.bindparam("now", type_=sa.Float),
+    )
+    .exists(),
+)
 
 
 async def _room(conn: AsyncConnection, row: sa.Row[Any], now: float) -> int:

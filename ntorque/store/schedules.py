@@ -128,21 +128,14 @@ class ScheduleStore:
     async def due(self, now: float, limit: int) -> list[Schedule]:
         """Active schedules whose next tick has come, soonest first (every
         application's: the ticker fires them all)."""
-        statement = (
-            schedules.select()
-            .where(_active(), schedules.c.next_tick <= now)
-            .order_by(schedules.c.next_tick)
-            .limit(limit)
-        )
         async with self.db.single() as conn:
-            rows = (await conn.execute(statement)).all()
+            rows = (await conn.execute(DUE, {"now": now, "limit": limit})).all()
         return [schedule_from_row(row) for row in rows]
 
     async def earliest(self) -> float | None:
         """The soonest next tick of an active schedule."""
-        statement = sa.select(sa.func.min(schedules.c.next_tick)).where(_active())
         async with self.db.single() as conn:
-            return await conn.scalar(statement)  # type: ignore[no-any-return]
+            return await conn.scalar(EARLIEST)  # type: ignore[no-any-return]
 
 
 @contextlib.contextmanager
@@ -262,3 +255,13 @@ def schedule_from_row(row: Any, last_tasks: list[dict[str, Any]] | None = None) 
         modified=row.modified,
         last_tasks=last_tasks or [],
     )
+
+
+# The ticker's statements, built once: every worker runs them every few seconds.
+DUE = (
+    schedules.select()
+    .where(_active(), schedules.c.next_tick <= sa.bindparam("now", type_=sa.Float))
+    .order_by(schedules.c.next_tick)
+    .limit(sa.bindparam("limit", type_=sa.Integer))
+)
+EARLIEST = sa.select(sa.func.min(schedules.c.next_tick)).where(_active())

@@ -163,54 +163,25 @@ class TaskStore:
 
     async def due_ids(self, now: float, limit: int, max_retries: int) -> list[int]:
         """Unfinished tasks whose due date has passed, oldest first."""
-        statement = (
-            sa.select(tasks.c.id)
-            .where(
-                status_in(UNFINISHED),
-                tasks.c.due <= now,
-                within_allowance(max_retries),
-                ~in_limited_queue(),  # woken by their queues, as their limits allow
-            )
-            .order_by(tasks.c.due)
-            .limit(limit)
-        )
+        params = {"now": now, "limit": limit, "max_retries": max_retries}
         async with self.db.single() as conn:
-            return list((await conn.execute(statement)).scalars())
+            return list((await conn.execute(DUE_IDS, params)).scalars())
 
     async def upcoming(
         self, now: float, until: float, limit: int, max_retries: int
     ) -> list[tuple[int, float]]:
         """(id, due) of unfinished tasks falling due after now, up to until, soonest
         first: read from the due index, so tasks due later cost nothing."""
-        statement = (
-            sa.select(tasks.c.id, tasks.c.due)
-            .where(
-                status_in(UNFINISHED),
-                tasks.c.due > now,
-                tasks.c.due <= until,
-                within_allowance(max_retries),
-            )
-            .order_by(tasks.c.due)
-            .limit(limit)
-        )
+        params = {"now": now, "until": until, "limit": limit, "max_retries": max_retries}
         async with self.db.single() as conn:
-            return [(row.id, row.due) for row in (await conn.execute(statement)).all()]
+            return [(row.id, row.due) for row in (await conn.execute(UPCOMING, params)).all()]
 
     async def expire(self, now: float, max_retries: int) -> tuple[list[Task], list[Task]]:
         """Fail tasks out of attempts whose last lease ran out unsettled
         (their consumer died during the final attempt); with their callbacks."""
-        statement = (
-            tasks.update()
-            .where(status_in(UNFINISHED), tasks.c.due <= now, ~within_allowance(max_retries))
-            .values(
-                status=Status.FAILED.value,
-                modified=now,
-                last_error="no answer within the timeout on the final attempt",
-            )
-            .returning(*tasks.c)
-        )
         async with self.db.begin() as conn:
-            expired = [task_from_row(row) for row in (await conn.execute(statement)).all()]
+            rows = (await conn.execute(EXPIRE, {"now": now, "max_retries": max_retries})).all()
+            expired = [task_from_row(row) for row in rows]
             made = await callbacks.add(conn, expired, now)
         return made.ended, made.callbacks
 
@@ -244,3 +215,44 @@ class TaskStore:
         async with self.db.begin() as conn:
             row = (await conn.execute(statement)).first()
         return task_from_row(row) if row else None
+
+
+# The requeuer's statements, built once: an idle node runs them every few
+# seconds, and building one (with its cache key) cost more than running it.
+MAX_RETRIES = sa.bindparam("max_retries", type_=sa.Integer)
+DUE_IDS = (
+    sa.select(tasks.c.id)
+    .where(
+        status_in(UNFINISHED),
+        tasks.c.due <= sa.bindparam("now", type_=sa.Float),
+        within_allowance(MAX_RETRIES),
+        ~in_limited_queue(),  # woken by their queues, as their limits allow
+    )
+    .order_by(tasks.c.due)
+    .limit(sa.bindparam("limit", type_=sa.Integer))
+)
+UPCOMING = (
+    sa.select(tasks.c.id, tasks.c.due)
+    .where(
+        status_in(UNFINISHED),
+        tasks.c.due > sa.bindparam("now", type_=sa.Float),
+        tasks.c.due <= sa.bindparam("until", type_=sa.Float),
+        within_allowance(MAX_RETRIES),
+    )
+    .order_by(tasks.c.due)
+    .limit(sa.bindparam("limit", type_=sa.Integer))
+)
+EXPIRE = (
+    tasks.update()
+    .where(
+        status_in(UNFINISHED),
+        tasks.c.due <= sa.bindparam("now", type_=sa.Float),
+        ~within_allowance(MAX_RETRIES),
+    )
+    .values(
+        status=Status.FAILED.value,
+        modified=sa.bindparam("now", type_=sa.Float),
+        last_error="no answer within the timeout on the final attempt",
+    )
+    .returning(*tasks.c)
+)
