@@ -15,7 +15,9 @@ import sys
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import TypeVar
 
-from . import app, cli_queues, cli_schedules
+from tornado.netutil import bind_sockets
+
+from . import app, cli_queues, cli_schedules, processes
 from .applications import Applications
 from .config import ROLES, Settings, load
 from .errors import (
@@ -47,6 +49,9 @@ def parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", help="address to listen on (NTORQUE_HOST)")
     serve.add_argument("--port", type=int, help="port to listen on (NTORQUE_PORT, PORT)")
     serve.add_argument("--role", choices=ROLES, help="all (default), web (API only), worker")
+    serve.add_argument(
+        "--processes", type=int, help="processes sharing the port (NTORQUE_PROCESSES; 0: per core)"
+    )
     serve.add_argument("--migrate", action="store_true", help="migrate the database first")
     serve.add_argument("--certfile", help="serve https with this PEM chain (NTORQUE_CERTFILE)")
     serve.add_argument("--keyfile", help="... and this PEM key (NTORQUE_KEYFILE)")
@@ -103,17 +108,17 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
 def run(options: argparse.Namespace, environ: Mapping[str, str] | None = None) -> int:
     overrides = {
         key: getattr(options, key, None)
-        for key in ("host", "port", "role", "certfile", "keyfile")
+        for key in ("host", "port", "role", "processes", "certfile", "keyfile")
     }  # fmt: skip
     settings = load(options.config, environ, overrides)
-    app.setup_logging(settings.development)
+    app.setup_logging(settings.development, settings.processes)
     # Alembic says "Context impl ..." at every start: only when the user asks (--verbose).
     logging.getLogger("alembic").setLevel(logging.INFO if options.verbose else logging.WARNING)
     if options.command == "migrate":
         return migrate_schema(settings.database_url)
     prepare_database(settings, migrate=getattr(options, "migrate", False))
     if options.command == "serve":
-        return asyncio.run(app.serve(settings))
+        return serve(settings)
     if options.command == "set-targets":
         return asyncio.run(with_store(settings, lambda store: set_targets(options, store)))
     if options.command == "queues":
@@ -127,6 +132,20 @@ def run(options: argparse.Namespace, environ: Mapping[str, str] | None = None) -
     if options.command in ("rotate-secret", "show-secret"):
         return asyncio.run(with_store(settings, lambda store: signing(options, store)))
     return asyncio.run(with_store(settings, lambda store: manage(options, store)))
+
+
+def serve(settings: Settings) -> int:
+    """One process, or several sharing the port: the parent binds it and forks
+    (after the database check above, before any loop or connection exists)."""
+    count = processes.count(settings.processes)
+    if count == 1:
+        return asyncio.run(app.serve(settings))
+    sockets = [] if settings.role == "worker" else bind_sockets(settings.port, settings.host)
+    log.info("starting %s processes", count)
+    supervisor = processes.Supervisor(
+        count, lambda _index: asyncio.run(app.serve(settings, sockets)), sockets
+    )
+    return supervisor.run()
 
 
 def migrate_schema(database_url: str) -> int:

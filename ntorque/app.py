@@ -9,10 +9,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import socket
 import ssl
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import tornado.web
 from tornado.httpserver import HTTPServer
@@ -51,8 +52,14 @@ QUIET_LOGGERS = ("tornado.curl_httpclient", "aiosqlite", "asyncpg", "sqlalchemy"
 class Node:
     """One ntorque process: its parts and their start and stop."""
 
-    def __init__(self, settings: Settings, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        clock: Callable[[], float] = time.time,
+        sockets: Sequence[socket.socket] = (),
+    ) -> None:
         self.settings = settings
+        self.sockets = sockets  # bound by the parent of several processes; none: listen
         self.clock = clock  # the wall clock of due dates and leases (tests move it by hand)
         self.engine = make_engine(settings)
         self.store = Store(self.engine, settings.default_timeout_s)
@@ -196,7 +203,10 @@ class Node:
                 "cookie_secret", new_server_secret, time.time()
             )
             self.server = self.http_server()
-            self.server.listen(self.settings.port, self.settings.host)
+            if self.sockets:
+                self.server.add_sockets(self.sockets)
+            else:
+                self.server.listen(self.settings.port, self.settings.host)
             scheme = "https" if self.settings.certfile else "http"
             log.info("listening on %s://%s:%s", scheme, self.settings.host, self.settings.port)
         if role in ("all", "worker"):
@@ -265,9 +275,9 @@ def announce(created: Created) -> None:
     )
 
 
-async def serve(settings: Settings) -> int:
+async def serve(settings: Settings, sockets: Sequence[socket.socket] = ()) -> int:
     """Run a node until SIGTERM or SIGINT; exit status 0 after a clean stop."""
-    node = Node(settings)
+    node = Node(settings, sockets=sockets)
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, node.signalled)
@@ -278,11 +288,13 @@ async def serve(settings: Settings) -> int:
     return 1 if node.failed else 0
 
 
-def setup_logging(development: bool) -> None:
+def setup_logging(development: bool, processes: int = 1) -> None:
+    """Several processes share stderr: each line then says whose it is."""
+    who = " [%(process)d]" if processes != 1 else ""
     logging.basicConfig(
         level=logging.DEBUG if development else logging.INFO,
         stream=sys.stderr,
-        format="%(asctime)s %(levelname)s %(name)s %(message)s",
+        format=f"%(asctime)s %(levelname)s{who} %(name)s %(message)s",
     )
     logging.getLogger("tornado.access").setLevel(logging.WARNING)
     # Their debug lines carry data: curl's verbose trace (header values and

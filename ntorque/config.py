@@ -35,6 +35,7 @@ class Settings:
     host: str = "127.0.0.1"
     port: int = 8888
     role: str = "all"
+    processes: int = 1  # processes of this node sharing its port; 0 = one per core
     database_url: str = "sqlite:///ntorque.db"
     redis_url: str = ""
     redis_channel: str = "ntorque"
@@ -88,6 +89,7 @@ ENVIRONMENT: dict[str, tuple[str, ...]] = {
     "host": ("NTORQUE_HOST",),
     "port": ("NTORQUE_PORT", "PORT"),
     "role": ("NTORQUE_ROLE",),
+    "processes": ("NTORQUE_PROCESSES",),
     "database_url": ("DATABASE_URL",),
     "redis_url": ("REDIS_URL",),
     "redis_channel": ("NTORQUE_REDIS_CHANNEL",),
@@ -259,7 +261,9 @@ def _check(settings: Settings, labels: Mapping[str, str]) -> None:
     for key in positive:
         if getattr(settings, key) <= 0:
             fail(key, "must be greater than zero")
-    for key in ("auth_cache_s", "shutdown_grace_s", "max_overflow", "auth_failure_limit"):
+    for key in (
+        "auth_cache_s", "shutdown_grace_s", "max_overflow", "auth_failure_limit", "processes",
+    ):  # fmt: skip
         if getattr(settings, key) < 0:
             fail(key, "must not be negative")
     if settings.port > 65535:
@@ -278,6 +282,7 @@ def _check_relations(settings: Settings, fail: Callable[[str, str], None]) -> No
         ("redis://", "rediss://", "unix://")
     ):
         fail("redis_url", "must be a redis:// url")
+    _check_processes(settings, fail)
     if 0 < len(settings.cookie_secret) < 16:
         fail("cookie_secret", "must have at least 16 characters")
     for key in ("target_allow", "target_deny"):
@@ -285,6 +290,21 @@ def _check_relations(settings: Settings, fail: Callable[[str, str], None]) -> No
             Rules.parse(getattr(settings, key))
         except ValueError as error:
             fail(key, f"is not valid: {error}")
+
+
+def _check_processes(settings: Settings, fail: Callable[[str, str], None]) -> None:
+    """Several processes need what several nodes need: on SQLite every process
+    would lead maintenance, and an in-process channel reaches only its own."""
+    if settings.processes == 1:
+        return
+    if not settings.database_url.startswith("postgres") or not settings.redis_url:
+        fail(
+            "processes",
+            "needs PostgreSQL and Redis (database_url and redis_url): "
+            "the embedded SQLite file and in-process channel serve one process",
+        )
+    if settings.development:
+        fail("processes", "cannot run in development mode: autoreload restarts one process")
 
 
 def replace(settings: Settings, **changes: Any) -> Settings:

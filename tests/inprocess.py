@@ -107,7 +107,7 @@ class LiveNode:
         if self._sqlite_file_missing():  # the backends' files come migrated
             await asyncio.to_thread(engine.upgrade, self.settings.database_url)
         logging.getLogger().addHandler(self.logged)
-        self.node = app.Node(self.settings, **({"clock": self.clock} if self.clock else {}))
+        self.node = app.Node(self.settings, self.clock or time.time)
         await self.node.start()
         if self.node.created is not None:
             self.key = self.node.created.key

@@ -61,6 +61,7 @@ ENV_CASES: list[tuple[str, str, Any, str, Any]] = [
     ("NTORQUE_HOST", "host", "127.0.0.1", "0.0.0.0", "0.0.0.0"),
     ("NTORQUE_PORT", "port", 8888, "9000", 9000),
     ("NTORQUE_ROLE", "role", "all", "worker", "worker"),
+    ("NTORQUE_PROCESSES", "processes", 1, " 1 ", 1),  # more: see test_several_processes_*
     ("NTORQUE_CONCURRENCY", "concurrency", 50, "7", 7),
     ("NTORQUE_REQUEUE_BATCH", "requeue_batch", 1000, "10", 10),
     ("NTORQUE_MAX_SCHEDULE_AHEAD", "max_schedule_ahead_s", 2592000.0, "3600", 3600.0),
@@ -152,6 +153,10 @@ def test_development_mode() -> None:
         ("NTORQUE_PORT", "70000"),
         ("NTORQUE_PORT", "http"),
         ("NTORQUE_CONCURRENCY", "0"),
+        ("NTORQUE_PROCESSES", "-1"),
+        ("NTORQUE_PROCESSES", "1.5"),
+        ("NTORQUE_PROCESSES", "two"),
+        ("NTORQUE_PROCESSES", "2"),  # the embedded SQLite file and in-process channel
         ("NTORQUE_AUTH_CACHE", "-1"),
         ("NTORQUE_MAX_BODY_SIZE", "1MB"),
         ("DATABASE_URL", "mysql://u@h/q"),
@@ -308,3 +313,32 @@ def test_slow_client_bounds_come_from_the_environment(key: str, name: str) -> No
 def test_slow_client_bounds_must_be_positive(key: str, value: str) -> None:
     with pytest.raises(ConfigError, match=BOUNDS[key]):
         config.load(environ={BOUNDS[key]: value})
+
+
+# -- processes ---------------------------------------------------------------------
+
+SHARED = {"DATABASE_URL": "postgresql://u@h/q", "REDIS_URL": "redis://127.0.0.1:6379/0"}
+
+
+@pytest.mark.parametrize(("raw", "expected"), [("2", 2), ("0", 0), ("16", 16)])
+def test_several_processes_on_postgresql_and_redis(raw: str, expected: int) -> None:
+    assert config.load(environ={**SHARED, "NTORQUE_PROCESSES": raw}).processes == expected
+
+
+@pytest.mark.parametrize("missing", ["DATABASE_URL", "REDIS_URL"])
+def test_several_processes_need_postgresql_and_redis(missing: str) -> None:
+    environ = {**SHARED, "NTORQUE_PROCESSES": "0"}
+    del environ[missing]
+    with pytest.raises(ConfigError, match=r"^NTORQUE_PROCESSES: 0 needs PostgreSQL and Redis"):
+        config.load(environ=environ)
+
+
+def test_several_processes_refuse_development_mode(tmp_path: Path) -> None:
+    path = write_yaml(tmp_path, "processes: 2\nmode: development\n")
+    with pytest.raises(ConfigError, match=r"processes \(in .*\): 2 cannot run in development"):
+        config.load(path, environ=SHARED)
+
+
+def test_processes_from_the_command_line(tmp_path: Path) -> None:
+    settings = config.load(environ={**SHARED, "NTORQUE_PROCESSES": "4"}, overrides={"processes": 2})
+    assert settings.processes == 2
