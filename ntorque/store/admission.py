@@ -3,8 +3,8 @@ nothing, max_concurrency counts the calls in flight, rate_per_s spends a
 token bucket. Exact across nodes because each limited queue is counted under
 its row's lock, in the transaction that takes the tasks.
 
-On PostgreSQL all of it is one call of ntorque_acquire (migration 0004), so
-the acquire stays one round trip. SQLite runs the same steps here, one
+On PostgreSQL all of it is one call of ntorque_acquire (migration 0004), sent
+on the driver, so the acquire is one round trip. SQLite runs the same steps here, one
 statement at a time, after taking the database's write lock.
 """
 
@@ -14,8 +14,8 @@ import dataclasses
 import math
 from typing import Any, NamedTuple
 
+import asyncpg
 import sqlalchemy as sa
-from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ..tables import queues, tasks
@@ -86,33 +86,21 @@ LEASE_VALUES = {
     "modified": sa.bindparam("now"),
 }
 
-WAIT_COLUMNS: list[sa.ColumnClause[Any]] = [
-    sa.column("limited", sa.Boolean),
-    sa.column("wait_app", sa.BigInteger),
-    sa.column("wait_queue", sa.String),
-    sa.column("wait_until", sa.Float),
-]
-
-ACQUIRE_CALL = (
-    sa.text(
-        "SELECT (a.task).*, a.limited, a.wait_app, a.wait_queue, a.wait_until"
-        " FROM ntorque_acquire(:ids, :now, :fresh_due, :max_retries, :lease_from) AS a"
-    )
-    .bindparams(
-        sa.bindparam("ids", type_=ARRAY(sa.BigInteger)),
-        sa.bindparam("now", type_=sa.Float),
-        sa.bindparam("fresh_due", type_=sa.Float),
-        sa.bindparam("max_retries", type_=sa.Integer),
-        sa.bindparam("lease_from", type_=sa.Float),
-    )
-    .columns(*tasks.c, *WAIT_COLUMNS)
+# One call of the function (migration 0004); written for the driver (see driver.py).
+ACQUIRE_POSTGRESQL = (
+    "SELECT (a.task).*, a.limited, a.wait_app, a.wait_queue, a.wait_until"
+    " FROM ntorque_acquire($1::BIGINT[], $2::DOUBLE PRECISION, $3::DOUBLE PRECISION,"
+    " $4::INTEGER, $5::DOUBLE PRECISION) AS a"
 )
+ACQUIRE_ARGS = ("ids", "now", "fresh_due", "max_retries", "lease_from")
 
 
-async def acquire_postgresql(conn: AsyncConnection, params: dict[str, Any]) -> Leased:
+async def acquire_postgresql(conn: asyncpg.Connection, params: dict[str, Any]) -> Leased:
+    """On a lent connection: one statement, committed by itself."""
     leased, waits = [], []
-    for row in (await conn.execute(ACQUIRE_CALL, params)).all():
-        values = dict(row._mapping)
+    args = [params[name] for name in ACQUIRE_ARGS]
+    for record in await conn.fetch(ACQUIRE_POSTGRESQL, *args):
+        values = dict(record.items())
         limited = bool(values.pop("limited"))
         wait = (values.pop("wait_app"), values.pop("wait_queue"), values.pop("wait_until"))
         if values["id"] is None:

@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from ..errors import StorageUnavailable
 from ..tables import tasks
 from ..tasks import Status, Task
+from .driver import Connection, lent
 
 UNAVAILABLE = (sa.exc.OperationalError, sa.exc.InterfaceError, OSError, asyncio.TimeoutError)
 
@@ -53,6 +54,20 @@ class Database:
             return
         with unavailable_as_error():
             async with self._autocommit.connect() as conn:
+                yield conn
+
+    @contextlib.asynccontextmanager
+    async def driver(self) -> AsyncIterator[Connection]:
+        """For one hot statement written for the driver (see driver.py): on
+        PostgreSQL the pooled connection's asyncpg connection, where the
+        statement commits by itself (one round trip, no SQLAlchemy layer); on
+        SQLite a transaction like begin()'s."""
+        if not self.postgresql:
+            async with self.begin() as conn:
+                yield conn
+            return
+        with unavailable_as_error():
+            async with lent(self.engine) as conn:
                 yield conn
 
 

@@ -21,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ..tables import queues, tasks
 from ..tasks import DEFAULT_QUEUE, NewTask, Status, Task
+from .driver import Connection, fetch
 
 QueueKey = tuple[int, str]  # (app_id, or 0 with no application; name)
 
@@ -33,7 +34,7 @@ async def insert_tasks(
     if not specs:
         return []
     if conn.dialect.name == "postgresql":
-        return await _insert_postgresql(conn, specs, now, default_timeout_s)
+        return await insert_postgresql(conn, specs, now, default_timeout_s)
     named = {_key(spec) for spec in specs}
     settings = await _queue_settings(conn, named)
     await _name_queues(conn, named - set(settings), now)
@@ -50,71 +51,68 @@ async def insert_tasks(
 # whatever the batch size. Rows are inserted in the specs' order, and ids are
 # drawn from the sequence as they go in, so ids in ascending order are the
 # specs' order. A queue named here for the first time gets its row, with no
-# settings (the tasks' own values or the server's defaults apply).
-INSERT_POSTGRESQL = sa.text("""
+# settings (the tasks' own values or the server's defaults apply). Written
+# for the driver: see driver.py.
+INSERT_POSTGRESQL = """
 WITH spec AS (
     SELECT * FROM unnest(
-        CAST(:app_ids AS BIGINT[]), CAST(:queues AS TEXT[]), CAST(:urls AS TEXT[]),
-        CAST(:methods AS TEXT[]), CAST(:timeouts AS INTEGER[]), CAST(:bodies AS BYTEA[]),
-        CAST(:content_types AS TEXT[]), CAST(:charsets AS TEXT[]), CAST(:headers AS TEXT[]),
-        CAST(:dues AS DOUBLE PRECISION[]), CAST(:retries AS INTEGER[]),
-        CAST(:backoffs AS TEXT[]), CAST(:callback_urls AS TEXT[]),
-        CAST(:callback_ofs AS BIGINT[]), CAST(:schedule_ids AS BIGINT[]),
-        CAST(:schedule_ticks AS DOUBLE PRECISION[])
+        $1::BIGINT[], $2::TEXT[], $3::TEXT[], $4::TEXT[], $5::INTEGER[], $6::BYTEA[],
+        $7::TEXT[], $8::TEXT[], $9::TEXT[], $10::DOUBLE PRECISION[], $11::INTEGER[],
+        $12::TEXT[], $13::TEXT[], $14::BIGINT[], $15::BIGINT[], $16::DOUBLE PRECISION[]
     ) WITH ORDINALITY AS s(app_id, queue, url, method, timeout_s, body, content_type,
         charset, headers, due, retries, backoff, callback_url, callback_of, schedule_id,
         schedule_tick, n)
 ), named AS (
     INSERT INTO queues (app_id, name, created, modified)
-    SELECT DISTINCT coalesce(app_id, 0), queue, CAST(:now AS DOUBLE PRECISION),
-        CAST(:now AS DOUBLE PRECISION) FROM spec WHERE queue <> 'default'
+    SELECT DISTINCT coalesce(app_id, 0), queue, $17::DOUBLE PRECISION, $17::DOUBLE PRECISION
+    FROM spec WHERE queue <> 'default'
     ON CONFLICT DO NOTHING
 ), made AS (
     INSERT INTO tasks (app_id, queue, url, method, timeout_s, body, content_type, charset,
         headers, status, retry_count, due, created, modified, retries, backoff, callback_url,
         callback_of, schedule_id, schedule_tick)
-    SELECT s.app_id, s.queue, s.url, s.method,
-        coalesce(s.timeout_s, q.timeout_s, CAST(:default_timeout AS INTEGER)), s.body,
-        s.content_type, s.charset, CAST(s.headers AS JSON), 'pending', 0,
-        coalesce(s.due, :now), :now, :now,
-        coalesce(s.retries, q.retries), coalesce(s.backoff, q.backoff), s.callback_url,
-        s.callback_of, s.schedule_id, s.schedule_tick
+    SELECT s.app_id, s.queue, s.url, s.method, coalesce(s.timeout_s, q.timeout_s, $18::INTEGER),
+        s.body, s.content_type, s.charset, CAST(s.headers AS JSON), 'pending', 0,
+        coalesce(s.due, $17), $17, $17, coalesce(s.retries, q.retries),
+        coalesce(s.backoff, q.backoff), s.callback_url, s.callback_of, s.schedule_id,
+        s.schedule_tick
     FROM spec AS s LEFT JOIN queues AS q ON q.app_id = coalesce(s.app_id, 0) AND q.name = s.queue
     ORDER BY s.n
     RETURNING id, app_id, queue, timeout_s, retries, backoff
 )
-SELECT made.id, made.timeout_s, made.retries, made.backoff, coalesce(q.paused, false) AS paused
+SELECT made.id, made.timeout_s, made.retries, made.backoff, coalesce(q.paused, false)
 FROM made LEFT JOIN queues AS q ON q.app_id = coalesce(made.app_id, 0) AND q.name = made.queue
 ORDER BY made.id
-""")
+"""
 
 
-async def _insert_postgresql(
-    conn: AsyncConnection, specs: Sequence[NewTask], now: float, default_timeout_s: int
+async def insert_postgresql(
+    conn: Connection, specs: Sequence[NewTask], now: float, default_timeout_s: int
 ) -> list[Task]:
-    columns = {
-        "app_ids": [spec.app_id for spec in specs],
-        "queues": [spec.queue for spec in specs],
-        "urls": [spec.url for spec in specs],
-        "methods": [spec.method for spec in specs],
-        "timeouts": [spec.timeout_s for spec in specs],
-        "bodies": [spec.body for spec in specs],
-        "content_types": [spec.content_type for spec in specs],
-        "charsets": [spec.charset for spec in specs],
-        "headers": [json.dumps([list(pair) for pair in spec.headers]) for spec in specs],
-        "dues": [spec.due for spec in specs],
-        "retries": [spec.retries for spec in specs],
-        "backoffs": [spec.backoff for spec in specs],
-        "callback_urls": [spec.callback_url for spec in specs],
-        "callback_ofs": [spec.callback_of for spec in specs],
-        "schedule_ids": [spec.schedule_id for spec in specs],
-        "schedule_ticks": [spec.schedule_tick for spec in specs],
-    }
-    params = {**columns, "now": now, "default_timeout": default_timeout_s}
-    rows = (await conn.execute(INSERT_POSTGRESQL, params)).all()
+    """insert_tasks on PostgreSQL: one statement, on a lent connection (it
+    commits by itself) or in a transaction."""
+    columns = [
+        [spec.app_id for spec in specs],
+        [spec.queue for spec in specs],
+        [spec.url for spec in specs],
+        [spec.method for spec in specs],
+        [spec.timeout_s for spec in specs],
+        [spec.body for spec in specs],
+        [spec.content_type for spec in specs],
+        [spec.charset for spec in specs],
+        [json.dumps([list(pair) for pair in spec.headers]) for spec in specs],
+        [spec.due for spec in specs],
+        [spec.retries for spec in specs],
+        [spec.backoff for spec in specs],
+        [spec.callback_url for spec in specs],
+        [spec.callback_of for spec in specs],
+        [spec.schedule_id for spec in specs],
+        [spec.schedule_tick for spec in specs],
+    ]
+    rows = await fetch(conn, INSERT_POSTGRESQL, [*columns, now, default_timeout_s])
     return [
-        new_task(spec, row.id, now, row.timeout_s, row.retries, row.backoff, held=row.paused)
-        for spec, row in zip(specs, rows, strict=True)
+        new_task(spec, task_id, now, timeout_s, retries, backoff, held=paused)
+        for spec, (task_id, timeout_s, retries, backoff, paused) in zip(specs, rows, strict=True)
     ]
 
 

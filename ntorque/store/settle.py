@@ -1,8 +1,9 @@
 """Settling attempts: record each attempt, then set its task's result,
 guarded by the attempt number so a late answer cannot overwrite a newer one.
 
-PostgreSQL settles a whole batch in one statement; SQLite one by one inside
-one transaction (it has no round trips to save, only the commit, shared).
+PostgreSQL settles a whole batch in one statement (on the driver: one round
+trip); SQLite one by one inside one transaction (it has no round trips to
+save, only the commit, shared).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ..tables import attempts, tasks
 from ..tasks import FINISHED, Outcome, Status, Task
+from .driver import Connection, fetch
 
 
 class Settlement(NamedTuple):
@@ -44,53 +46,49 @@ def makes_callback(item: Settlement) -> bool:
     return item.status in FINISHED and item.task.callback_url is not None
 
 
-async def settle_batch(conn: AsyncConnection, batch: Sequence[Settlement], now: float) -> set[int]:
+async def settle_batch(conn: Connection, batch: Sequence[Settlement], now: float) -> set[int]:
     """Record every attempt; the ids of the tasks still held by their attempt."""
-    if conn.dialect.name == "postgresql":
-        return await _settle_postgresql(conn, batch, now)
-    return await _settle_one_by_one(conn, batch, now)
+    if isinstance(conn, AsyncConnection) and conn.dialect.name == "sqlite":
+        return await _settle_one_by_one(conn, batch, now)
+    return await _settle_postgresql(conn, batch, now)
 
 
 # The attempts go in and the guarded updates happen together, from arrays, so
-# the statement text (and its prepared plan) is the same whatever the batch size.
-SETTLE_POSTGRESQL = sa.text("""
+# the statement text (and its prepared plan) is the same whatever the batch
+# size. Written for the driver (see driver.py).
+SETTLE_POSTGRESQL = """
 WITH batch AS (
     SELECT * FROM unnest(
-        CAST(:ids AS BIGINT[]), CAST(:numbers AS INTEGER[]), CAST(:statuses AS TEXT[]),
-        CAST(:dues AS DOUBLE PRECISION[]), CAST(:codes AS INTEGER[]), CAST(:errors AS TEXT[]),
-        CAST(:started AS DOUBLE PRECISION[]), CAST(:durations AS DOUBLE PRECISION[]),
-        CAST(:waits AS DOUBLE PRECISION[])
+        $1::BIGINT[], $2::INTEGER[], $3::TEXT[], $4::DOUBLE PRECISION[], $5::INTEGER[],
+        $6::TEXT[], $7::DOUBLE PRECISION[], $8::DOUBLE PRECISION[], $9::DOUBLE PRECISION[]
     ) AS b(id, number, status, due, code, error, started, duration_s, retry_after_s)
 ), recorded AS (
     INSERT INTO attempts (task_id, number, started, duration_s, status_code, error, retry_after_s)
     SELECT id, number, started, duration_s, code, error, retry_after_s FROM batch
     WHERE EXISTS (SELECT 1 FROM tasks WHERE tasks.id = batch.id)
 )
-UPDATE tasks SET status = batch.status, due = batch.due, modified = :now,
+UPDATE tasks SET status = batch.status, due = batch.due, modified = $10,
     last_status_code = batch.code, last_error = batch.error
 FROM batch
 WHERE tasks.id = batch.id AND tasks.retry_count = batch.number
     AND tasks.status = 'in_progress'
 RETURNING tasks.id
-""")
+"""
 
 
-async def _settle_postgresql(
-    conn: AsyncConnection, batch: Sequence[Settlement], now: float
-) -> set[int]:
-    columns = {
-        "ids": [item.task.id for item in batch],
-        "numbers": [item.task.retry_count for item in batch],
-        "statuses": [item.status.value for item in batch],
-        "dues": [item.due for item in batch],
-        "codes": [item.outcome.status_code for item in batch],
-        "errors": [item.outcome.error for item in batch],
-        "started": [item.outcome.started for item in batch],
-        "durations": [item.outcome.duration_s for item in batch],
-        "waits": [item.outcome.retry_after_s for item in batch],
-    }
-    result = await conn.execute(SETTLE_POSTGRESQL, {**columns, "now": now})
-    return set(result.scalars())
+async def _settle_postgresql(conn: Connection, batch: Sequence[Settlement], now: float) -> set[int]:
+    columns = [
+        [item.task.id for item in batch],
+        [item.task.retry_count for item in batch],
+        [item.status.value for item in batch],
+        [item.due for item in batch],
+        [item.outcome.status_code for item in batch],
+        [item.outcome.error for item in batch],
+        [item.outcome.started for item in batch],
+        [item.outcome.duration_s for item in batch],
+        [item.outcome.retry_after_s for item in batch],
+    ]
+    return {row[0] for row in await fetch(conn, SETTLE_POSTGRESQL, [*columns, now])}
 
 
 RECORD_ATTEMPT = attempts.insert()

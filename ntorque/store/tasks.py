@@ -20,7 +20,7 @@ from .control import Control
 from .idempotency import Idempotency
 from .listing import Listing
 from .queues import QueueStore
-from .rows import insert_tasks
+from .rows import insert_postgresql, insert_tasks
 from .schedules import ScheduleStore
 from .settle import Settlement, held_by, last_attempts, makes_callback, settle_batch, settled
 from .ticks import fire
@@ -47,7 +47,10 @@ class TaskStore:
 
     async def insert_many(self, specs: Sequence[NewTask], now: float) -> list[Task]:
         """Store pending tasks in one statement that commits by itself, in order."""
-        async with self.db.single() as conn:
+        if self.db.postgresql:
+            async with self.db.driver() as conn:
+                return await insert_postgresql(conn, specs, now, self.db.default_timeout_s)
+        async with self.db.begin() as conn:
             return await insert_tasks(conn, specs, now, self.db.default_timeout_s)
 
     async def fire(
@@ -97,7 +100,7 @@ class TaskStore:
             "lease_from": now + lease_extra_s,
         }
         if self.db.postgresql:  # one call of ntorque_acquire: one round trip
-            async with self.db.single() as conn:
+            async with self.db.driver() as conn:
                 leased = await acquire_postgresql(conn, params)
         else:
             async with self.db.begin() as conn:
@@ -147,7 +150,7 @@ class TaskStore:
         The usual batch (no callback to make) is one statement on PostgreSQL
         that commits by itself: one round trip."""
         if not any(makes_callback(item) for item in batch):
-            async with self.db.single() as conn:
+            async with self.db.driver() as conn:
                 held = await settle_batch(conn, batch, now)
             return [settled(item, now) if item.task.id in held else None for item in batch], []
         async with self.db.begin() as conn:

@@ -344,13 +344,15 @@ async def test_periodic_queries_use_their_partial_index(
 
 
 async def test_insert_many_stores_each_task_in_order(engine: AsyncEngine, store: Store) -> None:
-    """One transaction; on PostgreSQL one statement too (SQLite cannot promise
-    the order of a multi-row RETURNING, so SQLAlchemy sends one row at a time)."""
+    """One transaction; on PostgreSQL one statement too, sent on the driver,
+    where SQLAlchemy does not see it: test_round_trips counts it on the wire.
+    (SQLite cannot promise the order of a multi-row RETURNING, so SQLAlchemy
+    sends one row at a time.)"""
     specs = [spec(url=f"http://127.0.0.1:9/hook/{n}", body=bytes([n]) * n) for n in range(5)]
     statements = await all_statements(engine, lambda: store.tasks.insert_many(specs, NOW))
     created = await store.tasks.insert_many(specs, NOW)
     inserts = [statement for statement, _ in statements if "INSERT INTO tasks" in statement]
-    assert len(inserts) == (1 if engine.dialect.name == "postgresql" else len(specs))
+    assert len(inserts) == (0 if engine.dialect.name == "postgresql" else len(specs))
     assert [task.url for task in created] == [s.url for s in specs]
     assert [task.id for task in created] == sorted(task.id for task in created)
     for task in created:
