@@ -17,9 +17,11 @@ from urllib.parse import urlencode, urlsplit, urlunsplit
 import pytest
 
 from ntorque.config import Settings
+from ntorque.errors import StorageUnavailable
 from ntorque.queues import QueueSettings
 from ntorque.store import Settlement, Store
 from ntorque.store.engine import make_engine
+from ntorque.store.rows import new_task
 from ntorque.tasks import Status
 from tests.factories import DONE, LEASE_EXTRA_S, MAX_RETRIES, NOW, spec
 from tests.hookserver import HookServer
@@ -141,3 +143,26 @@ async def test_a_task_costs_three_round_trips_from_enqueue_to_settled(
                 assert got["status"] == "completed"
             assert (enqueued, total) == (1, 3)
     postgres_databases.give_back(url)
+
+
+# -- on the driver, a lost connection is a 503 and is replaced --------------------------
+
+
+GHOST = new_task(spec(), 10**9, NOW, 10, None, None)  # never stored
+
+
+async def test_a_connection_lost_under_a_hot_statement_is_replaced(
+    counted_store: tuple[Store, RoundTripCounter],
+) -> None:
+    store, proxy = counted_store
+    for call in (
+        lambda: store.tasks.insert_many([spec()], NOW + 4),
+        lambda: store.tasks.acquire([1], NOW + 4, LEASE_EXTRA_S, MAX_RETRIES),
+        lambda: store.tasks.settle_many([Settlement(GHOST, DONE, Status.COMPLETED, NOW)], NOW),
+    ):
+        proxy.close()  # cuts the pooled connection (and refuses new ones)
+        proxy.open()  # a new connection would get through again
+        with pytest.raises(StorageUnavailable) as caught:
+            await call()  # on the connection that was cut: no hang, a 503
+        assert caught.value.status == 503
+        await one_task_through(store, NOW + 4)  # on a new connection
