@@ -100,15 +100,23 @@ async def systems(bench: Bench) -> dict[str, dict[str, Any]]:
     return found
 
 
-async def two_processes(bench: Bench) -> dict[str, Any]:
-    """The burst again, with NTORQUE_PROCESSES=2 in ntorque's environment."""
-    async with postgres_ntorque(bench, "peers-two", {"NTORQUE_PROCESSES": "2"}) as (node, _):
+async def burst_on(bench: Bench, name: str, processes: int) -> dict[str, Any]:
+    """A warm-up and a burst on a fresh ntorque with NTORQUE_PROCESSES set."""
+    extra = {"NTORQUE_PROCESSES": str(processes)}
+    async with postgres_ntorque(bench, name, extra) as (node, _):
         target = Target.ntorque(node.port, node.key, bench.hook_url)
         tree = Tree(node.pid)
         await measure(bench, target, bench.warmup, tree)
         result, _ = await measure(bench, target, bench.tasks, tree)
-        result["processes"] = len(tree.pids())  # ntorque's own, should it start some
+        result["processes_seen"] = len(tree.pids())  # ntorque's own, once it starts some
     return result
+
+
+async def two_processes(bench: Bench) -> dict[str, Any]:
+    """The burst with NTORQUE_PROCESSES=2, right after the same with 1: a
+    pair run minutes apart would also measure the machine's other work."""
+    return {"one": await burst_on(bench, "peers-one", 1),
+            "two": await burst_on(bench, "peers-two", 2)}  # fmt: skip
 
 
 async def idle(bench: Bench) -> dict[str, Any]:
@@ -127,7 +135,7 @@ async def idle(bench: Bench) -> dict[str, Any]:
 
 async def ntorque_alone(bench: Bench) -> dict[str, dict[str, Any]]:
     return {
-        "two_processes": await guarded("ntorque, 2 processes", lambda: two_processes(bench)),
+        "two_processes": await guarded("ntorque, 1 then 2 processes", lambda: two_processes(bench)),
         "sqlite": await guarded("ntorque, SQLite", lambda: scenarios.sqlite(bench)),
         "idle": await guarded("ntorque, idle", lambda: idle(bench)),
     }

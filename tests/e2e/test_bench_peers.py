@@ -46,7 +46,7 @@ SYSTEMS = {
     "procrastinate": system(400.0),
 }
 ALONE = {
-    "two_processes": phase(2800.0, 0.5),
+    "two_processes": {"one": phase(1900.0, 0.5), "two": phase(2660.0, 0.5)},
     "sqlite": phase(650.0, 0.5),
     "idle": {"seconds": 10.0, "cpu_ms": 8.0, "cpu_ms_per_s": 0.8},
 }
@@ -82,7 +82,7 @@ def test_targets_pass_fail_and_not_measured() -> None:
         "CPU per task": True,
         "paced 200/s latency": True,
         "embedded SQLite burst": True,
-        "two processes against one": True,  # 2800 / 2000 = 1.4
+        "two processes against one": True,  # 2660 / 1900 = 1.4, the pair run together
         "idle CPU": True,
     }
     assert checked[0]["measured"]["ratio"] == 2.0 and checked[5]["measured"]["ratio"] == 1.4
@@ -98,6 +98,9 @@ def test_failed_on_an_error_or_a_lost_task_anywhere() -> None:
     assert not figures.failed(ran, ALONE)
     assert figures.failed({**ran, "arq": system(1000.0, lost=1)}, ALONE)
     assert figures.failed(ran, {**ALONE, "sqlite": phase(650.0, 0.5, lost=2)})
+    pair = {"one": phase(1900.0, 0.5), "two": phase(2660.0, 0.5, lost=1)}
+    assert figures.failed(ran, {**ALONE, "two_processes": pair})
+    assert figures.failed(ran, {**ALONE, "two_processes": {"error": "ntorque did not start"}})
 
 
 async def test_a_system_that_fails_shows_its_error_and_the_run_goes_on() -> None:
