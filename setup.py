@@ -64,6 +64,20 @@ setup(
             "import-linter>=2.1",  # the layering contracts in pyproject.toml
             "types-PyYAML",
         ],
+        # `python -m bench --peers` (bench/peers/): the task queues ntorque is
+        # measured against, each through its own client library, and aiohttp
+        # for their workers' hook calls (httpx took ~25x its CPU per call with
+        # 50 in flight). arq requires redis < 6, so this extra moves redis back
+        # to 5.x: install it in a venv of its own (bench/README.md). Celery and
+        # kombu stay below 5.7, whose Redis transport needs redis >= 6.4 (pip
+        # would otherwise backtrack to a kombu that no longer builds).
+        "bench": [
+            "arq>=0.26",
+            "celery[redis]>=5.4,<5.7",
+            "kombu>=5.4,<5.7",
+            "procrastinate>=3.0",
+            "aiohttp>=3.9",
+        ],
     },
     entry_points={"console_scripts": ["ntorque = ntorque.__main__:main"]},
 )

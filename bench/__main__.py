@@ -1,4 +1,5 @@
 """python -m bench [--tasks N] [--only a,b] [--database-url URL] [--redis-url URL] [--json PATH]
+python -m bench --peers ...     (issue 15: ntorque against arq, Celery, procrastinate; bench/peers/)
 python -m bench schedule ...    (issue 12: delayed tasks on time; bench/schedule.py)
 python -m bench listing ...     (issue 12: every listing filter uses an index; bench/listing.py)
 python -m bench queues ...      (issue 13: named queues' limits and pauses; bench/queues.py)
@@ -23,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from . import listing, postgres, queues, report, schedule, ticks
+from .peers import command as peers_command
 from .processes import start_receiver
 from .scenarios import POSTGRES_SCENARIOS, SCENARIOS, Bench
 
@@ -65,8 +67,12 @@ def options(argv: list[str] | None = None) -> argparse.Namespace:
         default="redis://127.0.0.1:6379/0",
         help="Redis; each scenario uses a list name of its own",
     )
-    parser.add_argument("--json", type=Path, default=DEFAULT_JSON, help="where to write results")
+    parser.add_argument("--json", type=Path, help=f"where to write results (default {DEFAULT_JSON}"
+                        ", with --peers bench/results/peers.json)")  # fmt: skip
     parser.add_argument("--keep", action="store_true", help="keep the work directory (logs)")
+    parser.add_argument("--peers", action="store_true",
+                        help="ntorque against arq, Celery and procrastinate (pip install -e "
+                        "'.[bench]'); --only and --prefill-rows do not apply")  # fmt: skip
     parsed = parser.parse_args(argv)
     parsed.only = [name.strip() for name in parsed.only.split(",") if name.strip()]
     unknown = [name for name in parsed.only if name not in SCENARIOS]
@@ -109,6 +115,10 @@ def main(argv: list[str] | None = None) -> int:
     if argv and argv[0] in COMMANDS:
         return COMMANDS[argv[0]](argv[1:])
     args = options(argv)
+    if args.peers:
+        options_used = {"tasks": args.tasks, "clients": args.clients, "peers": True}
+        return peers_command.main(args, {**report.machine(), "options": options_used})
+    args.json = args.json or DEFAULT_JSON
     document: dict[str, Any] = {**report.machine(), "options": {
         "tasks": args.tasks, "only": args.only, "prefill_rows": args.prefill_rows,
         "clients": args.clients}}  # fmt: skip

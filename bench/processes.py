@@ -17,6 +17,7 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
+from typing import Protocol
 
 REPOSITORY = Path(__file__).resolve().parent.parent
 KEY_LINE = re.compile(r"its API key: (\S+)")
@@ -40,6 +41,81 @@ def rss_mb(pid: int) -> float:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
     return 0.0
+
+
+def cpu_clock_s(pid: int) -> float:
+    """The process's CPU clock, all its threads, in nanoseconds' resolution (Linux).
+
+    /proc's utime + stime count 10 ms ticks: too coarse for an idle process
+    over 10 s. The clock id is what clock_getcpuclockid(pid) returns: ~pid << 3
+    with CPUCLOCK_SCHED (2). 0 once the process is gone."""
+    try:
+        return time.clock_gettime((~pid << 3) | 2)
+    except OSError:
+        return 0.0
+
+
+def _stat(pid: int) -> list[str]:
+    """Fields of /proc/<pid>/stat after the command name (the state is [0])."""
+    return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+
+
+def descendants(pid: int) -> list[tuple[int, str]]:
+    """Every live process below pid, with its start time (to tell a reused pid)."""
+    parents: dict[int, list[tuple[int, str]]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = _stat(int(entry.name))
+            except OSError:
+                continue  # gone meanwhile
+            parents.setdefault(int(fields[1]), []).append((int(entry.name), fields[19]))
+    found, todo = [], [pid]
+    while todo:
+        children = parents.get(todo.pop(), [])
+        found += children
+        todo += [child for child, _ in children]
+    return found
+
+
+def kill_if_same(pid: int, started: str) -> None:
+    """SIGKILL pid if it is still the process that started at `started`."""
+    try:
+        if _stat(pid)[19] == started:
+            os.kill(pid, signal.SIGKILL)
+    except (OSError, IndexError):
+        pass  # gone already
+
+
+class Watched(Protocol):
+    """What a measured run reads of the system under test."""
+
+    def cpu_s(self) -> float: ...
+
+    def rss_mb(self) -> float: ...
+
+
+class Tree:
+    """A process and all its descendants, measured together: Celery's pool
+    children, or ntorque's own processes should it start some."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+
+    def pids(self) -> list[int]:
+        return [self.pid, *(child for child, _ in descendants(self.pid))]
+
+    def cpu_s(self) -> float:
+        return sum(cpu_clock_s(pid) for pid in self.pids())
+
+    def rss_mb(self) -> float:
+        total = 0.0
+        for pid in self.pids():
+            try:
+                total += rss_mb(pid)
+            except OSError:
+                pass  # gone meanwhile
+        return total
 
 
 def answers(url: str) -> bool:
@@ -73,18 +149,32 @@ class Child:
                 raise RuntimeError(f"{self.output.stem} did not start:\n{self.tail()}")
             time.sleep(0.05)
 
+    def wait_for_output(self, pattern: str, timeout_s: float = 60) -> None:
+        """Wait until the child printed a line matching pattern (a worker that is ready)."""
+        deadline = time.monotonic() + timeout_s
+        while not re.search(pattern, self.output.read_text(errors="replace")):
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError(f"{self.output.stem} did not start:\n{self.tail()}")
+            time.sleep(0.05)
+
     def tail(self) -> str:
         return self.output.read_text(errors="replace")[-4000:]
 
     def stop(self, timeout_s: float = 30) -> None:
+        """SIGTERM, SIGKILL after timeout_s; then SIGKILL whatever it had started
+        and left behind (a worker pool's children)."""
         if self.process.poll() is not None:
             return
+        left = descendants(self.pid)
         self.process.send_signal(signal.SIGTERM)
         try:
             self.process.wait(timeout_s)
         except subprocess.TimeoutExpired:
             self.process.kill()
             self.process.wait()
+        for pid, started in left:
+            kill_if_same(pid, started)
 
 
 def base_environ() -> dict[str, str]:

@@ -51,12 +51,12 @@ NOTES: dict[str, Callable[[dict[str, Any]], str]] = {
 }  # fmt: skip
 
 
+def number(value: Any, digits: int = 0) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
 def cells(label: str, figures: dict[str, Any], note: str) -> list[str]:
     latency = figures.get("latency_ms", {})
-
-    def number(value: Any, digits: int = 0) -> str:
-        return "-" if value is None else f"{value:.{digits}f}"
-
     return [
         label, number(figures.get("tasks")), number(figures.get("enqueue_per_s")),
         number(figures.get("end_to_end_per_s")), number(latency.get("p50"), 1),
@@ -67,8 +67,12 @@ def cells(label: str, figures: dict[str, Any], note: str) -> list[str]:
 
 
 def table(results: dict[str, Any]) -> str:
-    lines = [list(COLUMNS)] + [cells(*row) for row in rows(results)]
-    widths = [max(len(line[i]) for line in lines) for i in range(len(COLUMNS))]
+    return align([list(COLUMNS)] + [cells(*row) for row in rows(results)])
+
+
+def align(lines: list[list[str]]) -> str:
+    """Rows of cells as text, each column as wide as its widest cell."""
+    widths = [max(len(line[i]) for line in lines) for i in range(len(lines[0]))]
     text = ["  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True))
             for line in lines]  # fmt: skip
     return "\n".join(line.rstrip() for line in text)
@@ -77,7 +81,8 @@ def table(results: dict[str, Any]) -> str:
 # -- the issue's targets ----------------------------------------------------------
 
 
-def _get(results: dict[str, Any], *path: str) -> Any:
+def get_in(results: dict[str, Any], *path: str) -> Any:
+    """results[path[0]][path[1]]...; None where a key is missing."""
     value: Any = results
     for key in path:
         if not isinstance(value, dict) or key not in value:
@@ -94,19 +99,21 @@ def _within_10_percent(ratios: dict[str, float] | None) -> bool | None:
     return all(rates + latencies)
 
 
+def check(name: str, measured: Any, ok: Callable[[], bool | None]) -> dict[str, Any]:
+    """One target: what was measured, and whether it is met (None: not measured)."""
+    return {"target": name, "measured": measured, "ok": None if measured is None else ok()}
+
+
 def targets(results: dict[str, Any], tasks: int) -> list[dict[str, Any]]:
     """Each target of issue 5: what was measured, and whether it is met (None: not run)."""
 
-    def check(name: str, measured: Any, ok: Callable[[], bool | None]) -> dict[str, Any]:
-        return {"target": name, "measured": measured, "ok": None if measured is None else ok()}
-
-    burst_e2e = _get(results, "burst", "end_to_end_per_s")
-    burst_enq = _get(results, "burst", "enqueue_per_s")
-    paced = _get(results, "paced", "latency_ms")
-    retry = _get(results, "retries")
-    before = {p: _get(results, "prefill", p, "vs_empty") for p in ("burst", "paced")}
-    memory = _get(results, "memory")
-    sqlite = _get(results, "sqlite", "end_to_end_per_s")
+    burst_e2e = get_in(results, "burst", "end_to_end_per_s")
+    burst_enq = get_in(results, "burst", "enqueue_per_s")
+    paced = get_in(results, "paced", "latency_ms")
+    retry = get_in(results, "retries")
+    before = {p: get_in(results, "prefill", p, "vs_empty") for p in ("burst", "paced")}
+    memory = get_in(results, "memory")
+    sqlite = get_in(results, "sqlite", "end_to_end_per_s")
     return [
         check("burst end to end >= 1,000 tasks/s", burst_e2e, lambda: burst_e2e >= 1000),
         check("burst enqueue >= 2,000 tasks/s", burst_enq, lambda: burst_enq >= 2000),
@@ -128,9 +135,11 @@ def targets(results: dict[str, Any], tasks: int) -> list[dict[str, Any]]:
     ]  # fmt: skip
 
 
+VERDICTS = {True: "PASS", False: "FAIL", None: "n/a "}
+
+
 def targets_text(checked: list[dict[str, Any]]) -> str:
-    verdicts = {True: "PASS", False: "FAIL", None: "n/a "}
-    return "\n".join(f"{verdicts[c['ok']]}  {c['target']}: {c['measured']}" for c in checked)
+    return "\n".join(f"{VERDICTS[c['ok']]}  {c['target']}: {c['measured']}" for c in checked)
 
 
 # -- the JSON file ------------------------------------------------------------------

@@ -21,8 +21,8 @@ from typing import Any
 
 from . import metrics, postgres
 from .httpraw import fetch
-from .loadgen import Sent, Target, send
-from .processes import Ntorque, cpu_s
+from .loadgen import Opener, Sent, Target, drive, http_producer
+from .processes import Ntorque, Watched, cpu_s
 from .receiver import Record
 
 PACED_RATE_PER_S = 200.0
@@ -81,17 +81,21 @@ async def drain(bench: Bench, expected: int) -> None:
 
 async def measure(
     bench: Bench,
-    target: Target,
+    target: Target | Opener,
     count: int,
-    ntorque: Ntorque | None = None,
+    ntorque: Watched | None = None,
     rate: float = 0.0,
     fail: tuple[int, int] = (0, 0),
 ) -> tuple[dict[str, Any], list[Record]]:
-    """Send count tasks, wait for the hook to see them all; figures and the calls."""
+    """Send count tasks, wait for the hook to see them all; figures and the calls.
+
+    The target is ntorque's (or the receiver's) HTTP address, or a peer's own
+    way of enqueueing; `ntorque` is whatever system's CPU and memory count."""
     await control(bench, "POST", "/_reset", {"fail_every": fail[0], "fail_attempts": fail[1]})
     cpu_before = ntorque.cpu_s() if ntorque else 0.0
     harness_before = harness_cpu_s(bench)
-    sent: Sent = await send(target, count, clients=bench.clients, rate=rate)
+    opener = http_producer(target) if isinstance(target, Target) else target
+    sent: Sent = await drive(opener, count, clients=bench.clients, rate=rate)
     await drain(bench, len(sent.accepted))
     rows = (await control(bench, "GET", "/_records"))["records"]
     records: list[Record] = [(int(n), int(i), int(r), s, a, int(c)) for n, i, r, s, a, c in rows]
