@@ -261,6 +261,11 @@ class Queue:
     async def requeue(self, limit: int) -> int:
         """Re-notify due tasks (retries, and tasks whose consumer died)."""
         now = self.clock()
+        soonest = await self.store.soonest_due()
+        if soonest is None or soonest > now + self.lookahead_s:
+            # Nothing due or falling due soon: nothing to expire, notify, time
+            # or wake. An idle node's round stops at this one read.
+            return 0
         expired, callbacks = await self.store.expire(now, self.max_retries)
         for task in expired:
             log.warning("task %s failed: %s", task.id, task.last_error)

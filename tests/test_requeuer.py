@@ -15,7 +15,7 @@ from ntorque.requeuer import Requeuer
 from ntorque.store import Leadership, Store
 from ntorque.tasks import Status
 from tests.conftest import Backend, live_for
-from tests.factories import DONE, NOW, QueueUnderTest, spec
+from tests.factories import DONE, NOW, QueueUnderTest, all_statements, spec
 from tests.hookserver import HookServer
 from tests.inprocess import Clock, LiveNode
 
@@ -138,3 +138,14 @@ async def test_the_requeuers_look_ahead_times_tasks_before_they_fall_due(
         assert acquired.id == task["id"]
         (call,) = hooks.calls(path)
         assert call.at >= due
+
+
+async def test_a_round_with_nothing_due_or_coming_reads_the_database_once(store: Store) -> None:
+    """An idle node's round: one statement, not one per kind of due work."""
+    clock = Clock(NOW)
+    q = QueueUnderTest(store, clock)
+    later = await q.queue.enqueue(spec(due=NOW + 3600))  # due in an hour: not yet a concern
+    statements = await all_statements(store.engine, lambda: q.queue.requeue(100))
+    assert len(statements) == 1, statements
+    clock.now = later.due  # now it is due: found, as before
+    assert await q.queue.requeue(100) == 1

@@ -24,7 +24,7 @@ from .common import PeerWorker
 
 PEERS = ("arq_peer", "celery_peer", "procrastinate_peer")  # modules of this package
 SLOW_RATE_PER_S, SLOW_MAX = 20.0, 300  # the 20/s phase: 0.06 N tasks, at most 300 (15 s)
-IDLE_S, SETTLE_S = 10.0, 2.0  # idle CPU: measured over IDLE_S, after SETTLE_S of quiet
+IDLE_S, SETTLE_S = 30.0, 2.0  # idle CPU: measured over IDLE_S, after SETTLE_S of quiet
 NTORQUE = {"durable": True, "store": "PostgreSQL"}
 
 

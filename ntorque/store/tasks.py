@@ -164,6 +164,12 @@ class TaskStore:
         by_id = {task.id: task for task in made.ended}
         return [by_id.get(task.id, task) if task else None for task in results], made.callbacks
 
+    async def soonest_due(self) -> float | None:
+        """The earliest due date of an unfinished task (None: there is none):
+        the first entry of the due index."""
+        async with self.db.single() as conn:
+            return await conn.scalar(SOONEST_DUE)  # type: ignore[no-any-return]
+
     async def due_ids(self, now: float, limit: int, max_retries: int) -> list[int]:
         """Unfinished tasks whose due date has passed, oldest first."""
         params = {"now": now, "limit": limit, "max_retries": max_retries}
@@ -223,6 +229,7 @@ class TaskStore:
 # The requeuer's statements, built once: an idle node runs them every few
 # seconds, and building one (with its cache key) cost more than running it.
 MAX_RETRIES = sa.bindparam("max_retries", type_=sa.Integer)
+SOONEST_DUE = sa.select(sa.func.min(tasks.c.due)).where(status_in(UNFINISHED))
 DUE_IDS = (
     sa.select(tasks.c.id)
     .where(
