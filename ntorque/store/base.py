@@ -43,11 +43,12 @@ class Database:
 
     @contextlib.asynccontextmanager
     async def single(self) -> AsyncIterator[AsyncConnection]:
-        """A connection for ONE statement that commits by itself, for the hot
-        transitions: on PostgreSQL it runs in autocommit, so it costs one round
-        trip instead of three (no BEGIN, no COMMIT). SQLite has no round trips
-        to save: there it is a transaction like begin()'s. Two statements on
-        it would be two transactions: use begin() for those."""
+        """A connection for ONE statement that commits by itself (a read that
+        runs often: the requeuer's, the ticker's, a task's): on PostgreSQL it
+        runs in autocommit, so it costs one round trip instead of three (no
+        BEGIN, no COMMIT). SQLite has no round trips to save: there it is a
+        transaction like begin()'s. Two statements on it would be two
+        transactions: use begin() for those."""
         if not self.postgresql:
             async with self.begin() as conn:
                 yield conn
