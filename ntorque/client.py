@@ -1,6 +1,7 @@
 """Python clients of ntorque's HTTP API: `Client` blocks (standard library
-only), `AsyncClient` is awaited (Tornado). Both build their requests with
-`client_requests` and only move bytes here.
+only), `AsyncClient` is awaited (Tornado). The same methods, one per route;
+both build their requests and read the answers with `client_requests` (and
+raise `client_errors`' exceptions), and only move bytes here.
 
 Also re-exported, for the imports people already have: the transactional
 outbox (`transaction`, `Outbox`) and the receiver's `verify`.
@@ -8,6 +9,8 @@ outbox (`transaction`, `Outbox`) and the receiver's `verify`.
 
 from __future__ import annotations
 
+import asyncio
+import time
 import urllib.error
 import urllib.request
 from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
@@ -18,10 +21,21 @@ from tornado.httpclient import AsyncHTTPClient, HTTPClientError
 
 from . import client_requests as build
 from . import client_schedules as schedule_requests
+from .client_errors import (
+    ClientError,
+    Conflict,
+    KeyReused,
+    NotFound,
+    PayloadTooLarge,
+    TooManyRequests,
+    Unauthorized,
+    Unavailable,
+    ValidationError,
+)
 from .client_requests import (
     Answer,
     BatchItem,
-    ClientError,
+    Deadline,
     Enqueue,
     EnqueuedTask,
     Filters,
@@ -38,13 +52,21 @@ __all__ = [
     "BatchItem",
     "Client",
     "ClientError",
+    "Conflict",
     "EnqueuedTask",
+    "KeyReused",
     "NewSchedule",
+    "NotFound",
     "Outbox",
+    "PayloadTooLarge",
     "QueueSettings",
     "ScheduleChanges",
     "ScheduleTask",
     "SignatureError",
+    "TooManyRequests",
+    "Unauthorized",
+    "Unavailable",
+    "ValidationError",
     "transaction",
     "verify",
 ]
@@ -53,11 +75,16 @@ T = TypeVar("T")
 Task = dict[str, Any]
 Queue = dict[str, Any]
 Schedule = dict[str, Any]
+# Named here: inside the classes, `list` is a method (the listing).
+Tasks = list[Task]
+Queues = list[Queue]
+Attempts = list[dict[str, Any]]
+WAIT_S, POLL_S = 60.0, 0.5  # wait()'s defaults
 
 
 class Client:
-    """ntorque's API, blocking. Errors answered raise ClientError; a network
-    failure raises OSError."""
+    """ntorque's API, blocking. An error answer raises a ClientError (a
+    subclass per status: see client_errors); a network failure raises OSError."""
 
     def __init__(self, base_url: str, api_key: str | None = None, timeout_s: float = 10) -> None:
         self.base_url = base_url.rstrip("/")
@@ -67,18 +94,27 @@ class Client:
     def enqueue(
         self, url: str, body: bytes | str = b"", **options: Unpack[Enqueue]
     ) -> EnqueuedTask:
-        """Enqueue a task; its JSON once stored. With an idempotency_key seen
-        before, the earlier task, with `.replayed` True."""
+        """Enqueue a task; its JSON once stored. The body is bytes, text
+        (encoded in `charset`, or UTF-8), or `json=` any JSON value. With an
+        idempotency_key seen before, the earlier task, with `.replayed` True."""
         return self._send(build.enqueue(url, body, options))
 
-    def enqueue_batch(self, items: Sequence[BatchItem]) -> list[Task]:
+    def batch(self, items: Sequence[BatchItem]) -> Tasks:
         """Enqueue up to 1,000 tasks at once, all or none; their JSON in order."""
         return self._send(build.enqueue_batch(items))
 
-    def task(self, task_id: int) -> Task:
+    def get(self, task_id: int) -> Task:
         return self._send(build.task(task_id))
 
-    def attempts(self, task_id: int) -> list[dict[str, Any]]:
+    def wait(self, task_id: int, timeout_s: float = WAIT_S, poll_s: float = POLL_S) -> Task:
+        """The task once finished (completed, failed or cancelled), polled
+        every poll_s; TimeoutError if it is not within timeout_s."""
+        deadline = Deadline(task_id, timeout_s, poll_s)
+        while not build.finished(task := self.get(task_id)):
+            time.sleep(deadline.pause(task))
+        return task
+
+    def attempts(self, task_id: int) -> Attempts:
         """The task's attempts, oldest first."""
         return self._send(build.attempts(task_id))
 
@@ -94,7 +130,7 @@ class Client:
         """Run a failed or cancelled task again, now, with a fresh allowance."""
         return self._send(build.action(task_id, "retry"))
 
-    def tasks(
+    def list(
         self, *, limit: int | None = None, cursor: str | None = None, **filters: Unpack[Filters]
     ) -> dict[str, Any]:
         """One page of tasks, newest first: {"tasks": [...], "next_cursor": ...}."""
@@ -106,7 +142,7 @@ class Client:
         """Every task the filters select, newest first, page after page."""
         cursor = None
         while True:
-            page = self.tasks(limit=page_size, cursor=cursor, **filters)
+            page = self.list(limit=page_size, cursor=cursor, **filters)
             yield from page["tasks"]
             if not (cursor := page["next_cursor"]):
                 return
@@ -119,7 +155,7 @@ class Client:
         """Retry the tasks the filters select: {"matched": n, "changed": m}."""
         return self._send(build.bulk("retry", filters))
 
-    def queues(self) -> list[Queue]:
+    def queues(self) -> Queues:
         """Every queue of the caller, by name, with its settings and figures."""
         return self._send(build.queues())
 
@@ -173,6 +209,9 @@ class Client:
         """Forget the schedule (the tasks it made stay)."""
         return self._send(schedule_requests.delete_schedule(schedule_id))
 
+    # The names the methods had first.
+    task, tasks, enqueue_batch = get, list, batch
+
     def _send(self, request: Request[T]) -> T:
         sent = urllib.request.Request(
             self.base_url + request.path,
@@ -190,8 +229,8 @@ class Client:
 
 class AsyncClient:
     """ntorque's API, awaited: `Client`'s methods, each a coroutine (iter_tasks
-    an async iterator). Errors answered raise ClientError; a network failure
-    raises OSError."""
+    an async iterator). An error answer raises a ClientError (a subclass per
+    status: see client_errors); a network failure raises OSError."""
 
     def __init__(
         self,
@@ -210,13 +249,19 @@ class AsyncClient:
     ) -> EnqueuedTask:
         return await self._send(build.enqueue(url, body, options))
 
-    async def enqueue_batch(self, items: Sequence[BatchItem]) -> list[Task]:
+    async def batch(self, items: Sequence[BatchItem]) -> Tasks:
         return await self._send(build.enqueue_batch(items))
 
-    async def task(self, task_id: int) -> Task:
+    async def get(self, task_id: int) -> Task:
         return await self._send(build.task(task_id))
 
-    async def attempts(self, task_id: int) -> list[dict[str, Any]]:
+    async def wait(self, task_id: int, timeout_s: float = WAIT_S, poll_s: float = POLL_S) -> Task:
+        deadline = Deadline(task_id, timeout_s, poll_s)
+        while not build.finished(task := await self.get(task_id)):
+            await asyncio.sleep(deadline.pause(task))
+        return task
+
+    async def attempts(self, task_id: int) -> Attempts:
         return await self._send(build.attempts(task_id))
 
     async def push(self, task_id: int) -> Task:
@@ -228,7 +273,7 @@ class AsyncClient:
     async def retry(self, task_id: int) -> Task:
         return await self._send(build.action(task_id, "retry"))
 
-    async def tasks(
+    async def list(
         self, *, limit: int | None = None, cursor: str | None = None, **filters: Unpack[Filters]
     ) -> dict[str, Any]:
         return await self._send(build.tasks(filters, limit, cursor))
@@ -238,7 +283,7 @@ class AsyncClient:
     ) -> AsyncIterator[Task]:
         cursor = None
         while True:
-            page = await self.tasks(limit=page_size, cursor=cursor, **filters)
+            page = await self.list(limit=page_size, cursor=cursor, **filters)
             for task in page["tasks"]:
                 yield task
             if not (cursor := page["next_cursor"]):
@@ -250,7 +295,7 @@ class AsyncClient:
     async def retry_many(self, **filters: Unpack[Filters]) -> dict[str, int]:
         return await self._send(build.bulk("retry", filters))
 
-    async def queues(self) -> list[Queue]:
+    async def queues(self) -> Queues:
         return await self._send(build.queues())
 
     async def queue(self, name: str) -> Queue:
@@ -295,6 +340,8 @@ class AsyncClient:
 
     async def delete_schedule(self, schedule_id: int) -> None:
         return await self._send(schedule_requests.delete_schedule(schedule_id))
+
+    task, tasks, enqueue_batch = get, list, batch  # the names the methods had first
 
     async def _send(self, request: Request[T]) -> T:
         try:

@@ -9,47 +9,36 @@ from __future__ import annotations
 
 import base64
 import json
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Generic, Literal, Required, TypedDict, TypeVar
 from urllib.parse import quote, urlencode
 
+from .client_errors import ClientError as ClientError  # re-exported: imports people have
+from .client_errors import client_error
+
 T = TypeVar("T")
 KEY_HEADER = "NTORQUE-API-KEY"
 PASSTHROUGH_PREFIX = "NTORQUE-PASSTHROUGH-"
 JSON = "application/json"
+FORM = "application/x-www-form-urlencoded"  # the server's type for a body sent without one
 FILTERS = ("status", "queue", "url_prefix", "created_after", "created_before", "schedule_id")
+FINISHED = ("completed", "failed", "cancelled")
 ENQUEUE_QUERY = ("method", "timeout", "delay", "eta", "retries", "backoff", "callback", "queue")
 
 Time = datetime | float  # a datetime with its offset, or epoch seconds
 
 
-class ClientError(Exception):
-    """ntorque answered with an error: `status`, `message` (the JSON "error"),
-    and where one input is at fault, `field` (or a batch's `errors`)."""
-
-    def __init__(
-        self,
-        status: int,
-        message: str,
-        *,
-        field: str | None = None,
-        errors: Sequence[Mapping[str, Any]] = (),
-    ) -> None:
-        super().__init__(f"{status}: {message}")
-        self.status = status
-        self.message = message
-        self.field = field
-        self.errors = list(errors)
-
-
 class Enqueue(TypedDict, total=False):
     """What enqueue() takes besides the url and body (None: the server's default)."""
 
+    json: Any  # instead of a body: sent as JSON, content_type application/json
     method: str
     timeout: int
     content_type: str
+    charset: str  # the body's, sent in its Content-Type (a text body is encoded in it)
     headers: Mapping[str, str]  # passed through to the hook
     delay: float  # seconds from now
     eta: Time
@@ -135,23 +124,34 @@ class Request(Generic[T]):
 def result(request: Request[T], answer: Answer) -> T:
     """What the answer means for this request; ClientError for an error answer."""
     if answer.status >= 400:
-        raise client_error(answer.status, answer.body)
+        raise client_error(answer.status, answer.headers, answer.body)
     return request.read(answer)
 
 
-def client_error(status: int, body: bytes) -> ClientError:
-    try:
-        data = json.loads(body)
-    except ValueError:
-        return ClientError(status, body[:200].decode("utf-8", "replace"))
-    if not isinstance(data, dict):
-        return ClientError(status, str(data)[:200])
-    return ClientError(
-        status, str(data.get("error", "")), field=data.get("field"), errors=data.get("errors") or ()
-    )
-
-
 # -- reading answers --------------------------------------------------------------
+
+
+def finished(task: Mapping[str, Any]) -> bool:
+    """Whether the task has ended: what wait() polls for."""
+    return task["status"] in FINISHED
+
+
+@dataclass
+class Deadline:
+    """wait()'s pacing, the same for both clients: how long to sleep before
+    polling the task again, or TimeoutError once timeout_s has passed."""
+
+    task_id: int
+    timeout_s: float
+    poll_s: float
+    start: float = field(default_factory=time.monotonic)
+
+    def pause(self, task: Mapping[str, Any]) -> float:
+        left = self.start + self.timeout_s - time.monotonic()
+        if left <= 0:
+            status = task["status"]
+            raise TimeoutError(f"task {self.task_id} still {status} after {self.timeout_s} s")
+        return min(self.poll_s, left)
 
 
 def json_object(answer: Answer) -> dict[str, Any]:
@@ -189,12 +189,27 @@ def enqueue(url: str, body: bytes | str, options: Enqueue) -> Request[EnqueuedTa
     """POST /?url=...: the seed's enqueue, options in the query and headers."""
     query = {"url": url, **_query(options, ENQUEUE_QUERY)}
     headers = passthrough(options.get("headers"))
-    if options.get("content_type"):
-        headers["Content-Type"] = options["content_type"]
+    data, content_type = _body(body, options)
+    if content_type:
+        headers["Content-Type"] = content_type
     if options.get("idempotency_key"):
         headers["Idempotency-Key"] = options["idempotency_key"]
-    data = body.encode("utf-8") if isinstance(body, str) else body
     return Request("POST", "/?" + urlencode(query), enqueued, data, headers)
+
+
+def _body(body: bytes | str, options: Enqueue) -> tuple[bytes, str]:
+    """The bytes to send and their Content-Type ("": the server's default):
+    `json` is dumped as UTF-8 JSON; text is encoded in `charset`, or UTF-8."""
+    content_type, charset = options.get("content_type") or "", options.get("charset")
+    if options.get("json") is not None:
+        if body:
+            raise ValueError("give a body or json, not both")
+        body, content_type = json.dumps(options["json"]), content_type or JSON
+    if charset:
+        content_type = f"{content_type or FORM}; charset={charset}"
+    if isinstance(body, str):
+        return body.encode(charset or "utf-8"), content_type
+    return body, content_type
 
 
 def task(task_id: int) -> Request[dict[str, Any]]:

@@ -17,7 +17,8 @@ from typing import Any, Protocol
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from . import intake
-from .client_requests import ClientError, passthrough
+from .client_errors import ClientError, Unauthorized
+from .client_requests import passthrough
 from .config import Settings
 from .store import outbox
 from .targets import Policy
@@ -88,7 +89,7 @@ class Outbox:
             return None
         app_id = await outbox.active_app_id(self.connection, self.client.api_key)
         if app_id is None:
-            raise ClientError(401, "the API key belongs to no active application")
+            raise Unauthorized(401, "the API key belongs to no active application")
         return app_id
 
 

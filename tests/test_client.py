@@ -5,17 +5,18 @@ the blocking Client in a thread, off the node's loop (`Awaited`).
 
 from __future__ import annotations
 
-import asyncio
+import json
 import socket
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 import pytest_asyncio
 
-from ntorque.client import AsyncClient, Client, ClientError
+from ntorque.client import ClientError
+from tests.clients import Clients, client_for, every_task
 from tests.conftest import Backend, live_for
 from tests.hookserver import HookServer
 from tests.inprocess import LiveNode
@@ -23,24 +24,6 @@ from tests.inprocess import LiveNode
 in_node_loop = pytest.mark.asyncio(loop_scope="module")  # the module's shared node
 pytestmark = in_node_loop
 ENDED = ("completed", "failed", "cancelled")
-
-
-class Awaited:
-    """The blocking Client, each method awaited in a thread: one test drives both clients."""
-
-    def __init__(self, client: Client) -> None:
-        self.client = client
-
-    def __getattr__(self, name: str) -> Callable[..., Any]:
-        method = getattr(self.client, name)
-
-        async def call(*args: Any, **kwargs: Any) -> Any:
-            return await asyncio.to_thread(method, *args, **kwargs)
-
-        return call
-
-
-Clients = AsyncClient | Awaited
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
@@ -51,22 +34,7 @@ async def node(module_backend: Backend) -> AsyncIterator[LiveNode]:
 
 @pytest.fixture(params=["async", "sync"])
 def api(request: pytest.FixtureRequest, node: LiveNode) -> Clients:
-    if request.param == "async":
-        return AsyncClient(node.base_url, node.key)
-    return Awaited(Client(node.base_url, node.key))
-
-
-def client_for(api: Clients, base_url: str, key: str | None, timeout_s: float = 10) -> Clients:
-    """Another client of the same kind as `api`."""
-    if isinstance(api, AsyncClient):
-        return AsyncClient(base_url, key, timeout_s)
-    return Awaited(Client(base_url, key, timeout_s))
-
-
-async def every_task(api: Clients, **filters: Any) -> list[dict[str, Any]]:
-    if isinstance(api, AsyncClient):
-        return [task async for task in api.iter_tasks(**filters)]
-    return await asyncio.to_thread(lambda: list(api.client.iter_tasks(**filters)))
+    return client_for(request.param, node.base_url, node.key)
 
 
 def path(kind: str, status: int = 200) -> str:
@@ -329,3 +297,49 @@ async def test_each_tick_enqueues_a_task_listed_by_its_schedule(
     shown = await api.schedule(made["id"])
     assert [task["id"] for task in shown["last_tasks"]] == [task["id"] for task in listed]
     await api.delete_schedule(made["id"])
+
+
+# -- the short names, wait() and the body's forms -----------------------------------
+
+
+async def test_batch_get_wait_and_list_by_their_short_names(
+    api: Clients, hooks: HookServer
+) -> None:
+    prefix = hooks.url(path("names"))
+    made = await api.batch([{"url": f"{prefix}/{n}"} for n in range(3)])
+    done = [await api.wait(task["id"], timeout_s=15, poll_s=0.05) for task in made]
+    assert [task["status"] for task in done] == ["completed"] * 3
+    assert (await api.get(made[0]["id"])) == done[0]
+    first = await api.list(url_prefix=prefix, limit=2)
+    rest = await api.list(url_prefix=prefix, limit=2, cursor=first["next_cursor"])
+    listed = [task["id"] for task in first["tasks"] + rest["tasks"]]
+    assert (listed, rest["next_cursor"]) == ([task["id"] for task in reversed(made)], None)
+
+
+async def test_wait_gives_up_after_its_timeout(api: Clients, hooks: HookServer) -> None:
+    task = await api.enqueue(hooks.url(path("later")), delay=600)
+    with pytest.raises(TimeoutError, match="still pending"):
+        await api.wait(task["id"], timeout_s=0.2, poll_s=0.05)
+    assert (await api.cancel(task["id"]))["status"] == "cancelled"
+    assert (await api.wait(task["id"], timeout_s=0.2))["status"] == "cancelled"
+
+
+async def test_a_json_or_charset_body_reaches_the_hook_with_its_type(
+    api: Clients, hooks: HookServer
+) -> None:
+    data, hook = {"user": 7, "name": "caf\u00e9"}, path("json")
+    task = await api.enqueue(hooks.url(hook), json=data)
+    assert (task["content_type"], task["charset"]) == ("application/json", "utf-8")
+    (call,) = await hooks.wait_for_calls_async(hook, 1)
+    assert (json.loads(call.body), call.headers["content-type"]) == (
+        data, "application/json; charset=utf-8",
+    )  # fmt: skip
+    hook = path("latin")
+    task = await api.enqueue(
+        hooks.url(hook), "caf\u00e9", content_type="text/plain", charset="latin-1"
+    )
+    assert task["charset"] == "latin-1"
+    (call,) = await hooks.wait_for_calls_async(hook, 1)
+    assert (call.body, call.headers["content-type"]) == (
+        "caf\u00e9".encode("latin-1"), "text/plain; charset=latin-1",
+    )  # fmt: skip

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import base64
+import inspect
 import json
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
@@ -13,6 +14,7 @@ import pytest
 
 from ntorque import client_requests as build
 from ntorque import client_schedules as schedules
+from ntorque.client import AsyncClient, Client
 from ntorque.client_requests import Answer, ClientError, Request, result
 
 MORNING = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
@@ -241,3 +243,42 @@ def test_an_error_answer_that_is_not_json_is_quoted() -> None:
     with pytest.raises(ClientError) as raised:
         result(build.task(5), Answer(502, {}, b"<html>Bad gateway</html>"))
     assert (raised.value.status, raised.value.message) == (502, "<html>Bad gateway</html>")
+
+
+def test_a_json_body_is_dumped_and_typed_and_a_charset_encodes_text() -> None:
+    request = build.enqueue("https://x/", b"", {"json": {"name": "caf\u00e9"}})
+    assert json.loads(request.body or b"") == {"name": "caf\u00e9"}
+    assert request.headers == {"Content-Type": "application/json"}
+    request = build.enqueue("https://x/", "caf\u00e9", {"charset": "latin-1"})
+    assert request.body == "caf\u00e9".encode("latin-1")
+    assert request.headers == {"Content-Type": "application/x-www-form-urlencoded; charset=latin-1"}
+    with pytest.raises(ValueError, match="not both"):
+        build.enqueue("https://x/", b"a", {"json": [1]})
+
+
+def test_a_deadline_paces_polls_then_times_out() -> None:
+    deadline = build.Deadline(5, timeout_s=60, poll_s=0.5)
+    assert deadline.pause({"status": "pending"}) == 0.5
+    with pytest.raises(TimeoutError, match="task 5 still pending after 0 s"):
+        build.Deadline(5, timeout_s=0, poll_s=0.5).pause({"status": "pending"})
+    assert [build.finished({"status": s}) for s in ("pending", "in_progress", "failed")] == [
+        False, False, True,
+    ]  # fmt: skip
+
+
+def test_both_clients_have_the_same_methods_and_arguments() -> None:
+    def methods(kind: type) -> dict[str, list[inspect.Parameter]]:
+        public = inspect.getmembers(kind, inspect.isfunction)
+        found = {
+            name: list(inspect.signature(method).parameters.values()) for name, method in public
+        }
+        return {name: params for name, params in found.items() if not name.startswith("_")}
+
+    sync, awaited = methods(Client), methods(AsyncClient)
+    assert sync == awaited
+    assert {"enqueue", "batch", "get", "wait", "cancel", "retry", "list", "queues"} <= set(sync)
+    plain = {
+        name for name in awaited if not inspect.iscoroutinefunction(getattr(AsyncClient, name))
+    }
+    assert plain == {"iter_tasks"}  # an async iterator; every other method is awaited
+    assert Client.task is Client.get and AsyncClient.tasks is AsyncClient.list  # the first names

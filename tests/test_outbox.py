@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ntorque import config
 from ntorque.applications import Applications
-from ntorque.client import AsyncClient, Client, ClientError, Outbox, transaction
+from ntorque.client import AsyncClient, Client, ClientError, Outbox, Unauthorized, transaction
 from ntorque.keys import legacy_hash, new_key
 from ntorque.store import Store
 from ntorque.store import engine as database
@@ -88,7 +88,7 @@ async def test_outbox_rolled_back_leaves_no_task(
 async def test_outbox_refuses_an_unknown_key(
     node: LiveNode, caller_engine: AsyncEngine, hooks: HookServer
 ) -> None:
-    with pytest.raises(ClientError) as raised:
+    with pytest.raises(Unauthorized) as raised:
         async with transaction(Client(node.base_url, "not-a-key"), caller_engine) as outbox:
             await outbox.add(hooks.url(path("badkey")))
     assert raised.value.status == 401
@@ -103,7 +103,7 @@ async def test_the_outbox_finds_keyed_and_legacy_keys(store: Store) -> None:
             outbox = Outbox(Client("http://127.0.0.1:9", key), connection)
             assert await outbox._app_id() == app_id
     async with store.engine.begin() as connection:
-        with pytest.raises(ClientError, match="no active application"):
+        with pytest.raises(Unauthorized, match="no active application"):
             await Outbox(Client("http://127.0.0.1:9", new_key()), connection)._app_id()
 
 
