@@ -24,11 +24,12 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from ..errors import StorageUnavailable
 
-# The connection is gone or the server is going away: it is dropped from the pool.
+# The connection is gone, the server is going away, or the connection is unusable.
 CONNECTION_LOST = (
     asyncpg.PostgresConnectionError,
     asyncpg.InterfaceError,
     asyncpg.exceptions.OperatorInterventionError,  # admin shutdown, crash, cannot connect now
+    asyncpg.exceptions.InternalClientError,  # the connection is in a state it should not be
     OSError,
     asyncio.TimeoutError,
 )
@@ -45,16 +46,24 @@ Connection: TypeAlias = AsyncConnection | asyncpg.Connection
 @contextlib.asynccontextmanager
 async def lent(engine: AsyncEngine) -> AsyncIterator[asyncpg.Connection]:
     """A pooled connection's asyncpg connection, outside any transaction; a
-    database that cannot be reached or take writes becomes StorageUnavailable."""
+    database that cannot be reached or take writes becomes StorageUnavailable.
+
+    After any error the connection is dropped, not handed back: asyncpg may
+    still be reading the failed statement's last messages, and the next
+    statement on it would fail with "another operation is in progress" (seen
+    when a database turned read-only: a settle failed that way and was lost
+    for its lease). Errors are rare on this path; a new connection is cheap.
+    """
     async with engine.connect() as conn:
         raw = await conn.get_raw_connection()
         try:
             yield raw.driver_connection
-        except CONNECTION_LOST as error:
-            await conn.invalidate()
-            raise StorageUnavailable() from error
-        except NO_WRITES as error:
-            raise StorageUnavailable() from error
+        except BaseException as error:
+            with contextlib.suppress(Exception):  # closing a broken connection may fail too
+                await conn.invalidate()
+            if isinstance(error, (*CONNECTION_LOST, *NO_WRITES)):
+                raise StorageUnavailable() from error
+            raise
 
 
 async def fetch(conn: Connection, sql: str, args: Sequence[Any]) -> list[Sequence[Any]]:

@@ -166,3 +166,23 @@ async def test_a_connection_lost_under_a_hot_statement_is_replaced(
             await call()  # on the connection that was cut: no hang, a 503
         assert caught.value.status == 503
         await one_task_through(store, NOW + 4)  # on a new connection
+
+
+async def test_a_connection_that_failed_a_statement_is_not_lent_again(
+    counted_store: tuple[Store, RoundTripCounter],
+) -> None:
+    """After an error asyncpg may still be reading the failed statement's last
+    messages (the next statement on it failed with "another operation is in
+    progress", and a settle was lost for its lease): the connection is dropped."""
+    store, _ = counted_store
+    db = store.tasks.db
+    async with db.driver() as conn:
+        first = conn
+    async with db.driver() as conn:
+        assert conn is first  # one pooled connection, lent again and again
+        await conn.execute("SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY")
+    with pytest.raises(StorageUnavailable):
+        await store.tasks.insert_many([spec()], NOW + 5)  # read-only: a 503
+    async with db.driver() as conn:
+        assert conn is not first  # the failed one was dropped...
+    await one_task_through(store, NOW + 5)  # ...and its replacement takes writes
