@@ -28,6 +28,7 @@ from .consumer import Consumer
 from .errors import ConfigError
 from .events import Events, RedisBridge
 from .handlers import Guard, log_request
+from .health import Check, Readiness
 from .keys import new_server_secret
 from .queue import Queue
 from .ratelimit import FailureLimiter
@@ -107,6 +108,10 @@ class Node:
             self.queue, self.webhook, concurrency=settings.concurrency, clock=clock
         )
         self.leadership = Leadership(self.engine)
+        checks: dict[str, Check] = {"database": self.store.ping}
+        if settings.redis_url:
+            checks["redis"] = self.channel.ping
+        self.readiness = Readiness(checks)
         self.requeuer = Requeuer(
             self.queue,
             self.leadership,
@@ -157,7 +162,7 @@ class Node:
             guard=guard,
         )
         return tornado.web.Application(
-            api.routes(**dependencies) + console.routes(self.console),
+            api.routes(self.readiness, **dependencies) + console.routes(self.console),
             default_handler_class=api.NotFoundHandler,
             default_handler_args=dependencies,
             autoreload=self.settings.development,
