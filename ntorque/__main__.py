@@ -111,7 +111,7 @@ def run(options: argparse.Namespace, environ: Mapping[str, str] | None = None) -
         for key in ("host", "port", "role", "processes", "certfile", "keyfile")
     }  # fmt: skip
     settings = load(options.config, environ, overrides)
-    app.setup_logging(settings.development, settings.processes)
+    app.setup_logging(settings.development, settings.processes, settings.log_format)
     # Alembic says "Context impl ..." at every start: only when the user asks (--verbose).
     logging.getLogger("alembic").setLevel(logging.INFO if options.verbose else logging.WARNING)
     if options.command == "migrate":

@@ -19,7 +19,7 @@ import tornado.web
 from tornado.httpserver import HTTPServer
 from tornado.ioloop import PeriodicCallback
 
-from . import api, console
+from . import api, console, logs
 from .applications import Applications, Created
 from .auth import Authenticator
 from .channel import make_channel
@@ -28,6 +28,7 @@ from .consumer import Consumer
 from .errors import ConfigError
 from .events import Events, RedisBridge
 from .handlers import Guard, log_request
+from .health import Check, Readiness
 from .keys import new_server_secret
 from .queue import Queue
 from .ratelimit import FailureLimiter
@@ -107,6 +108,10 @@ class Node:
             self.queue, self.webhook, concurrency=settings.concurrency, clock=clock
         )
         self.leadership = Leadership(self.engine)
+        checks: dict[str, Check] = {"database": self.store.ping}
+        if settings.redis_url:
+            checks["redis"] = self.channel.ping
+        self.readiness = Readiness(checks)
         self.requeuer = Requeuer(
             self.queue,
             self.leadership,
@@ -157,7 +162,7 @@ class Node:
             guard=guard,
         )
         return tornado.web.Application(
-            api.routes(**dependencies) + console.routes(self.console),
+            api.routes(self.readiness, **dependencies) + console.routes(self.console),
             default_handler_class=api.NotFoundHandler,
             default_handler_args=dependencies,
             autoreload=self.settings.development,
@@ -288,14 +293,12 @@ async def serve(settings: Settings, sockets: Sequence[socket.socket] = ()) -> in
     return 1 if node.failed else 0
 
 
-def setup_logging(development: bool, processes: int = 1) -> None:
-    """Several processes share stderr: each line then says whose it is."""
-    who = " [%(process)d]" if processes != 1 else ""
-    logging.basicConfig(
-        level=logging.DEBUG if development else logging.INFO,
-        stream=sys.stderr,
-        format=f"%(asctime)s %(levelname)s{who} %(name)s %(message)s",
-    )
+def setup_logging(development: bool, processes: int = 1, log_format: str = "text") -> None:
+    """Text or JSON lines on stderr. Several processes share stderr: each line
+    then says whose it is."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logs.formatter(log_format, processes))
+    logging.basicConfig(level=logging.DEBUG if development else logging.INFO, handlers=[handler])
     logging.getLogger("tornado.access").setLevel(logging.WARNING)
     # Their debug lines carry data: curl's verbose trace (header values and
     # bodies), aiosqlite's statements with parameters (bodies, key hashes,

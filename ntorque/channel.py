@@ -37,6 +37,10 @@ class Channel(Protocol):
 
     async def depth(self) -> int: ...
 
+    async def ping(self) -> bool:
+        """Whether the channel's server answers (the readiness check)."""
+        ...
+
     async def close(self) -> None: ...
 
 
@@ -71,6 +75,9 @@ class LocalChannel:
 
     async def depth(self) -> int:
         return len(self._ids)
+
+    async def ping(self) -> bool:
+        return True  # this process is its server
 
     async def close(self) -> None:
         self._ids.clear()
@@ -144,6 +151,14 @@ class RedisChannel:
         except (RedisError, OSError) as error:
             self._went_down(error)
             return await self._fallback.depth()
+
+    async def ping(self) -> bool:
+        """PING on the pushers' client. Not a fallback: a node whose Redis is
+        down still works alone, but is not ready for its share of the work."""
+        try:
+            return bool(await self._pusher.ping())
+        except (RedisError, OSError):
+            return False
 
     async def close(self) -> None:
         await self._pusher.aclose()

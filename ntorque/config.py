@@ -22,6 +22,7 @@ from .targets import Rules
 ROLES = ("all", "web", "worker")
 BACKOFFS = ("exponential", "linear")
 MODES = ("production", "development")
+LOG_FORMATS = ("text", "json")
 POOL_CLASSES = ("", "QueuePool", "NullPool")
 # The original nTorque documents SQLALCHEMY_POOL_CLASS=sqlalchemy.pool.NullPool:
 # dotted names mean the same classes (the asyncio engine's queue pool is the
@@ -78,6 +79,7 @@ class Settings:
     pool_recycle_s: float = 3600.0
     pool_class: str = ""
     mode: str = "production"
+    log_format: str = "text"  # or "json": one JSON object per line
 
     @property
     def development(self) -> bool:
@@ -132,6 +134,7 @@ ENVIRONMENT: dict[str, tuple[str, ...]] = {
     "pool_recycle_s": ("SQLALCHEMY_POOL_RECYCLE",),
     "pool_class": ("SQLALCHEMY_POOL_CLASS",),
     "mode": ("MODE",),
+    "log_format": ("NTORQUE_LOG_FORMAT",),
 }
 
 
@@ -247,7 +250,10 @@ def _check(settings: Settings, labels: Mapping[str, str]) -> None:
         label = labels.get(key, key)
         raise ConfigError(f"{label}: {getattr(settings, key)!r} {why}")
 
-    choices = {"role": ROLES, "backoff": BACKOFFS, "mode": MODES, "pool_class": POOL_CLASSES}
+    choices = {
+        "role": ROLES, "backoff": BACKOFFS, "mode": MODES, "pool_class": POOL_CLASSES,
+        "log_format": LOG_FORMATS,
+    }  # fmt: skip
     for key, allowed in choices.items():
         if getattr(settings, key) not in allowed:
             fail(key, f"must be one of {', '.join(repr(a) for a in allowed)}")

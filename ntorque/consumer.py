@@ -14,6 +14,7 @@ from collections.abc import Callable
 
 from .channel import BLOCKING_POP_S
 from .errors import StorageUnavailable
+from .logs import task_fields
 from .queue import Queue
 from .tasks import Outcome, Task, loggable_url
 from .webhook import Webhook
@@ -105,6 +106,7 @@ class Consumer:
         log.info(
             "task %s calling attempt=%s %s %s",
             task.id, task.retry_count, task.method, loggable_url(task.url),
+            extra=task_fields(task, attempt=task.retry_count),
         )  # fmt: skip
         outcome = await self.webhook.call(task)
         await self._settle(task, outcome)
@@ -121,9 +123,15 @@ class Consumer:
                 return
             except StorageUnavailable:
                 if self.clock() + SETTLE_RETRY_S >= task.due:
-                    log.warning("task %s outcome not stored: its lease ran out", task.id)
+                    log.warning(
+                        "task %s outcome not stored: its lease ran out", task.id,
+                        extra=task_fields(task, attempt=task.retry_count),
+                    )  # fmt: skip
                     return
-                log.warning("task %s outcome not stored yet: database unavailable", task.id)
+                log.warning(
+                    "task %s outcome not stored yet: database unavailable", task.id,
+                    extra=task_fields(task, attempt=task.retry_count),
+                )  # fmt: skip
                 await asyncio.sleep(SETTLE_RETRY_S)
 
     def stop(self) -> None:

@@ -17,6 +17,7 @@ from .batching import Batcher
 from .channel import SCHEDULES_CHANGED, Channel
 from .events import Events
 from .flow import Flow, QueueKey
+from .logs import task_fields
 from .scheduler import Scheduler
 from .schedules import Firing, Schedule
 from .store.settle import Settlement
@@ -113,6 +114,7 @@ class Queue:
                 "task %s enqueued %s %s app=%s%s%s",
                 task.id, task.method, loggable_url(task.url), task.app_id,
                 f" due_in={task.due - now:.3f}s" if task.due > now else "", _made_by(task, now),
+                extra=task_fields(task, status=task.status.value),
             )  # fmt: skip
         self.events.publish_many(created)
         await self.channel.push([task.id for task in created if task.due <= now and not task.held])
@@ -135,7 +137,7 @@ class Queue:
 
     async def notify(self, task: Task) -> None:
         """Re-send a task's notification (the client's /push)."""
-        log.info("task %s pushed", task.id)
+        log.info("task %s pushed", task.id, extra=task_fields(task))
         await self.channel.push([task.id])
 
     async def _schedules_changed(self) -> None:
@@ -151,7 +153,8 @@ class Queue:
             self.flow.wake_at((wait.app_id, wait.queue), wait.until)
         acquired = leased.tasks
         for task in acquired:
-            log.debug("task %s acquired attempt=%s", task.id, task.retry_count)
+            fields = task_fields(task, attempt=task.retry_count)
+            log.debug("task %s acquired attempt=%s", task.id, task.retry_count, extra=fields)
         self.events.publish_many(acquired)
         return acquired
 
@@ -159,7 +162,7 @@ class Queue:
         """Give back leases never used (stopped before calling) and notify them again."""
         released = await self.store.release(leased, self.clock())
         for task in released:
-            log.info("task %s released unperformed", task.id)
+            log.info("task %s released unperformed", task.id, extra=task_fields(task))
             self.events.publish(task)
         await self.channel.push([task.id for task in released])
         self.flow.wake_soon(_limited_queues(leased))
@@ -189,7 +192,10 @@ class Queue:
     async def _callbacks(self, callbacks: list[Task]) -> None:
         """Publish and notify the callbacks of tasks that ended."""
         for callback in callbacks:
-            log.info("task %s callback of task %s enqueued", callback.id, callback.callback_of)
+            log.info(
+                "task %s callback of task %s enqueued", callback.id, callback.callback_of,
+                extra=task_fields(callback, status=callback.status.value),
+            )  # fmt: skip
         if callbacks:
             self.events.publish_many(callbacks)
             await self.channel.push([callback.id for callback in callbacks])
@@ -200,6 +206,7 @@ class Queue:
             log.warning(
                 "task %s attempt=%s answered after its lease, or once cancelled",
                 item.task.id, item.task.retry_count,
+                extra=task_fields(item.task, attempt=item.task.retry_count),
             )  # fmt: skip
             return
         # An HTTP error's text quotes the hook's answer, which may echo the
@@ -209,6 +216,10 @@ class Queue:
             "task %s %s attempt=%s code=%s error=%s duration=%.3fs",
             task.id, task.status, task.retry_count, outcome.status_code,
             error, outcome.duration_s,
+            extra=task_fields(
+                task, attempt=task.retry_count, status=task.status.value,
+                code=outcome.status_code, duration_s=round(outcome.duration_s, 6),
+            ),
         )  # fmt: skip
         if task.status is Status.PENDING:
             self._notify_at(task.id, task.due)
@@ -268,7 +279,8 @@ class Queue:
             return 0
         expired, callbacks = await self.store.expire(now, self.max_retries)
         for task in expired:
-            log.warning("task %s failed: %s", task.id, task.last_error)
+            fields = task_fields(task, attempt=task.retry_count, status=task.status.value)
+            log.warning("task %s failed: %s", task.id, task.last_error, extra=fields)
             self.events.publish(task)
         await self._callbacks(callbacks)
         ids = await self.store.due_ids(now, limit, self.max_retries)
@@ -299,7 +311,7 @@ class Queue:
         """Cancel the pending or in-progress tasks among ids; the cancelled ones."""
         cancelled, callbacks = await self.store.control.cancel(ids, self.clock())
         for task in cancelled:
-            log.info("task %s cancelled", task.id)
+            log.info("task %s cancelled", task.id, extra=task_fields(task, status="cancelled"))
         self.events.publish_many(cancelled)
         await self._callbacks(callbacks)
         return cancelled
@@ -309,7 +321,10 @@ class Queue:
         allowance of attempts; the retried ones."""
         retried = await self.store.control.retry(ids, self.clock())
         for task in retried:
-            log.info("task %s retried attempts_so_far=%s", task.id, task.retry_count)
+            log.info(
+                "task %s retried attempts_so_far=%s", task.id, task.retry_count,
+                extra=task_fields(task, attempt=task.retry_count),
+            )  # fmt: skip
         self.events.publish_many(retried)
         await self.channel.push([task.id for task in retried])
         return retried
@@ -319,7 +334,7 @@ class Queue:
         when it is not pending (any more)."""
         ran = await self.store.run_now(task.id, self.clock())
         if ran is not None:
-            log.info("task %s due now", ran.id)
+            log.info("task %s due now", ran.id, extra=task_fields(ran))
             self.events.publish(ran)
             await self.channel.push([ran.id])
         return ran

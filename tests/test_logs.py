@@ -6,17 +6,32 @@ signing-secret rotation, then a grep of everything the process wrote.
 By design the `default` application's key is printed once, at the first
 start, on stdout (like `create-app` prints its key): that one line is the
 only place a key may appear, and never in the log (stderr).
+
+And the two formats of a line: the text stays as it was; with
+NTORQUE_LOG_FORMAT=json every line is one JSON object, a task's lines with
+its fields (task_id, queue, app, attempt, status, code, duration_s).
 """
 
 from __future__ import annotations
 
+import contextlib
+import json
+import logging
+import os
 import re
+import sys
 import time
 import uuid
+from collections.abc import Iterator
+from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlencode
 
-from tests.conftest import Backend, server_for
+import pytest
+
+from ntorque import logs
+from tests.conftest import Backend, live_for, server_for
 from tests.hookserver import HookServer
 from tests.server import NtorqueServer
 
@@ -139,3 +154,108 @@ def test_no_body_header_value_key_or_secret_is_logged(
     ]
     for value in [*secret.values(), key.group(1), *secrets]:
         assert value not in stdout, f"{value!r} is on stdout"
+
+
+# -- the format of a line: text (the default) or JSON -----------------------------
+
+
+class JsonLines(logging.Handler):
+    """Every record, formatted as NTORQUE_LOG_FORMAT=json writes it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lines: list[str] = []
+        self.setFormatter(logs.formatter("json"))
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(self.format(record))
+
+    def of_task(self, task_id: int) -> list[dict[str, Any]]:
+        parsed = [json.loads(line) for line in self.lines]
+        return [line for line in parsed if line.get("task_id") == task_id]
+
+
+@contextlib.contextmanager
+def json_lines() -> Iterator[JsonLines]:
+    """Info lines of ntorque, as JSON, while the block runs."""
+    handler = JsonLines()
+    logger = logging.getLogger("ntorque")
+    level = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    try:
+        yield handler
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+
+
+async def test_json_lines_carry_a_tasks_fields_from_enqueue_to_settle(
+    backend: Backend, hooks: HookServer
+) -> None:
+    with json_lines() as lines:
+        async with live_for(backend) as node:
+            task = await node.enqueue(hooks.url(f"/status/201/{uuid.uuid4().hex}"))
+            await node.wait_for(task["id"])
+            assert node.running.created is not None
+            app_id = node.running.created.app.id
+    assert all("\n" not in line for line in lines.lines)
+    enqueued, calling, settled = lines.of_task(task["id"])
+    common = {"task_id": task["id"], "queue": "default", "app": app_id}
+    assert enqueued.items() >= {**common, "logger": "ntorque.queue", "level": "INFO"}.items()
+    assert enqueued["event"].startswith(f"task {task['id']} enqueued POST http://127.0.0.1:")
+    assert calling.items() >= {**common, "attempt": 1, "logger": "ntorque.consumer"}.items()
+    assert settled.items() >= {**common, "attempt": 1, "status": "completed", "code": 201}.items()
+    assert 0 <= settled["duration_s"] < 5
+    assert settled["event"].startswith(f"task {task['id']} completed attempt=1 code=201 error=None")
+    when = datetime.fromisoformat(settled["time"])
+    assert when.utcoffset() == timedelta(0) and abs(when.timestamp() - time.time()) < 60
+    assert JSON_TIME.fullmatch(settled["time"]), settled["time"]
+
+
+JSON_TIME = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}\+00:00")
+
+
+def test_an_exception_is_one_json_line_with_its_traceback() -> None:
+    record = logging.LogRecord(
+        "ntorque.consumer", logging.ERROR, __file__, 1, "boom %s", (1,), None
+    )
+    try:
+        _ = 1 / 0
+    except ZeroDivisionError:
+        record.exc_info = sys.exc_info()
+    line = logs.formatter("json", processes=2).format(record)
+    assert "\n" not in line
+    parsed = json.loads(line)
+    assert parsed["event"] == "boom 1" and parsed["level"] == "ERROR"
+    assert parsed["traceback"].startswith("Traceback (most recent call last):")
+    assert parsed["traceback"].endswith("ZeroDivisionError: division by zero")
+    assert parsed["pid"] == os.getpid()  # several processes: whose line
+
+
+def test_the_text_format_is_unchanged() -> None:
+    record = logging.LogRecord("ntorque.queue", logging.INFO, __file__, 1, "task %s x", (7,), None)
+    record.__dict__.update(task_id=7, code=200)  # a task's fields: not in the text
+    one, several = logs.formatter("text"), logs.formatter("text", processes=2)
+    assert one._fmt == "%(asctime)s %(levelname)s %(name)s %(message)s"
+    assert several._fmt == "%(asctime)s %(levelname)s [%(process)d] %(name)s %(message)s"
+    assert one.format(record).endswith(" INFO ntorque.queue task 7 x")
+
+
+@pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
+def test_a_server_with_log_format_json_writes_only_json_lines(
+    backend: Backend, tmp_path: Path, hooks: HookServer
+) -> None:
+    settings = {"NTORQUE_LOG_FORMAT": "json", "NTORQUE_MAX_RETRIES": "2"}
+    settings["NTORQUE_MIN_DUE_DELAY"] = "0.2"
+    with server_for(backend, tmp_path, (), **settings) as server:
+        task = server.enqueue(hooks.url(f"/status/500/{uuid.uuid4().hex}"))
+        assert finished(server, task["id"], server.key) == "failed"
+        assert server.request("GET", "/nowhere", None, None, server.key).status == 404
+    lines = [json.loads(line) for line in server.log_path.read_text().splitlines() if line]
+    assert {line["logger"] for line in lines} >= {"ntorque.app", "ntorque.queue", "tornado.access"}
+    settled = [line for line in lines if line.get("task_id") == task["id"] and "code" in line]
+    assert [(line["attempt"], line["code"], line["status"]) for line in settled] == [
+        (1, 500, "pending"),
+        (2, 500, "failed"),
+    ]

@@ -127,6 +127,9 @@ NO_TASK_ID = {
     r"/schedules",
     # The viewer's own schedules: B's never show in A's page (checked below).
     r"/console/schedules",
+    # Health probes: no key, no task, nothing of any application's (tests/api/test_health.py).
+    r"/healthz",
+    r"/readyz",
 }
 
 

@@ -1,6 +1,6 @@
 """The JSON API: enqueue (one task, or a batch), read, list, cancel, retry
-and re-notify tasks; named queues and their limits; recurring schedules. `routes` lists them;
-../../README.md shows each with curl.
+and re-notify tasks; named queues and their limits; recurring schedules;
+the health probes. `routes` lists them; ../../README.md shows each with curl.
 """
 
 from __future__ import annotations
@@ -10,8 +10,10 @@ from typing import Any
 import tornado.web
 from tornado.routing import URLSpec
 
+from ..health import Readiness
 from .base import ApiOptions, JsonHandler, NotFoundHandler
 from .enqueue import RootHandler
+from .health import HealthHandler, ReadyHandler
 from .listing import BulkHandler, TasksHandler
 from .queues import QueueActionHandler, QueueHandler, QueuesHandler
 from .schedules import ScheduleActionHandler, ScheduleHandler, SchedulesHandler
@@ -24,8 +26,11 @@ QUEUE = r"/queues/([^/]+)"  # a bad name is a 400 that says why, not a 404
 SCHEDULE = r"/schedules/(\d{1,18})"
 
 
-def routes(**dependencies: Any) -> list[URLSpec]:
+def routes(readiness: Readiness | None = None, **dependencies: Any) -> list[URLSpec]:
+    probes = {"readiness": readiness or Readiness({})}
     return [
+        tornado.web.url(r"/healthz", HealthHandler),
+        tornado.web.url(r"/readyz", ReadyHandler, probes),
         tornado.web.url(r"/", RootHandler, dependencies),
         tornado.web.url(r"/tasks", TasksHandler, dependencies),
         tornado.web.url(r"/tasks/(cancel|retry)", BulkHandler, dependencies),

@@ -6,6 +6,7 @@ nothing inside it knows about HTTP or channels.
 
 from __future__ import annotations
 
+import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from .apps import AppStore
@@ -26,8 +27,15 @@ class Store:
     def __init__(self, engine: AsyncEngine, default_timeout_s: int = 60) -> None:
         db = Database(engine, default_timeout_s)
         self.engine = engine
+        self._db = db
         self.tasks = TaskStore(db)
         self.queues = self.tasks.queues  # the same one: the acquire reads its rows
         self.schedules = self.tasks.schedules
         self.apps = AppStore(db)
         self.console = ConsoleReads(db)
+
+    async def ping(self) -> None:
+        """One trivial statement (one round trip on PostgreSQL): the readiness
+        check. Raises StorageUnavailable when the database does not answer."""
+        async with self._db.single() as conn:
+            await conn.execute(sa.text("SELECT 1"))
