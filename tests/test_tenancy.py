@@ -127,6 +127,9 @@ NO_TASK_ID = {
     r"/schedules",
     # The viewer's own schedules: B's never show in A's page (checked below).
     r"/console/schedules",
+    # Every application's figures: the metrics token's or an admin key's only
+    # (tests/test_metrics.py).
+    r"/metrics",
 }
 
 

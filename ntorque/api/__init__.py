@@ -13,6 +13,7 @@ from tornado.routing import URLSpec
 from .base import ApiOptions, JsonHandler, NotFoundHandler
 from .enqueue import RootHandler
 from .listing import BulkHandler, TasksHandler
+from .metrics import MetricsHandler
 from .queues import QueueActionHandler, QueueHandler, QueuesHandler
 from .schedules import ScheduleActionHandler, ScheduleHandler, SchedulesHandler
 from .task import ActionHandler, AttemptsHandler, PushHandler, TaskHandler
@@ -39,4 +40,5 @@ def routes(**dependencies: Any) -> list[URLSpec]:
         tornado.web.url(r"/schedules", SchedulesHandler, dependencies),
         tornado.web.url(SCHEDULE, ScheduleHandler, dependencies),
         tornado.web.url(SCHEDULE + r"/(pause|resume)", ScheduleActionHandler, dependencies),
+        tornado.web.url(r"/metrics", MetricsHandler, dependencies),
     ]
