@@ -48,6 +48,10 @@ setup(
         # no time zone database.
         "cronsim>=2.6",
         "tzdata>=2024.1",
+        # /metrics: the Prometheus text format and its multiprocess mode (one
+        # endpoint summing every process of `serve --processes N`), both
+        # subtle to write by hand and well kept there.
+        "prometheus-client>=0.20",
     ],
     extras_require={
         "test": [

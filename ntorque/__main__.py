@@ -17,7 +17,7 @@ from typing import TypeVar
 
 from tornado.netutil import bind_sockets
 
-from . import app, cli_queues, cli_schedules, processes
+from . import app, cli_queues, cli_schedules, metrics, processes
 from .applications import Applications
 from .config import ROLES, Settings, load
 from .errors import (
@@ -142,10 +142,14 @@ def serve(settings: Settings) -> int:
         return asyncio.run(app.serve(settings))
     sockets = [] if settings.role == "worker" else bind_sockets(settings.port, settings.host)
     log.info("starting %s processes", count)
-    supervisor = processes.Supervisor(
-        count, lambda _index: asyncio.run(app.serve(settings, sockets)), sockets
-    )
-    return supervisor.run()
+    with metrics.multiprocess_dir() as path:  # any child's /metrics sums them all
+        supervisor = processes.Supervisor(
+            count,
+            lambda _index: asyncio.run(app.serve(settings, sockets, path)),
+            sockets,
+            ended=lambda pid: metrics.process_ended(pid, path),
+        )
+        return supervisor.run()
 
 
 def migrate_schema(database_url: str) -> int:

@@ -30,6 +30,7 @@ from .events import Events, RedisBridge
 from .handlers import Guard, log_request
 from .health import Check, Readiness
 from .keys import new_server_secret
+from .metrics import Metrics, Scrape
 from .queue import Queue
 from .ratelimit import FailureLimiter
 from .requeuer import Requeuer
@@ -58,13 +59,22 @@ class Node:
         settings: Settings,
         clock: Callable[[], float] = time.time,
         sockets: Sequence[socket.socket] = (),
+        metrics_dir: str = "",  # several processes: where they all write their metrics
     ) -> None:
         self.settings = settings
         self.sockets = sockets  # bound by the parent of several processes; none: listen
         self.clock = clock  # the wall clock of due dates and leases (tests move it by hand)
         self.engine = make_engine(settings)
-        self.store = Store(self.engine, settings.default_timeout_s)
-        self.channel = make_channel(settings.redis_url, settings.redis_channel)
+        self.metrics = Metrics()
+        self.store = Store(
+            self.engine, settings.default_timeout_s, self.metrics.database_errors.inc
+        )
+        self.channel = make_channel(
+            settings.redis_url, settings.redis_channel, self.metrics.channel_errors.inc
+        )
+        self.scrape = Scrape(
+            self.metrics, self.store.metrics.unfinished, clock=clock, multiprocess_dir=metrics_dir
+        )
         self.events = Events()
         # Task changes of every node reach every node's console.
         self.bridge = (
@@ -85,6 +95,7 @@ class Node:
             lookahead_s=2 * settings.requeue_interval_s,
             idempotency_window_s=settings.idempotency_window_s,
             clock=clock,
+            metrics=self.metrics,
         )
         self.authenticator = Authenticator(self.store.apps, cache_s=settings.auth_cache_s)
         self.targets = Targets(
@@ -145,6 +156,8 @@ class Node:
             max_schedule_ahead_s=self.settings.max_schedule_ahead_s,
             targets=self.targets,
             guard=guard,
+            scrape=self.scrape,
+            metrics_token=self.settings.metrics_token,
         )
         dependencies = {
             "queue": self.queue,
@@ -280,9 +293,11 @@ def announce(created: Created) -> None:
     )
 
 
-async def serve(settings: Settings, sockets: Sequence[socket.socket] = ()) -> int:
+async def serve(
+    settings: Settings, sockets: Sequence[socket.socket] = (), metrics_dir: str = ""
+) -> int:
     """Run a node until SIGTERM or SIGINT; exit status 0 after a clean stop."""
-    node = Node(settings, sockets=sockets)
+    node = Node(settings, sockets=sockets, metrics_dir=metrics_dir)
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, node.signalled)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Protocol
 
 import redis.asyncio as redis
@@ -90,8 +90,9 @@ class RedisChannel:
     wait behind them.
     """
 
-    def __init__(self, url: str, name: str) -> None:
+    def __init__(self, url: str, name: str, failed: Callable[[], None] = lambda: None) -> None:
         self.name = name
+        self.failed = failed  # told of each Redis error, answered from the fallback (metrics)
         self._pusher = redis.from_url(url, socket_connect_timeout=2, socket_timeout=5)
         self._popper = redis.from_url(
             url, socket_connect_timeout=2, socket_timeout=BLOCKING_POP_S + 5
@@ -165,6 +166,7 @@ class RedisChannel:
         await self._popper.aclose()
 
     def _went_down(self, error: Exception) -> None:
+        self.failed()
         if not self._down:
             log.warning("channel redis unavailable, using this process's own channel: %s", error)
         self._down = True
@@ -185,5 +187,5 @@ def _ids(payloads: Iterable[bytes | str]) -> Iterable[int]:
             log.warning("channel dropped a payload that is no task id: %.40r", payload)
 
 
-def make_channel(redis_url: str, name: str) -> Channel:
-    return RedisChannel(redis_url, name) if redis_url else LocalChannel()
+def make_channel(redis_url: str, name: str, failed: Callable[[], None] = lambda: None) -> Channel:
+    return RedisChannel(redis_url, name, failed) if redis_url else LocalChannel()

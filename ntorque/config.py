@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -29,6 +30,8 @@ POOL_CLASSES = ("", "QueuePool", "NullPool")
 # QueuePool of an async engine).
 POOL_CLASS_NAMES = {"AsyncAdaptedQueuePool": "QueuePool"}
 POOL_MODULES = ("sqlalchemy.pool.impl.", "sqlalchemy.pool.")
+# A bearer token as a scraper sends it in a header: visible ASCII, long enough to guess badly.
+METRICS_TOKEN = re.compile(r"[\x21-\x7e]{16,200}")
 
 
 @dataclass(frozen=True)
@@ -59,6 +62,7 @@ class Settings:
     enable_hsts: bool = False
     hsts_protocol_header: str = ""
     cookie_secret: str = ""  # signs console logins; empty = made once, kept in the database
+    metrics_token: str = ""  # GET /metrics wants it as a bearer token; empty: open
     auth_failure_limit: int = 20
     auth_failure_window_s: float = 60.0
     trust_proxy_headers: bool = False
@@ -114,6 +118,7 @@ ENVIRONMENT: dict[str, tuple[str, ...]] = {
     "enable_hsts": ("NTORQUE_ENABLE_HSTS",),
     "hsts_protocol_header": ("HSTS_PROTOCOL_HEADER",),
     "cookie_secret": ("NTORQUE_COOKIE_SECRET",),
+    "metrics_token": ("NTORQUE_METRICS_TOKEN",),
     "auth_failure_limit": ("NTORQUE_AUTH_FAILURE_LIMIT",),
     "auth_failure_window_s": ("NTORQUE_AUTH_FAILURE_WINDOW",),
     "trust_proxy_headers": ("NTORQUE_TRUST_PROXY_HEADERS",),
@@ -274,6 +279,10 @@ def _check(settings: Settings, labels: Mapping[str, str]) -> None:
             fail(key, "must not be negative")
     if settings.port > 65535:
         fail("port", "is not a TCP port")
+    if settings.metrics_token and not METRICS_TOKEN.fullmatch(settings.metrics_token):
+        # Not quoted back: it is a secret.
+        label = labels.get("metrics_token", "metrics_token")
+        raise ConfigError(f"{label}: must be 16 to 200 visible characters, without spaces")
     _check_relations(settings, fail)
 
 

@@ -44,6 +44,7 @@ class Consumer:
 
     async def run(self) -> None:
         """Repeat run_once() until stop(); errors are logged and survived."""
+        self.queue.metrics.slots.set(self.concurrency)
         while not self._stopping:
             try:
                 await self.run_once()
@@ -88,10 +89,12 @@ class Consumer:
     def _start(self, task: Task) -> None:
         job = asyncio.ensure_future(self.perform(task))
         self.in_flight.add(job)
+        self.queue.metrics.slots_in_use.inc()
         job.add_done_callback(self._finished)
 
     def _finished(self, job: asyncio.Task[None]) -> None:
         self.in_flight.discard(job)
+        self.queue.metrics.slots_in_use.dec()
         self._slot_freed.set()
         if not job.cancelled() and job.exception() is not None:
             log.error("consumer: a call ended with an error", exc_info=job.exception())

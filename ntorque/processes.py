@@ -51,8 +51,10 @@ class Supervisor:
         run: Callable[[int], int],
         sockets: Sequence[socket.socket] = (),
         clock: Callable[[], float] = time.monotonic,
+        ended: Callable[[int], None] = lambda pid: None,
     ) -> None:
         self.count = count
+        self.ended = ended  # told the pid of each child that exited (its metrics' files)
         self.run_child = run
         self.sockets = list(sockets)  # kept to start children again; closed on stop
         self.clock = clock
@@ -70,6 +72,7 @@ class Supervisor:
         while self.children:
             pid, status = os.wait()  # a signal runs its handler, then the wait goes on
             if pid in self.children:
+                self.ended(pid)
                 self._exited(self.children.pop(pid), pid, status)
         log.info("all %s processes stopped", self.count)
         return self.status

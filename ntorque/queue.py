@@ -18,6 +18,7 @@ from .channel import SCHEDULES_CHANGED, Channel
 from .events import Events
 from .flow import Flow, QueueKey
 from .logs import task_fields
+from .metrics import Metrics
 from .scheduler import Scheduler
 from .schedules import Firing, Schedule
 from .store.settle import Settlement
@@ -58,8 +59,10 @@ class Queue:
         lookahead_s: float = 10.0,
         idempotency_window_s: float = 86400.0,
         clock: Callable[[], float] = time.time,
+        metrics: Metrics | None = None,
     ) -> None:
         self.store = store
+        self.metrics = metrics or Metrics()
         self.channel = channel
         self.events = events
         self.min_due_delay_s = min_due_delay_s
@@ -110,6 +113,7 @@ class Queue:
         """Log, publish and notify new tasks (those due later: when they fall due)."""
         now = self.clock()
         for task in created:
+            self.metrics.created(task.queue)
             log.info(
                 "task %s enqueued %s %s app=%s%s%s",
                 task.id, task.method, loggable_url(task.url), task.app_id,
@@ -192,6 +196,7 @@ class Queue:
     async def _callbacks(self, callbacks: list[Task]) -> None:
         """Publish and notify the callbacks of tasks that ended."""
         for callback in callbacks:
+            self.metrics.created(callback.queue)
             log.info(
                 "task %s callback of task %s enqueued", callback.id, callback.callback_of,
                 extra=task_fields(callback, status=callback.status.value),
@@ -209,6 +214,7 @@ class Queue:
                 extra=task_fields(item.task, attempt=item.task.retry_count),
             )  # fmt: skip
             return
+        self.metrics.settled(task.queue, task.status, outcome.status_code, outcome.duration_s)
         # An HTTP error's text quotes the hook's answer, which may echo the
         # task's body: the log gets the code alone; the API shows the text.
         error = None if outcome.status_code else outcome.error

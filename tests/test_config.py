@@ -43,6 +43,7 @@ ENV_CASES: list[tuple[str, str, Any, str, Any]] = [
     ("NTORQUE_TRUST_PROXY_HEADERS", "trust_proxy_headers", False, "yes", True),
     ("NTORQUE_CERTFILE", "certfile", "", "/tls/cert.pem", "/tls/cert.pem"),
     ("NTORQUE_COOKIE_SECRET", "cookie_secret", "", "s" * 32, "s" * 32),
+    ("NTORQUE_METRICS_TOKEN", "metrics_token", "", "t" * 20, "t" * 20),
     ("NTORQUE_KEYFILE", "keyfile", "", "/tls/key.pem", "/tls/key.pem"),
     ("NTORQUE_REDIS_CHANNEL", "redis_channel", "ntorque", "jobs", "jobs"),
     ("REDIS_URL", "redis_url", "", "redis://127.0.0.1:6379/2", "redis://127.0.0.1:6379/2"),
@@ -344,3 +345,11 @@ def test_several_processes_refuse_development_mode(tmp_path: Path) -> None:
 def test_processes_from_the_command_line(tmp_path: Path) -> None:
     settings = config.load(environ={**SHARED, "NTORQUE_PROCESSES": "4"}, overrides={"processes": 2})
     assert settings.processes == 2
+
+
+@pytest.mark.parametrize("token", ["short", "has a space in it here", "t" * 201])
+def test_a_bad_metrics_token_fails_without_showing_it(token: str) -> None:
+    with pytest.raises(ConfigError) as error:
+        config.load(None, {"NTORQUE_METRICS_TOKEN": token})
+    assert "NTORQUE_METRICS_TOKEN" in error.value.message
+    assert token not in error.value.message

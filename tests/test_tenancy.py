@@ -130,6 +130,9 @@ NO_TASK_ID = {
     # Health probes: no key, no task, nothing of any application's (tests/api/test_health.py).
     r"/healthz",
     r"/readyz",
+    # Every application's figures: the metrics token's or an admin key's only
+    # (tests/test_metrics.py).
+    r"/metrics",
 }
 
 

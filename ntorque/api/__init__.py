@@ -15,6 +15,7 @@ from .base import ApiOptions, JsonHandler, NotFoundHandler
 from .enqueue import RootHandler
 from .health import HealthHandler, ReadyHandler
 from .listing import BulkHandler, TasksHandler
+from .metrics import MetricsHandler
 from .queues import QueueActionHandler, QueueHandler, QueuesHandler
 from .schedules import ScheduleActionHandler, ScheduleHandler, SchedulesHandler
 from .task import ActionHandler, AttemptsHandler, PushHandler, TaskHandler
@@ -44,4 +45,5 @@ def routes(readiness: Readiness | None = None, **dependencies: Any) -> list[URLS
         tornado.web.url(r"/schedules", SchedulesHandler, dependencies),
         tornado.web.url(SCHEDULE, ScheduleHandler, dependencies),
         tornado.web.url(SCHEDULE + r"/(pause|resume)", ScheduleActionHandler, dependencies),
+        tornado.web.url(r"/metrics", MetricsHandler, dependencies),
     ]

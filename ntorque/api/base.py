@@ -18,6 +18,7 @@ from .. import intake, jsonbody
 from ..auth import App, Authenticator
 from ..errors import PayloadTooLarge
 from ..handlers import BaseHandler, Guard
+from ..metrics import Scrape
 from ..queue import Queue
 from ..targets import Policy, Targets
 from ..tasks import NewTask, Task
@@ -41,8 +42,12 @@ class ApiOptions:
         max_retries: int = 36,
         max_schedule_ahead_s: float = 30 * 86400.0,
         guard: Guard | None = None,
+        scrape: Scrape | None = None,
+        metrics_token: str = "",
     ) -> None:
         self.authenticate = authenticate
+        self.scrape = scrape  # GET /metrics; None: not served
+        self.metrics_token = metrics_token
         self.max_body_bytes = max_body_bytes
         self.max_timeout_s = max_timeout_s
         self.limits = intake.Limits(max_retries, max_schedule_ahead_s)

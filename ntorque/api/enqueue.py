@@ -43,6 +43,10 @@ class RootHandler(BodyHandler):
             self.set_header("Idempotent-Replayed", "true")
         self.created(task, 200 if replayed else 201)
 
+    def on_finish(self) -> None:
+        if self.request.method == "POST" and self.get_status() >= 400:
+            self.queue.metrics.enqueue_failed(self.get_status())
+
     def created(self, task: Task, status: int = 201) -> None:
         self.set_header("Location", f"{self.request.protocol}://{self.request.host}/task/{task.id}")
         self.send_json(status, task.to_json())

@@ -6,6 +6,8 @@ nothing inside it knows about HTTP or channels.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -13,19 +15,26 @@ from .apps import AppStore
 from .base import Database
 from .console import ConsoleQuery, ConsoleReads
 from .leadership import Leadership
+from .metrics import MetricsReads, QueueFigures
 from .settle import Settlement
 from .tasks import TaskStore
 
 __all__ = [
-    "AppStore", "ConsoleQuery", "ConsoleReads", "Leadership", "Settlement", "Store", "TaskStore",
+    "AppStore", "ConsoleQuery", "ConsoleReads", "Leadership", "MetricsReads", "QueueFigures",
+    "Settlement", "Store", "TaskStore",
 ]  # fmt: skip
 
 
 class Store:
     """The store's parts over one engine; each user takes the part it needs."""
 
-    def __init__(self, engine: AsyncEngine, default_timeout_s: int = 60) -> None:
-        db = Database(engine, default_timeout_s)
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        default_timeout_s: int = 60,
+        unavailable: Callable[[], None] = lambda: None,
+    ) -> None:
+        db = Database(engine, default_timeout_s, unavailable)
         self.engine = engine
         self._db = db
         self.tasks = TaskStore(db)
@@ -33,6 +42,7 @@ class Store:
         self.schedules = self.tasks.schedules
         self.apps = AppStore(db)
         self.console = ConsoleReads(db)
+        self.metrics = MetricsReads(db)
 
     async def ping(self) -> None:
         """One trivial statement (one round trip on PostgreSQL): the readiness

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from typing import Any
 
 import sqlalchemy as sa
@@ -23,8 +23,14 @@ UNAVAILABLE = (sa.exc.OperationalError, sa.exc.InterfaceError, OSError, asyncio.
 class Database:
     """One engine, and transactions on it."""
 
-    def __init__(self, engine: AsyncEngine, default_timeout_s: int = 60) -> None:
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        default_timeout_s: int = 60,
+        unavailable: Callable[[], None] = lambda: None,
+    ) -> None:
         self.engine = engine
+        self.unavailable = unavailable  # told of each StorageUnavailable raised (metrics)
         # The same pool, its connections in autocommit while lent out (see single).
         self._autocommit = engine.execution_options(isolation_level="AUTOCOMMIT")
         # A new task's timeout when neither it nor its queue gives one.
@@ -37,7 +43,7 @@ class Database:
     @contextlib.asynccontextmanager
     async def begin(self) -> AsyncIterator[AsyncConnection]:
         """A transaction; an unreachable database becomes StorageUnavailable."""
-        with unavailable_as_error():
+        with unavailable_as_error(self.unavailable):
             async with self.engine.begin() as conn:
                 yield conn
 
@@ -53,7 +59,7 @@ class Database:
             async with self.begin() as conn:
                 yield conn
             return
-        with unavailable_as_error():
+        with unavailable_as_error(self.unavailable):
             async with self._autocommit.connect() as conn:
                 yield conn
 
@@ -67,20 +73,26 @@ class Database:
             async with self.begin() as conn:
                 yield conn
             return
-        with unavailable_as_error():
+        with unavailable_as_error(self.unavailable):
             async with lent(self.engine) as conn:
                 yield conn
 
 
 @contextlib.contextmanager
-def unavailable_as_error() -> Iterator[None]:
-    """An unreachable database (or SQLite's full disk) becomes StorageUnavailable."""
+def unavailable_as_error(seen: Callable[[], None]) -> Iterator[None]:
+    """An unreachable database (or SQLite's full disk) becomes
+    StorageUnavailable; `seen` is told of each (the driver's included)."""
     try:
         yield
+    except StorageUnavailable:  # the driver's (see driver.lent)
+        seen()
+        raise
     except UNAVAILABLE as error:
+        seen()
         raise StorageUnavailable() from error
     except sa.exc.DBAPIError as error:
         if error.connection_invalidated or _is_disk_error(error):
+            seen()
             raise StorageUnavailable() from error
         raise
 

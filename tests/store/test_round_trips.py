@@ -186,3 +186,30 @@ async def test_a_connection_that_failed_a_statement_is_not_lent_again(
     async with db.driver() as conn:
         assert conn is not first  # the failed one was dropped...
     await one_task_through(store, NOW + 5)  # ...and its replacement takes writes
+
+
+async def test_every_kind_of_unavailable_database_is_counted(
+    postgres_databases: PostgresDatabases,
+) -> None:
+    """What ntorque_database_errors_total counts: the driver's 503s too."""
+    url = postgres_databases.new()
+    seen: list[None] = []
+    with counted(url) as (proxied, proxy):
+        engine = make_engine(Settings(database_url=proxied, pool_size=1, max_overflow=0))
+        store = Store(engine, unavailable=lambda: seen.append(None))
+        try:
+            await one_task_through(store, NOW)
+            proxy.close()
+            proxy.open()
+            for call in (
+                lambda: store.tasks.insert_many([spec()], NOW),  # the driver
+                lambda: store.tasks.due_ids(NOW, 10, MAX_RETRIES),  # SQLAlchemy, autocommit
+            ):
+                proxy.close()
+                with pytest.raises(StorageUnavailable):
+                    await call()
+                proxy.open()
+            assert len(seen) == 2
+        finally:
+            await engine.dispose()
+            postgres_databases.give_back(url)
