@@ -93,6 +93,7 @@ ACQUIRE_POSTGRESQL = (
     " $4::INTEGER, $5::DOUBLE PRECISION) AS a"
 )
 ACQUIRE_ARGS = ("ids", "now", "fresh_due", "max_retries", "lease_from")
+TASK_COLUMNS = tuple(column.name for column in tasks.c)
 
 
 async def acquire_postgresql(conn: asyncpg.Connection, params: dict[str, Any]) -> Leased:
@@ -100,9 +101,12 @@ async def acquire_postgresql(conn: asyncpg.Connection, params: dict[str, Any]) -
     leased, waits = [], []
     args = [params[name] for name in ACQUIRE_ARGS]
     for record in await conn.fetch(ACQUIRE_POSTGRESQL, *args):
-        values = dict(record.items())
-        limited = bool(values.pop("limited"))
-        wait = (values.pop("wait_app"), values.pop("wait_queue"), values.pop("wait_until"))
+        # The columns this code knows, by name: a column a newer migration adds
+        # to tasks (the function returns the whole row) is left out, so a
+        # node of the version before still acquires during a rolling upgrade.
+        values = {name: record[name] for name in TASK_COLUMNS}
+        limited = bool(record["limited"])
+        wait = (record["wait_app"], record["wait_queue"], record["wait_until"])
         if values["id"] is None:
             waits.append(Wait(int(wait[0]), str(wait[1]), float(wait[2])))
         else:

@@ -64,6 +64,7 @@ async def counted_store(
 async def one_task_through(store: Store, now: float, count: int = 1) -> None:
     made = await store.tasks.insert_many([spec() for _ in range(count)], now)
     leased = await store.tasks.acquire([t.id for t in made], now, LEASE_EXTRA_S, MAX_RETRIES)
+    assert [task.id for task in leased] == [task.id for task in made]
     batch = [Settlement(task, DONE, Status.COMPLETED, now) for task in leased]
     results, _ = await store.tasks.settle_many(batch, now)
     assert all(result is not None for result in results)
@@ -213,3 +214,15 @@ async def test_every_kind_of_unavailable_database_is_counted(
         finally:
             await engine.dispose()
             postgres_databases.give_back(url)
+
+
+async def test_an_acquire_ignores_a_column_a_newer_schema_added(
+    counted_store: tuple[Store, RoundTripCounter],
+) -> None:
+    """A node of the version before a migration that adds a column to tasks
+    still acquires (a rolling upgrade): it reads the columns it knows."""
+    store, _ = counted_store
+    async with store.tasks.db.driver() as conn:
+        await conn.execute("ALTER TABLE tasks ADD COLUMN added_later TEXT DEFAULT 'x'")
+    await store.engine.dispose()  # new connections: the statements prepared afresh
+    await one_task_through(store, NOW + 6)
