@@ -1,6 +1,6 @@
-"""python -m ntorque [serve|migrate|create-app|list-apps|deactivate-app|rotate-key|
-rotate-secret|show-secret|set-targets|queues ...|schedules ...] (queues: see cli_queues;
-schedules: see cli_schedules).
+"""python -m ntorque [serve|migrate|apps ...|tasks ...|queues ...|schedules ...|stats|
+enqueue|rotate-secret|show-secret|set-targets] (each group in its cli_* module;
+create-app, list-apps, deactivate-app and rotate-key are aliases of `apps ...`).
 
 The only caller of config.load(); with no subcommand it serves.
 """
@@ -17,11 +17,20 @@ from typing import TypeVar
 
 from tornado.netutil import bind_sockets
 
-from . import app, cli_queues, cli_schedules, metrics, processes
+from . import (
+    app,
+    cli_apps,
+    cli_enqueue,
+    cli_queues,
+    cli_schedules,
+    cli_stats,
+    cli_tasks,
+    metrics,
+    processes,
+)
 from .applications import Applications
 from .config import ROLES, Settings, load
 from .errors import (
-    InvalidRequest,
     NotMigrated,
     NtorqueError,
     StorageUnavailable,
@@ -33,7 +42,7 @@ T = TypeVar("T")
 log = logging.getLogger("ntorque.__main__")  # not "__main__" under python -m
 COMMANDS = (
     "serve", "migrate", "create-app", "list-apps", "deactivate-app", "rotate-key", "set-targets",
-    "rotate-secret", "show-secret", "queues", "schedules",
+    "rotate-secret", "show-secret", "queues", "schedules", "apps", "tasks", "stats", "enqueue",
 )  # fmt: skip
 
 
@@ -87,8 +96,12 @@ def parser() -> argparse.ArgumentParser:
         targets.add_argument(
             option, action="append", default=[], help="CIDR or host pattern (repeat or a,b)"
         )
+    cli_apps.add_parser(commands, common)
+    cli_tasks.add_parser(commands, common)
     cli_queues.add_parser(commands, common)
     cli_schedules.add_parser(commands, common)
+    cli_stats.add_parser(commands, common)
+    cli_enqueue.add_parser(commands, common)
     return main
 
 
@@ -129,9 +142,19 @@ def run(options: argparse.Namespace, environ: Mapping[str, str] | None = None) -
         return asyncio.run(
             with_store(settings, lambda store: cli_schedules.run(options, store, settings))
         )
+    if options.command == "tasks":
+        return asyncio.run(
+            with_store(settings, lambda store: cli_tasks.run(options, store, settings))
+        )
+    if options.command == "enqueue":
+        return asyncio.run(
+            with_store(settings, lambda store: cli_enqueue.run(options, store, settings))
+        )
+    if options.command == "stats":
+        return asyncio.run(with_store(settings, lambda store: cli_stats.run(options, store)))
     if options.command in ("rotate-secret", "show-secret"):
         return asyncio.run(with_store(settings, lambda store: signing(options, store)))
-    return asyncio.run(with_store(settings, lambda store: manage(options, store)))
+    return asyncio.run(with_store(settings, lambda store: cli_apps.run(options, store)))
 
 
 def serve(settings: Settings) -> int:
@@ -190,30 +213,6 @@ async def with_store(settings: Settings, work: Callable[[Store], Awaitable[T]]) 
         return await work(Store(made))
     finally:
         await made.dispose()
-
-
-async def manage(options: argparse.Namespace, store: Store) -> int:
-    apps = Applications(store.apps)
-    name = options.name if hasattr(options, "name") else ""
-    try:
-        if options.command == "create-app":
-            app_, key, secret = await apps.create(name, admin=options.admin)
-            print(f"created application {app_.name!r} (id {app_.id}); its API key: {key}")
-            print(f"its signing secret: {secret}")
-        elif options.command == "rotate-key":
-            print(f"new API key of {name!r}: {await apps.rotate_key(name)}")
-        elif options.command == "deactivate-app":
-            await apps.set_active(name, False)
-            print(f"deactivated application {name!r}")
-        else:
-            for item in await apps.list():
-                state = "active" if item.active else "inactive"
-                admin = "\tadmin" if item.admin else ""
-                print(f"{item.id}\t{item.name}\t{state}{admin}")
-    except (InvalidRequest, UnknownApplication) as error:
-        print(f"ntorque: {error.message}", file=sys.stderr)
-        return 1
-    return 0
 
 
 async def signing(options: argparse.Namespace, store: Store) -> int:

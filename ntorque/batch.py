@@ -54,6 +54,11 @@ def parse(body: bytes, read_item: ReadItem, max_body_bytes: int) -> list[Item]:
     return parsed
 
 
+def read(item: Any, read_item: ReadItem, max_body_bytes: int) -> Item:
+    """One batch item, checked as parse() checks each (a bulk import's line)."""
+    return _item(item, read_item, max_body_bytes)
+
+
 def _item(item: Any, read_item: ReadItem, max_body_bytes: int) -> Item:
     if not isinstance(item, dict):
         raise InvalidRequest("each task must be a JSON object")
