@@ -15,6 +15,7 @@ setup(
     packages=[
         "ntorque",
         "ntorque.console",
+        "ntorque.openapi",
         "ntorque.store",
         "ntorque.migrations",
         "ntorque.migrations.versions",
@@ -66,6 +67,11 @@ setup(
             "ruff>=0.6",
             "mypy>=1.11",
             "import-linter>=2.1",  # the layering contracts in pyproject.toml
+            # /openapi.json: validated by the reference validator, and fuzzed
+            # against a live node by schemathesis (every check it has: no 5xx,
+            # answers as documented, valid data taken and invalid refused).
+            "openapi-spec-validator>=0.7",
+            "schemathesis>=4.0",
             "types-PyYAML",
         ],
         # `python -m bench --peers` (bench/peers/): the task queues ntorque is

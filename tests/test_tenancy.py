@@ -133,6 +133,8 @@ NO_TASK_ID = {
     # Every application's figures: the metrics token's or an admin key's only
     # (tests/test_metrics.py).
     r"/metrics",
+    # The OpenAPI document: the API's shape, nothing of any application's.
+    r"/openapi\.json",
 }
 
 

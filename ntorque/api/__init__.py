@@ -1,6 +1,6 @@
 """The JSON API: enqueue (one task, or a batch), read, list, cancel, retry
 and re-notify tasks; named queues and their limits; recurring schedules;
-the health probes. `routes` lists them; ../../README.md shows each with curl.
+the health probes; the OpenAPI document. `routes` lists them; ../../README.md shows each with curl.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from .enqueue import RootHandler
 from .health import HealthHandler, ReadyHandler
 from .listing import BulkHandler, TasksHandler
 from .metrics import MetricsHandler
+from .openapi import OpenApiHandler
 from .queues import QueueActionHandler, QueueHandler, QueuesHandler
 from .schedules import ScheduleActionHandler, ScheduleHandler, SchedulesHandler
 from .task import ActionHandler, AttemptsHandler, PushHandler, TaskHandler
@@ -46,4 +47,5 @@ def routes(readiness: Readiness | None = None, **dependencies: Any) -> list[URLS
         tornado.web.url(SCHEDULE, ScheduleHandler, dependencies),
         tornado.web.url(SCHEDULE + r"/(pause|resume)", ScheduleActionHandler, dependencies),
         tornado.web.url(r"/metrics", MetricsHandler, dependencies),
+        tornado.web.url(r"/openapi\.json", OpenApiHandler, dependencies),
     ]

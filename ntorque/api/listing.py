@@ -52,4 +52,9 @@ class BulkHandler(BodyHandler):
             return values
         if not isinstance(body, dict):
             raise InvalidRequest("the body must be a JSON object of filters")
+        # One place per filter: the body's silently won over the query's.
+        if twice := sorted(set(values) & set(body)):
+            raise InvalidRequest(
+                f"{twice[0][:40]} is in both the query and the body", twice[0][:40]
+            )
         return {**values, **body}

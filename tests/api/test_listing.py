@@ -105,3 +105,7 @@ async def test_bulk_actions_take_filters_only(backend: Backend) -> None:
         for body in (b"[1]", b'"all"', b"{", json.dumps({"limit": 5}).encode()):
             answer = await node.request("POST", "/tasks/retry", body)
             assert answer.status == 400, body
+        # A filter in both the query and the body: which one was meant? (The
+        # body's silently won, so ?status=failed could cancel pending tasks.)
+        both = await node.request("POST", "/tasks/cancel?status=failed", b'{"status": "pending"}')
+        assert (both.status, both.json["field"]) == (400, "status"), both.body
