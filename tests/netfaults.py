@@ -9,8 +9,10 @@ import socket
 import subprocess
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TypeVar
+from urllib.parse import urlsplit, urlunsplit
 
 import redis
 
@@ -172,6 +174,22 @@ class TcpProxy:
             thread.join(5)
         for sock in sockets:
             sock.close()
+
+
+Proxy = TypeVar("Proxy", bound=TcpProxy)
+
+
+@contextlib.contextmanager
+def database_through(database_url: str, kind: type[Proxy]) -> Iterator[tuple[str, Proxy]]:
+    """The database's url through a proxy of this kind (opened), and the proxy."""
+    parts = urlsplit(database_url)
+    proxy = kind(parts.hostname or "127.0.0.1", parts.port or 5432)
+    proxy.open()
+    try:
+        netloc = f"{parts.username}@127.0.0.1:{proxy.port}"
+        yield urlunsplit(parts._replace(netloc=netloc)), proxy
+    finally:
+        proxy.close()
 
 
 class RoundTripCounter(TcpProxy):

@@ -10,9 +10,7 @@ import contextlib
 import json
 import socket
 import time
-from collections.abc import Iterator
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 
@@ -22,7 +20,7 @@ from ntorque.store import Store
 from ntorque.store.engine import make_engine
 from tests.conftest import Backend, live_for
 from tests.inprocess import Clock, LiveNode
-from tests.netfaults import RedisProcess, TcpProxy
+from tests.netfaults import RedisProcess, TcpProxy, database_through
 from tests.services import PostgresDatabases
 
 PROBES = ("/healthz", "/readyz")
@@ -63,17 +61,9 @@ async def test_probes_are_neither_counted_nor_limited_as_failed_logins(backend: 
             assert (await probe(node, path))[0] == 200
 
 
-@contextlib.contextmanager
-def proxied(database_url: str) -> Iterator[tuple[str, TcpProxy]]:
+def proxied(database_url: str) -> contextlib.AbstractContextManager[tuple[str, TcpProxy]]:
     """The database's url through a proxy the test can cut."""
-    parts = urlsplit(database_url)
-    proxy = TcpProxy(parts.hostname or "127.0.0.1", parts.port or 5432)
-    proxy.open()
-    try:
-        netloc = f"{parts.username}@127.0.0.1:{proxy.port}"
-        yield urlunsplit(parts._replace(netloc=netloc)), proxy
-    finally:
-        proxy.close()
+    return database_through(database_url, TcpProxy)
 
 
 async def test_readyz_names_the_database_when_postgresql_is_cut_off(

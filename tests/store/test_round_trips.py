@@ -11,8 +11,8 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
-from collections.abc import AsyncIterator, Iterator
-from urllib.parse import urlencode, urlsplit, urlunsplit
+from collections.abc import AsyncIterator
+from urllib.parse import urlencode
 
 import pytest
 
@@ -26,21 +26,13 @@ from ntorque.tasks import Status
 from tests.factories import DONE, LEASE_EXTRA_S, MAX_RETRIES, NOW, spec
 from tests.hookserver import HookServer
 from tests.inprocess import LiveNode
-from tests.netfaults import RoundTripCounter
+from tests.netfaults import RoundTripCounter, database_through
 from tests.services import PostgresDatabases
 
 
-@contextlib.contextmanager
-def counted(database_url: str) -> Iterator[tuple[str, RoundTripCounter]]:
+def counted(database_url: str) -> contextlib.AbstractContextManager[tuple[str, RoundTripCounter]]:
     """The url through a round-trip counting proxy, and the proxy."""
-    parts = urlsplit(database_url)
-    proxy = RoundTripCounter(parts.hostname or "127.0.0.1", parts.port or 5432)
-    proxy.open()
-    try:
-        netloc = f"{parts.username}@127.0.0.1:{proxy.port}"
-        yield urlunsplit(parts._replace(netloc=netloc)), proxy
-    finally:
-        proxy.close()
+    return database_through(database_url, RoundTripCounter)
 
 
 @pytest.fixture
