@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import json
 import re
 import time
 import uuid
@@ -188,6 +189,12 @@ async def test_pages_set_a_strict_content_security_policy_and_have_no_inline_cod
         assert page.headers["Referrer-Policy"]
         assert not re.search(r"<script(?![^>]*\ssrc=)", page.text), path
         assert not re.search(r"<style|\sstyle=|\son[a-z]+=", page.text), path
+    login = await Session(apps.node).get("/console/login")  # the session above is sent on
+    for page in (login, await session.get("/console"), await session.get("/console/schedules")):
+        assert '<a href="/openapi.json" id="nav-openapi"' in page.text  # in every page's nav
+    api = await session.get("/openapi.json")  # where the link leads: the API's own document
+    assert api.status == 200 and api.headers["Content-Type"].startswith("application/json")
+    assert json.loads(api.text)["openapi"].startswith("3.")
     static = await session.get("/console/static/console.js")
     assert static.status == 200 and "WebSocket" in static.text
     assert (await session.get("/console/static/__init__.py")).status == 404

@@ -1,6 +1,7 @@
 """Several processes per node (`serve --processes 2`) on PostgreSQL and Redis:
 one port served by every child, each child a consumer, one maintenance
-leader, a killed child started again, SIGTERM stopping them all gracefully.
+leader, a killed child started again, /metrics summing every child (a killed
+one's counters kept), SIGTERM stopping them all gracefully.
 The processes are the point, so ntorque runs as a real process tree.
 """
 
@@ -23,9 +24,12 @@ from tests.hookserver import HookServer
 from tests.netfaults import wait_until
 from tests.server import KEY_LINE, NtorqueServer
 from tests.services import run_async
+from tests.test_metrics import Samples, parse, value
 
 SHORT = {"NTORQUE_MIN_DUE_DELAY": "0.2", "NTORQUE_REQUEUE_INTERVAL": "0.2"}
 LEADER_LINE = re.compile(r"\[(\d+)\] ntorque\.store\.leadership this node now runs")
+METRICS_TOKEN = "multiprocess-metrics-token-0123"
+CONCURRENCY = 3
 
 
 @pytest.fixture
@@ -185,3 +189,69 @@ def test_children_stop_when_the_parent_is_killed(shared: Backend, tmp_path: Path
         server.kill()
         wait_until(lambda: not any(running(pid) for pid in first), 10, "the children stopped")
     assert server.log_path.read_text().count("ntorque.app stopped") == 2
+
+
+def scrape(server: NtorqueServer) -> Samples:
+    response = server.request(
+        "GET", "/metrics", headers={"Authorization": f"Bearer {METRICS_TOKEN}"}, key=""
+    )
+    assert response.status == 200, (response.status, response.body)
+    return parse(response.body)
+
+
+def summed(samples: Samples, name: str, **labels: str) -> float:
+    """A counter's value summed over its other labels (queue, code)."""
+    wanted = set(labels.items())
+    return sum(
+        count for (found, keys), count in samples.items() if found == name and wanted <= keys
+    )
+
+
+def assert_figures(samples: Samples, tasks: int) -> None:
+    assert summed(samples, "ntorque_tasks_enqueued_total") == tasks
+    assert summed(samples, "ntorque_attempts_total", outcome="success") == tasks
+    assert summed(samples, "ntorque_attempts_total") == tasks  # no retries, no failures
+    assert value(samples, "ntorque_consumer_slots") == 2 * CONCURRENCY
+    assert value(samples, "ntorque_consumer_slots_in_use") == 0
+
+
+def test_metrics_sum_every_process_and_outlive_a_killed_one(
+    shared: Backend, hooks: HookServer, tmp_path: Path
+) -> None:
+    """Whichever child answers /metrics reports both children's counters; a
+    killed child's counters stay counted, its slots leave, its successor's join."""
+    temporary = tmp_path / "tmp"  # where the parent makes the metrics directory
+    temporary.mkdir()
+    settings = {"TMPDIR": str(temporary), "NTORQUE_METRICS_TOKEN": METRICS_TOKEN}
+    settings["NTORQUE_CONCURRENCY"] = str(CONCURRENCY)
+    server = server_for(shared, tmp_path / "node", ("--processes", "2"), **settings, **SHORT)
+    with server:
+        assert server.process is not None
+        parent = server.process.pid
+        first = kids(parent)
+        (directory,) = temporary.glob("ntorque-metrics-*")
+        deliver_once(server, hooks, 20)
+        for _ in range(8):  # each scrape is a new connection: either child may take it
+            assert_figures(scrape(server), 20)
+        written = {path.name for path in directory.iterdir()}
+        assert {f"counter_{pid}.db" for pid in first} <= written, written
+
+        killed = min(first)
+        os.kill(killed, signal.SIGKILL)
+        wait_until(lambda: killed not in children(parent), 10, "the kill")
+        (started,) = kids(parent) - first
+        assert not (directory / f"gauge_livesum_{killed}.db").exists()  # gone at the reap
+        wait_until(
+            lambda: f"[{started}] ntorque.app consuming" in server.log_path.read_text(),
+            10,
+            "the new child consuming",
+        )
+        wait_until(  # its consumer's first step sets its slots, just after that line
+            lambda: value(scrape(server), "ntorque_consumer_slots") == 2 * CONCURRENCY,
+            5,
+            "the new child's slots",
+        )
+        for _ in range(8):
+            assert_figures(scrape(server), 20)
+        assert server.stop(timeout_s=15) == 0, server.logs()
+    assert not directory.exists()
