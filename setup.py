@@ -72,6 +72,9 @@ setup(
             "openapi-spec-validator>=0.7",
             "schemathesis>=4.0",
             "types-PyYAML",
+            # Runs the Procfile in tests/e2e/test_procfile.py, as a user would
+            # (its shell per line, its ports, its stop and kill).
+            "honcho>=2.0",
         ],
         # `python -m bench --peers` (bench/peers/): the task queues ntorque is
         # measured against, each through its own client library, and aiohttp
