@@ -1,6 +1,6 @@
 """Packaging for ntorque: a self-hosted, durable web-hook task queue."""
 
-from setuptools import setup
+from setuptools import find_packages, setup
 
 setup(
     name="ntorque",
@@ -11,12 +11,11 @@ setup(
     python_requires=">=3.11",
     # migrations/ lives at the top of the repository (Alembic's home) but ships
     # inside the package, so an installed ntorque can migrate its own database.
-    # templates/ and static/ (the console's) ship the same way.
+    # templates/ and static/ (the console's) ship the same way. The code's own
+    # subpackages are found, not listed: a listed one was once left out
+    # (tests/e2e/test_packaging.py installs the wheel and runs it).
     packages=[
-        "ntorque",
-        "ntorque.console",
-        "ntorque.openapi",
-        "ntorque.store",
+        *find_packages(include=["ntorque", "ntorque.*"]),
         "ntorque.migrations",
         "ntorque.migrations.versions",
         "ntorque.templates",
@@ -73,6 +72,9 @@ setup(
             "openapi-spec-validator>=0.7",
             "schemathesis>=4.0",
             "types-PyYAML",
+            # Runs the Procfile in tests/e2e/test_procfile.py, as a user would
+            # (its shell per line, its ports, its stop and kill).
+            "honcho>=2.0",
         ],
         # `python -m bench --peers` (bench/peers/): the task queues ntorque is
         # measured against, each through its own client library, and aiohttp

@@ -42,10 +42,20 @@ class Response:
 class NtorqueServer:
     """One ntorque process with its own port, working directory and logs."""
 
-    def __init__(self, workdir: Path, environ: dict[str, str], args: tuple[str, ...] = ()) -> None:
+    def __init__(
+        self,
+        workdir: Path,
+        environ: dict[str, str],
+        args: tuple[str, ...] = (),
+        installed: Path | None = None,
+    ) -> None:
+        """installed: the python of a virtualenv with ntorque installed, which then
+        runs without this checkout on its path."""
         self.workdir = workdir
         self.environ = environ
         self.args = args
+        self.python = str(installed or sys.executable)
+        self.installed = installed is not None
         self.port = free_port()
         self.process: subprocess.Popen[bytes] | None = None
         self.key = ""
@@ -66,7 +76,7 @@ class NtorqueServer:
     def command(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         """Run another ntorque command (create-app, migrate ...) on the same settings."""
         return subprocess.run(
-            [sys.executable, "-m", "ntorque", *args],
+            [self.python, "-m", "ntorque", *args],
             env=self.full_environ(),
             cwd=self.workdir,
             capture_output=True,
@@ -79,13 +89,14 @@ class NtorqueServer:
         kept = ("PATH", "HOME", "LANG", "CI")
         env = {name: value for name, value in os.environ.items() if name in kept}
         env.update({"PYTHONUNBUFFERED": "1", "NTORQUE_SHUTDOWN_GRACE": "10"})
-        env["PYTHONPATH"] = str(REPOSITORY)  # this checkout's code, whatever is installed
+        if not self.installed:
+            env["PYTHONPATH"] = str(REPOSITORY)  # this checkout's code, whatever is installed
         env.update(self.environ)
         return env
 
     def start(self, wait: bool = True) -> NtorqueServer:
         self.workdir.mkdir(parents=True, exist_ok=True)
-        args = [sys.executable, "-m", "ntorque", "serve", "--port", str(self.port), *self.args]
+        args = [self.python, "-m", "ntorque", "serve", "--port", str(self.port), *self.args]
         with open(self.stdout_path, "ab") as out, open(self.log_path, "ab") as err:
             self.process = subprocess.Popen(
                 args, env=self.full_environ(), cwd=self.workdir, stdout=out, stderr=err
