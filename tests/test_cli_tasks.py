@@ -5,14 +5,17 @@ commands as aliases of `apps`."""
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from ntorque.__main__ import main
 from tests.conftest import Backend
-from tests.test_cli import Done, in_process, insert_tasks, unique
+from tests.test_cli import Done, in_process, insert_tasks, kept_logging, unique
 
 
 def answer(done: Done, code: int = 0) -> Any:
@@ -131,3 +134,27 @@ def test_enqueue_file_reports_bad_lines_and_stores_the_rest(
     assert again.stdout.startswith("0 enqueued, 1 made before (same idempotency key), 0 rejected")
     missing = in_process(backend, "enqueue", "--file", str(tmp_path / "none"), "--app", name)
     assert missing.returncode == 1 and "cannot read" in missing.stderr
+
+
+class Terminal(io.StringIO):
+    """What a terminal's stderr looks like to the command."""
+
+    def isatty(self) -> bool:
+        return True
+
+
+def test_enqueue_file_shows_its_progress_on_a_terminal(
+    module_backend: Backend, app: dict[str, Any], tmp_path: Path
+) -> None:
+    """A line rewritten after each chunk of 500, ended before the summary."""
+    path = tmp_path / "many.jsonl"
+    line = json.dumps({"url": "http://127.0.0.1:9/p", "queue": unique("progress")[:40]})
+    path.write_text((line + "\n") * 1200)
+    out, err = io.StringIO(), Terminal()
+    argv = ["enqueue", "--file", str(path), "--app", app["name"]]
+    with kept_logging(), contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        assert main(argv, module_backend.environ()) == 0
+    assert err.getvalue().endswith(
+        "\r500 enqueued, 0 rejected\r1000 enqueued, 0 rejected\r1200 enqueued, 0 rejected\n"
+    )
+    assert out.getvalue().startswith("1200 enqueued, 0 rejected, in ")
