@@ -134,27 +134,23 @@ def run(options: argparse.Namespace, environ: Mapping[str, str] | None = None) -
         return serve(settings)
     if options.command == "set-targets":
         return asyncio.run(with_store(settings, lambda store: set_targets(options, store)))
-    if options.command == "queues":
-        return asyncio.run(
-            with_store(settings, lambda store: cli_queues.run(options, store, settings))
-        )
-    if options.command == "schedules":
-        return asyncio.run(
-            with_store(settings, lambda store: cli_schedules.run(options, store, settings))
-        )
-    if options.command == "tasks":
-        return asyncio.run(
-            with_store(settings, lambda store: cli_tasks.run(options, store, settings))
-        )
-    if options.command == "enqueue":
-        return asyncio.run(
-            with_store(settings, lambda store: cli_enqueue.run(options, store, settings))
-        )
+    group = COMMAND_GROUPS.get(options.command)
+    if group is not None:
+        return asyncio.run(with_store(settings, lambda store: group(options, store, settings)))
     if options.command == "stats":
         return asyncio.run(with_store(settings, lambda store: cli_stats.run(options, store)))
     if options.command in ("rotate-secret", "show-secret"):
         return asyncio.run(with_store(settings, lambda store: signing(options, store)))
     return asyncio.run(with_store(settings, lambda store: cli_apps.run(options, store)))
+
+
+# Command groups run with the store and the settings (each module's run()).
+COMMAND_GROUPS = {
+    "queues": cli_queues.run,
+    "schedules": cli_schedules.run,
+    "tasks": cli_tasks.run,
+    "enqueue": cli_enqueue.run,
+}
 
 
 def serve(settings: Settings) -> int:
